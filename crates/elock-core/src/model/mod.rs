@@ -1,0 +1,19 @@
+//! The vocabulary of elock: resources, owners, leases, tickets, priorities, ids and time.
+
+mod cycle;
+mod ids;
+mod lease;
+mod metadata;
+mod names;
+mod priority;
+mod ticket;
+mod time;
+
+pub use cycle::{Cycle, CycleEdge};
+pub use ids::{LeaseId, TicketId};
+pub use lease::{HeldResource, Lease, LeaseState};
+pub use metadata::{Metadata, MAX_METADATA_BYTES};
+pub use names::{Owner, ResourceName, MAX_OWNER_BYTES, MAX_RESOURCE_BYTES};
+pub use priority::Priority;
+pub use ticket::{Ticket, TicketView};
+pub use time::{duration_text, format_duration, parse_duration, Timestamp};

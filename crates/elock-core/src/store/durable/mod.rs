@@ -1,0 +1,243 @@
+//! The embedded durable store: the lock table in memory, every change on disk (redb) before it
+//! is acknowledged.
+//!
+//! An operation applies to the table under its lock and appends the records it changed to the
+//! group-commit queue in the same critical section, so the disk sees changes in table order.
+//! The caller then waits until the committer has made its sequence number durable. Operations
+//! that change nothing (a refused try-lock) still wait for what was pending when they ran: an
+//! answer never depends on something that could vanish in a crash. Reads do not wait.
+//!
+//! On open, the records are read back and the table rebuilt; what expired while the server was
+//! down is handed off by the first operation or the manager's timer.
+
+mod codec;
+mod committer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::model::{Cycle, Lease, LeaseId, ResourceName, TicketId, TicketView, Timestamp};
+use crate::table::{LeaseFilter, LockTable, Op, Outcome, QueueSummary, ResourceInfo, TableConfig};
+
+use super::{EventSink, SinkSlot, Store};
+use committer::GroupCommit;
+
+/// Counters of the group committer: fsyncs per acknowledged write is `commits / ops`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DurableStoreStats {
+    /// Transactions committed (each one fsync of the data file).
+    pub commits: u64,
+    /// Records written.
+    pub records: u64,
+    /// Operations that changed something.
+    pub writes: u64,
+}
+
+struct Shared {
+    table: Mutex<LockTable>,
+    group: GroupCommit,
+    sink: SinkSlot,
+    clock: Arc<dyn Clock>,
+}
+
+pub struct DurableStore {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl DurableStore {
+    /// Opens the store in `dir` (created if missing). A damaged or unreadable store is an error.
+    pub fn open(dir: &Path, config: TableConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        let (db, snapshot) = codec::open(dir)?;
+        let mut table = LockTable::restore(config, snapshot).map_err(|e| {
+            Error::Storage(format!("{}: {e}", dir.join(codec::FILE_NAME).display()))
+        })?;
+        table.track_changes();
+        let shared = Arc::new(Shared {
+            table: Mutex::new(table),
+            group: GroupCommit::new(),
+            sink: SinkSlot::default(),
+            clock,
+        });
+        let s = shared.clone();
+        let committer = std::thread::Builder::new()
+            .name("elock-commit".into())
+            .spawn(move || s.group.run(db, &s.sink))
+            .map_err(|e| Error::Storage(format!("cannot start the commit thread: {e}")))?;
+        Ok(DurableStore {
+            shared,
+            dir: dir.to_path_buf(),
+            committer: Mutex::new(Some(committer)),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn stats(&self) -> DurableStoreStats {
+        let g = &self.shared.group;
+        DurableStoreStats {
+            commits: g.commits.load(Ordering::Relaxed),
+            records: g.records.load(Ordering::Relaxed),
+            writes: g.pending.lock().unwrap_or_else(|e| e.into_inner()).seq,
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, LockTable> {
+        self.shared.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &self.shared.group.committed.borrow().failed {
+            Some(msg) => Err(Error::Storage(msg.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `op` and queues its writes; returns the outcome and the sequence to wait for.
+    fn apply_and_queue(&self, op: Op) -> Result<(Result<Outcome>, u64)> {
+        let mut table = self.table();
+        self.check_failed()?;
+        let applied = table.apply(op, self.shared.clock.now());
+        let changes = table.take_changes();
+        let g = &self.shared.group;
+        let mut pending = g.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if !changes.is_empty() || !applied.events.is_empty() {
+            codec::encode_changes(&table, changes, &mut pending.writes)?;
+            pending.events.extend(applied.events);
+            pending.seq += 1;
+            g.wake.notify_one();
+        }
+        Ok((applied.result, pending.seq))
+    }
+
+    async fn wait_durable(&self, seq: u64) -> Result<()> {
+        let mut rx = self.shared.group.committed.subscribe();
+        let state = rx
+            .wait_for(|c| c.seq >= seq || c.failed.is_some())
+            .await
+            .map_err(|_| Error::Storage("the commit thread stopped".into()))?;
+        match &state.failed {
+            Some(msg) if state.seq < seq => Err(Error::Storage(msg.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops the committer after it has written everything pending.
+    pub fn close(&self) {
+        {
+            let mut p = self
+                .shared
+                .group
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            p.shutdown = true;
+            self.shared.group.wake.notify_one();
+        }
+        if let Some(h) = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for DurableStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[async_trait]
+impl Store for DurableStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn attach_sink(&self, sink: Arc<dyn EventSink>) -> Result<()> {
+        self.shared.sink.set(sink)
+    }
+
+    async fn apply(&self, op: Op) -> Result<Outcome> {
+        let (result, seq) = self.apply_and_queue(op)?;
+        self.wait_durable(seq).await?;
+        result
+    }
+
+    async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>> {
+        Ok(self.table().get_lease(&id, self.shared.clock.now()))
+    }
+
+    async fn get_ticket(&self, id: TicketId) -> Result<Option<TicketView>> {
+        Ok(self.table().get_ticket(&id, self.shared.clock.now()))
+    }
+
+    async fn list(&self, filter: LeaseFilter) -> Result<Vec<Lease>> {
+        Ok(self.table().list(&filter, self.shared.clock.now()))
+    }
+
+    async fn resource(&self, resource: ResourceName) -> Result<ResourceInfo> {
+        Ok(self
+            .table()
+            .resource_info(&resource, self.shared.clock.now()))
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueSummary>> {
+        Ok(self.table().queues(self.shared.clock.now()))
+    }
+
+    async fn find_deadlocks(&self) -> Result<Vec<Cycle>> {
+        Ok(self.table().find_deadlocks(self.shared.clock.now()))
+    }
+
+    async fn next_deadline(&self) -> Result<Option<Timestamp>> {
+        Ok(self.table().next_deadline())
+    }
+
+    async fn now(&self) -> Result<Timestamp> {
+        Ok(self.shared.clock.now())
+    }
+
+    async fn ping(&self) -> Result<Duration> {
+        let start = Instant::now();
+        self.check_failed()?;
+        let seq = self
+            .shared
+            .group
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seq;
+        self.wait_durable(seq).await?;
+        Ok(start.elapsed())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let seq = self
+            .shared
+            .group
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seq;
+        self.wait_durable(seq).await
+    }
+
+    async fn set_table_config(&self, config: TableConfig) -> Result<()> {
+        self.table().set_config(config);
+        Ok(())
+    }
+}

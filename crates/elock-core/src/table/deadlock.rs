@@ -1,0 +1,299 @@
+//! Deadlocks: the wait-for graph of owners, prevention at enqueue, detection and resolution.
+//!
+//! An owner W waiting (a ticket) for a resource has an edge to the resource's holder and to the
+//! owner of the ticket immediately ahead of it in that resource's queue (all-or-none grants mean
+//! a ticket also waits for the ones ahead of it; the chain of "immediately ahead" edges reaches
+//! every ticket further ahead). A cycle is a deadlock. Everything is visited in a fixed order
+//! (owners sorted, tickets by sequence) so that every store picks the same victims.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::event::{Event, EventType};
+use crate::model::{Cycle, CycleEdge, Owner, Priority, ResourceName, TicketId, Timestamp};
+
+use super::op::CancelReason;
+use super::queue::order_key;
+use super::LockTable;
+
+/// Which waiter of a cycle is cancelled (SPEC 2, `resolution-policy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolutionPolicy {
+    /// The lowest base priority; among equals, the youngest ticket.
+    #[default]
+    LowestPriority,
+    /// The most recently enqueued ticket.
+    Youngest,
+    /// The longest-waiting ticket.
+    Oldest,
+    /// The owner holding the fewest resources; among equals, the youngest ticket.
+    FewestLocks,
+}
+
+impl FromStr for ResolutionPolicy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "lowest_priority" => Ok(Self::LowestPriority),
+            "youngest" => Ok(Self::Youngest),
+            "oldest" => Ok(Self::Oldest),
+            "fewest_locks" => Ok(Self::FewestLocks),
+            _ => Err(Error::invalid(
+                "resolution-policy",
+                format!("resolution-policy {s:?} is not one of lowest_priority, youngest, oldest, fewest_locks"),
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The request that would have closed the cycle was refused.
+    Prevented,
+    /// A waiter of the cycle was cancelled.
+    VictimCancelled,
+}
+
+/// One deadlock, as kept in the history and served by GET /api/v1/deadlocks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadlockRecord {
+    pub detected_at: Timestamp,
+    pub cycle: Cycle,
+    pub resolution: Resolution,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub victim: Option<Owner>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub victim_ticket: Option<TicketId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ResolutionPolicy>,
+}
+
+/// An edge of the wait-for graph, labelled with the ticket and resource that make it.
+type Edge = (TicketId, ResourceName, Owner);
+
+impl LockTable {
+    /// The edges out of `owner`: for each of its tickets (oldest first), each resource's holder
+    /// and the owner of the ticket just ahead in that resource's queue.
+    fn edges_of(&self, owner: &Owner, now: Timestamp) -> Vec<Edge> {
+        let Some(index) = self.owners.get(owner) else {
+            return Vec::new();
+        };
+        let mut tickets: Vec<_> = index.tickets.iter().map(|id| &self.tickets[id]).collect();
+        tickets.sort_by_key(|t| t.seq);
+        let mut edges = Vec::new();
+        for t in tickets {
+            let key = order_key(t, &self.aging, now);
+            for r in &t.resources {
+                let s = &self.resources[r];
+                if let Some(h) = s.holder {
+                    edges.push((t.id, r.clone(), self.leases[&h].owner.clone()));
+                }
+                if let Some(ahead) = s
+                    .queue
+                    .as_ref()
+                    .and_then(|q| q.ahead_of(key, &self.tickets, &self.aging, now))
+                {
+                    edges.push((t.id, r.clone(), self.tickets[&ahead].owner.clone()));
+                }
+            }
+        }
+        edges
+    }
+
+    /// The cycle that a new ticket of `owner` on `resources` would close, if any.
+    pub(super) fn cycle_if_enqueued(
+        &self,
+        owner: &Owner,
+        ticket_id: TicketId,
+        resources: &[ResourceName],
+        priority: Priority,
+        now: Timestamp,
+    ) -> Option<Cycle> {
+        // Nobody can wait for an owner that holds nothing and waits for nothing.
+        if !self.owners.contains_key(owner) {
+            return None;
+        }
+        let key = (3 - priority.level(), self.next_seq);
+        let mut first: Vec<Edge> = Vec::new();
+        for r in resources {
+            if let Some(s) = self.resources.get(r) {
+                if let Some(h) = s.holder {
+                    first.push((ticket_id, r.clone(), self.leases[&h].owner.clone()));
+                }
+                if let Some(ahead) = s
+                    .queue
+                    .as_ref()
+                    .and_then(|q| q.ahead_of(key, &self.tickets, &self.aging, now))
+                {
+                    first.push((ticket_id, r.clone(), self.tickets[&ahead].owner.clone()));
+                }
+            }
+        }
+        // Breadth-first from the new ticket's blockers; `came_from` rebuilds the path.
+        let mut came_from: BTreeMap<Owner, (Owner, Edge)> = BTreeMap::new();
+        let mut frontier: Vec<Owner> = Vec::new();
+        for e in first {
+            if e.2 == *owner {
+                return Some(vec![edge(owner, &e)]);
+            }
+            if !came_from.contains_key(&e.2) {
+                came_from.insert(e.2.clone(), (owner.clone(), e.clone()));
+                frontier.push(e.2.clone());
+            }
+        }
+        let mut i = 0;
+        while i < frontier.len() {
+            let from = frontier[i].clone();
+            i += 1;
+            for e in self.edges_of(&from, now) {
+                if e.2 == *owner {
+                    let mut path = vec![edge(&from, &e)];
+                    let mut at = from.clone();
+                    while at != *owner {
+                        let (prev, via) = &came_from[&at];
+                        path.push(edge(prev, via));
+                        at = prev.clone();
+                    }
+                    path.reverse();
+                    return Some(path);
+                }
+                if !came_from.contains_key(&e.2) && e.2 != *owner {
+                    came_from.insert(e.2.clone(), (from.clone(), e.clone()));
+                    frontier.push(e.2.clone());
+                }
+            }
+        }
+        None
+    }
+
+    /// Every cycle found by a depth-first search of the wait-for graph (each owner in at most one).
+    pub fn find_deadlocks(&self, now: Timestamp) -> Vec<Cycle> {
+        let waiting: BTreeSet<&Owner> = self
+            .owners
+            .iter()
+            .filter(|(_, o)| !o.tickets.is_empty())
+            .map(|(k, _)| k)
+            .collect();
+        let mut done: BTreeSet<Owner> = BTreeSet::new();
+        let mut cycles = Vec::new();
+        for start in waiting {
+            if done.contains(start) {
+                continue;
+            }
+            // Iterative DFS; `path` holds (owner, its edges, next edge index, edge taken).
+            let mut path: Vec<(Owner, Vec<Edge>, usize)> =
+                vec![(start.clone(), self.edges_of(start, now), 0)];
+            let mut on_path: BTreeSet<Owner> = BTreeSet::from([start.clone()]);
+            while let Some((owner, edges, next)) = path.last_mut() {
+                if *next >= edges.len() {
+                    on_path.remove(owner);
+                    done.insert(owner.clone());
+                    path.pop();
+                    continue;
+                }
+                let e = edges[*next].clone();
+                *next += 1;
+                if on_path.contains(&e.2) {
+                    let from = path
+                        .iter()
+                        .position(|(o, _, _)| *o == e.2)
+                        .expect("on path");
+                    let cycle = path[from..]
+                        .iter()
+                        .map(|(o, edges, next)| edge(o, &edges[*next - 1]))
+                        .collect();
+                    cycles.push(cycle);
+                    // Report each owner once: abandon this search.
+                    for (o, _, _) in path.drain(..) {
+                        done.insert(o);
+                    }
+                    on_path.clear();
+                    break;
+                }
+                if !done.contains(&e.2) {
+                    on_path.insert(e.2.clone());
+                    let next_edges = self.edges_of(&e.2, now);
+                    path.push((e.2, next_edges, 0));
+                }
+            }
+        }
+        cycles
+    }
+
+    /// Finds cycles and cancels one waiter of each, chosen by `policy`, until none is left.
+    pub fn resolve_deadlocks(
+        &mut self,
+        policy: ResolutionPolicy,
+        now: Timestamp,
+    ) -> Vec<DeadlockRecord> {
+        let now = self.advance(now);
+        let mut records = Vec::new();
+        // Each round cancels a ticket, so this ends; the bound is a guard, not a limit in practice.
+        for _ in 0..=self.tickets.len() {
+            let Some(cycle) = self.find_deadlocks(now).into_iter().next() else {
+                break;
+            };
+            let victim = self.choose_victim(&cycle, policy);
+            let (owner, ticket) = (
+                victim.waiter.clone(),
+                victim.ticket_id.expect("cycle edges come from tickets"),
+            );
+            let mut event = Event::new(EventType::DeadlockDetected, now);
+            event.resources = cycle.iter().map(|e| e.resource.clone()).collect();
+            event.owner = Some(owner.clone());
+            event.ticket_id = Some(ticket);
+            event.cycle = Some(cycle.clone());
+            event.reason = Some("victim_cancelled".into());
+            self.events.push(event);
+            self.cancel_ticket(ticket, CancelReason::Deadlock(cycle.clone()), now)
+                .expect("a ticket on a cycle is queued");
+            records.push(DeadlockRecord {
+                detected_at: now,
+                cycle,
+                resolution: Resolution::VictimCancelled,
+                victim: Some(owner),
+                victim_ticket: Some(ticket),
+                policy: Some(policy),
+            });
+        }
+        records
+    }
+
+    fn choose_victim<'c>(&self, cycle: &'c Cycle, policy: ResolutionPolicy) -> &'c CycleEdge {
+        let ticket = |e: &CycleEdge| &self.tickets[&e.ticket_id.expect("ticket edge")];
+        let held = |o: &Owner| -> usize {
+            self.owners.get(o).map_or(0, |i| {
+                i.leases
+                    .iter()
+                    .map(|l| self.leases[l].resources.len())
+                    .sum()
+            })
+        };
+        let pick = match policy {
+            ResolutionPolicy::LowestPriority => cycle
+                .iter()
+                .min_by_key(|e| (ticket(e).priority, std::cmp::Reverse(ticket(e).seq))),
+            ResolutionPolicy::Youngest => cycle.iter().max_by_key(|e| ticket(e).seq),
+            ResolutionPolicy::Oldest => cycle.iter().min_by_key(|e| ticket(e).seq),
+            ResolutionPolicy::FewestLocks => cycle
+                .iter()
+                .min_by_key(|e| (held(&e.waiter), std::cmp::Reverse(ticket(e).seq))),
+        };
+        pick.expect("a cycle has at least one edge")
+    }
+}
+
+fn edge(waiter: &Owner, e: &Edge) -> CycleEdge {
+    CycleEdge {
+        waiter: waiter.clone(),
+        ticket_id: Some(e.0),
+        resource: e.1.clone(),
+        blocker: e.2.clone(),
+    }
+}

@@ -1,0 +1,119 @@
+//! What durable stores need from the table: which records an operation changed, a snapshot of
+//! every record, and a table rebuilt from records (checked for consistency).
+
+use crate::error::{Error, Result};
+use crate::model::{Lease, LeaseId, ResourceName, Ticket, TicketId, Timestamp};
+
+use super::{LockTable, TableConfig};
+
+/// The records touched since the last [`LockTable::take_changes`]; a durable store writes each
+/// one's current value (or deletes it when gone).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChangeSet {
+    pub leases: Vec<LeaseId>,
+    pub tickets: Vec<TicketId>,
+    /// Resources whose fencing counter moved.
+    pub fences: Vec<ResourceName>,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty() && self.tickets.is_empty() && self.fences.is_empty()
+    }
+}
+
+/// Every record of a table: what a durable store keeps, and what `export` writes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub leases: Vec<Lease>,
+    pub tickets: Vec<Ticket>,
+    pub fences: Vec<(ResourceName, u64)>,
+}
+
+impl LockTable {
+    /// From now on, record which records each operation touches.
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(ChangeSet::default);
+    }
+
+    pub fn take_changes(&mut self) -> ChangeSet {
+        match &mut self.changes {
+            Some(c) => std::mem::take(c),
+            None => ChangeSet::default(),
+        }
+    }
+
+    pub fn lease_record(&self, id: &LeaseId) -> Option<&Lease> {
+        self.leases.get(id)
+    }
+
+    pub fn ticket_record(&self, id: &TicketId) -> Option<&Ticket> {
+        self.tickets.get(id)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot {
+            leases: self.leases.values().cloned().collect(),
+            tickets: self.tickets.values().cloned().collect(),
+            fences: self
+                .resources
+                .iter()
+                .filter(|(_, s)| s.last_token > 0)
+                .map(|(r, s)| (r.clone(), s.last_token))
+                .collect(),
+        };
+        s.leases.sort_by_key(|l| (l.acquired_at, l.id));
+        s.tickets.sort_by_key(|t| t.seq);
+        s.fences.sort();
+        s
+    }
+
+    /// Rebuilds a table from its records. Inconsistent records (a resource held twice, a ticket
+    /// id reused) are an error naming the record, never a silently different state.
+    pub fn restore(config: TableConfig, mut snapshot: Snapshot) -> Result<LockTable> {
+        let mut table = LockTable::new(config);
+        for (r, token) in snapshot.fences {
+            table.resources.entry(r).or_default().last_token = token;
+        }
+        snapshot.leases.sort_by_key(|l| (l.acquired_at, l.id));
+        let mut now = Timestamp::default();
+        for lease in snapshot.leases {
+            now = now.max(lease.acquired_at);
+            for h in &lease.resources {
+                let s = table.resources.entry(h.resource.clone()).or_default();
+                if let Some(other) = s.holder {
+                    return Err(Error::Storage(format!(
+                        "corrupt store: resource {:?} is held by both lease {other} and lease {}",
+                        h.resource, lease.id
+                    )));
+                }
+                s.holder = Some(lease.id);
+                s.last_token = s.last_token.max(h.fencing_token);
+            }
+            if let Some(e) = lease.expires_at {
+                table.expiries.insert((e, lease.id));
+            }
+            table
+                .owners
+                .entry(lease.owner.clone())
+                .or_default()
+                .leases
+                .push(lease.id);
+            table.leases.insert(lease.id, lease);
+        }
+        snapshot.tickets.sort_by_key(|t| t.seq);
+        for ticket in snapshot.tickets {
+            if table.tickets.contains_key(&ticket.id) {
+                return Err(Error::Storage(format!(
+                    "corrupt store: ticket {} appears twice",
+                    ticket.id
+                )));
+            }
+            now = now.max(ticket.enqueued_at);
+            table.next_seq = table.next_seq.max(ticket.seq + 1);
+            table.insert_ticket(ticket, now);
+        }
+        table.last_now = now;
+        Ok(table)
+    }
+}
