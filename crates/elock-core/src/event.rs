@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Cycle, Lease, LeaseId, Owner, Priority, ResourceName, Ticket, TicketId, Timestamp,
+    duration_text, Cycle, Lease, LeaseId, Owner, Priority, ResourceName, Ticket, TicketId,
+    Timestamp,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -136,6 +138,20 @@ pub struct Event {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cycle: Option<Cycle>,
+    /// How long the ticket waited (`queue.granted`, `queue.timeout`, `queue.cancelled`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_text::option"
+    )]
+    pub waited: Option<Duration>,
+    /// How long the lease was held (`lock.released`, `lock.expired`, `lock.force_released`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_text::option"
+    )]
+    pub held: Option<Duration>,
     /// The granted lease, for the manager to hand to a waiting caller. Not part of the wire form.
     #[serde(skip)]
     pub lease: Option<Box<Lease>>,
@@ -157,6 +173,8 @@ impl Event {
             fencing_tokens: None,
             reason: None,
             cycle: None,
+            waited: None,
+            held: None,
             lease: None,
         }
     }
@@ -181,6 +199,9 @@ impl Event {
                 );
             }
         }
+        if kind.frees_resources() {
+            e.held = Some(at.since(lease.acquired_at));
+        }
         if with_lease {
             e.lease = Some(Box::new(lease.clone()));
         }
@@ -193,6 +214,9 @@ impl Event {
         e.ticket_id = Some(ticket.id);
         e.owner = Some(ticket.owner.clone());
         e.priority = Some(ticket.priority);
+        if kind != EventType::QueueEnqueued {
+            e.waited = Some(at.since(ticket.enqueued_at));
+        }
         e
     }
 

@@ -402,6 +402,7 @@ impl LockTable {
         );
         let mut event = Event::for_lease(EventType::QueueGranted, now, &lease, true);
         event.ticket_id = Some(ticket.id);
+        event.waited = Some(now.since(ticket.enqueued_at));
         self.events.push(event);
     }
 

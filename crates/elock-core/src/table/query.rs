@@ -96,7 +96,7 @@ impl LockTable {
             .filter(|l| filter.matches(l, now))
             .map(|l| with_state_at(l, now))
             .collect();
-        out.sort_by(|a, b| (a.acquired_at, a.id).cmp(&(b.acquired_at, b.id)));
+        out.sort_by_key(|a| (a.acquired_at, a.id));
         out
     }
 

@@ -1,1 +1,99 @@
-//! placeholder
+//! Shared test machinery for every store: the conformance suite (scenarios written once) and the
+//! model-based property test (random operations on a store and on the pure table, compared).
+//!
+//! A store crate runs both by implementing [`StoreFactory`] and invoking
+//! [`conformance_tests!`](crate::conformance_tests) and [`model_check::run`].
+
+pub mod conformance;
+mod harness;
+pub mod model_check;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::clock::ManualClock;
+use crate::store::{DurableStore, InMemoryStore, Store};
+use crate::table::TableConfig;
+
+pub use harness::{Harness, RecordingSink, Req};
+
+/// Makes stores for the shared tests.
+#[async_trait]
+pub trait StoreFactory: Send + Sync + 'static {
+    /// A new, empty store.
+    async fn open(&self, config: TableConfig, clock: Arc<ManualClock>) -> Arc<dyn Store>;
+
+    /// Whether the store keeps its state across [`StoreFactory::reopen`].
+    fn persists(&self) -> bool {
+        false
+    }
+
+    /// Closes `store` (the caller hands over its only handle) and opens it again from what it
+    /// persisted. Called only when [`StoreFactory::persists`].
+    async fn reopen(
+        &self,
+        store: Arc<dyn Store>,
+        config: TableConfig,
+        clock: Arc<ManualClock>,
+    ) -> Arc<dyn Store> {
+        drop(store);
+        self.open(config, clock).await
+    }
+}
+
+pub struct MemoryFactory;
+
+#[async_trait]
+impl StoreFactory for MemoryFactory {
+    async fn open(&self, config: TableConfig, clock: Arc<ManualClock>) -> Arc<dyn Store> {
+        Arc::new(InMemoryStore::new(config, clock))
+    }
+}
+
+/// Durable stores in temporary directories, removed when the factory is dropped.
+#[derive(Default)]
+pub struct DurableFactory {
+    dirs: Mutex<Vec<tempfile::TempDir>>,
+}
+
+impl DurableFactory {
+    fn current_dir(&self) -> PathBuf {
+        self.dirs
+            .lock()
+            .unwrap()
+            .last()
+            .expect("a store was opened")
+            .path()
+            .to_path_buf()
+    }
+}
+
+#[async_trait]
+impl StoreFactory for DurableFactory {
+    async fn open(&self, config: TableConfig, clock: Arc<ManualClock>) -> Arc<dyn Store> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = DurableStore::open(dir.path(), config, clock).expect("open the durable store");
+        self.dirs.lock().unwrap().push(dir);
+        Arc::new(store)
+    }
+
+    fn persists(&self) -> bool {
+        true
+    }
+
+    async fn reopen(
+        &self,
+        store: Arc<dyn Store>,
+        config: TableConfig,
+        clock: Arc<ManualClock>,
+    ) -> Arc<dyn Store> {
+        store.flush().await.expect("flush before reopening");
+        // The last handle closes the store (joins the committer, releases the file lock).
+        drop(store);
+        let store = DurableStore::open(&self.current_dir(), config, clock)
+            .expect("reopen the durable store");
+        Arc::new(store)
+    }
+}

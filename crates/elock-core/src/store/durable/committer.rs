@@ -79,8 +79,10 @@ impl GroupCommit {
                         self.records
                             .fetch_add(writes.len() as u64, Ordering::Relaxed);
                     }
-                    self.committed.send_modify(|c| c.seq = seq);
+                    // Facts after commit, and before the callers are told: a caller that
+                    // returns has its events published.
                     sink.publish(events);
+                    self.committed.send_modify(|c| c.seq = seq);
                 }
                 Err(e) => {
                     // The table in memory is now ahead of the disk: refuse everything from here

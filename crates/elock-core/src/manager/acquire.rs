@@ -1,0 +1,289 @@
+//! Acquire: the feature switches, try-lock, detached tickets, attached waits and their endings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::event::{Event, EventType};
+use crate::model::{LeaseId, Metadata, Owner, Priority, ResourceName, TicketId};
+use crate::table::{AcquireRequest, Acquired, CancelReason, DeadlockRecord, Resolution, WaitMode};
+
+use super::retry::backoff;
+use super::waiters::WaitOutcome;
+use super::Inner;
+
+/// How long an attached wait trusts the store's own ticket deadline before settling it itself.
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// The lease's lifetime as requested.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ttl {
+    /// `default-timeout`.
+    #[default]
+    Default,
+    /// No expiry (Atlantis-compatible locks, when allowed).
+    Never,
+    After(Duration),
+}
+
+/// An acquire request as a surface hands it to the manager (already validated names).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LockRequest {
+    pub owner: Owner,
+    pub resources: Vec<ResourceName>,
+    pub priority: Priority,
+    pub ttl: Ttl,
+    /// Zero: try-lock. Otherwise how long to wait (attached) or that queuing is wanted (detached).
+    pub wait: Duration,
+    /// Return the ticket at once; it is granted by handoff and lives until `queue-timeout`.
+    pub detach: bool,
+    pub metadata: Option<Metadata>,
+}
+
+impl LockRequest {
+    /// A try-lock of one resource with the defaults.
+    pub fn new(owner: Owner, resources: Vec<ResourceName>) -> Self {
+        LockRequest {
+            owner,
+            resources,
+            priority: Priority::Normal,
+            ttl: Ttl::Default,
+            wait: Duration::ZERO,
+            detach: false,
+            metadata: None,
+        }
+    }
+}
+
+pub(super) async fn acquire(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired> {
+    inner.stats.request();
+    let result = acquire_inner(inner, req).await;
+    inner
+        .stats
+        .acquire_outcome(result.as_ref().map(|_| ()).map_err(|e| e.code()));
+    result
+}
+
+async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired> {
+    let cfg = inner.config();
+    let (priority, ttl, wait, detach) = if cfg.enabled {
+        let ttl = match req.ttl {
+            Ttl::Default => Some(cfg.default_timeout),
+            Ttl::Never => None,
+            Ttl::After(d) => Some(d),
+        };
+        (req.priority, ttl, req.wait, req.detach)
+    } else {
+        // Atlantis-compatible behaviour only: try-lock, no expiry, no priority.
+        (Priority::Normal, None, Duration::ZERO, false)
+    };
+    if wait > cfg.max_timeout {
+        return Err(Error::invalid(
+            "wait",
+            format!(
+                "wait {} is above max-timeout {}",
+                crate::model::format_duration(wait),
+                crate::model::format_duration(cfg.max_timeout)
+            ),
+        ));
+    }
+    let mut op = AcquireRequest {
+        lease_id: LeaseId::random(),
+        ticket_id: TicketId::random(),
+        owner: req.owner,
+        resources: req.resources,
+        priority,
+        ttl,
+        metadata: req.metadata,
+        wait: WaitMode::Try,
+    };
+    if wait.is_zero() && !detach {
+        return store_acquire(inner, op).await;
+    }
+    if !cfg.priority_queue.enabled {
+        if cfg.retry.enabled {
+            return acquire_by_retry(inner, op, wait).await;
+        }
+        return store_acquire(inner, op).await;
+    }
+    let now = inner.now();
+    if detach {
+        op.wait = WaitMode::Queue {
+            deadline: Some(now.plus(cfg.priority_queue.queue_timeout)),
+            detached: true,
+        };
+        return store_acquire(inner, op).await;
+    }
+    let deadline = now.plus(wait);
+    op.wait = WaitMode::Queue {
+        deadline: Some(deadline),
+        detached: false,
+    };
+    let (ticket, lease) = (op.ticket_id, op.lease_id);
+    let granted = inner.waiters.register(ticket);
+    // From here on, if the caller goes away, the guard cancels the ticket (or releases the lease
+    // if it was granted in the meantime).
+    let mut guard = AbandonGuard::new(inner.clone(), ticket, lease);
+    match store_acquire(inner, op).await {
+        Ok(Acquired::Queued { .. }) => {}
+        other => {
+            inner.waiters.remove(&ticket);
+            guard.disarm();
+            return other;
+        }
+    }
+    let outcome = tokio::select! {
+        o = granted => o.ok(),
+        _ = inner.clock.sleep_until(deadline.plus(DEADLINE_GRACE)) => None,
+    };
+    guard.disarm();
+    let waited = inner.now().since(now);
+    match outcome {
+        Some(WaitOutcome::Granted(lease)) => Ok(Acquired::Granted {
+            lease,
+            reentrant: false,
+        }),
+        Some(WaitOutcome::TimedOut) => Err(Error::WaitTimeout {
+            waited,
+            reason: "timeout".into(),
+        }),
+        Some(WaitOutcome::Deadlock(cycle)) => Err(Error::Deadlock { cycle }),
+        Some(WaitOutcome::Cancelled(reason)) => Err(Error::WaitTimeout { waited, reason }),
+        // The store did not settle the ticket in time: settle it here.
+        None => {
+            inner.waiters.remove(&ticket);
+            settle_abandoned(inner, ticket, lease, false).await?.map_or(
+                Err(Error::WaitTimeout {
+                    waited,
+                    reason: "timeout".into(),
+                }),
+                |lease| {
+                    Ok(Acquired::Granted {
+                        lease,
+                        reentrant: false,
+                    })
+                },
+            )
+        }
+    }
+}
+
+/// One store acquire through the breaker; records prevented deadlocks; wakes the expiry timer.
+async fn store_acquire(inner: &Arc<Inner>, op: AcquireRequest) -> Result<Acquired> {
+    let owner = op.owner.clone();
+    let result = inner.guarded(|| inner.store.acquire(op.clone())).await;
+    match &result {
+        Ok(_) => inner.timer.notify_one(),
+        Err(Error::Deadlock { cycle }) => {
+            let now = inner.now();
+            inner.history.push(DeadlockRecord {
+                detected_at: now,
+                cycle: cycle.clone(),
+                resolution: Resolution::Prevented,
+                victim: Some(owner.clone()),
+                victim_ticket: None,
+                policy: None,
+            });
+            let mut e = Event::new(EventType::DeadlockDetected, now).with_reason("prevented");
+            e.owner = Some(owner);
+            e.resources = cycle.iter().map(|c| c.resource.clone()).collect();
+            e.cycle = Some(cycle.clone());
+            inner.publish_local(e);
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// `priority-queue.enabled: false` with retry on: try again with backoff until `wait` runs out.
+async fn acquire_by_retry(
+    inner: &Arc<Inner>,
+    op: AcquireRequest,
+    wait: Duration,
+) -> Result<Acquired> {
+    let retry = inner.config().retry;
+    let start = inner.now();
+    let deadline = start.plus(wait);
+    let mut attempt = 0;
+    loop {
+        match store_acquire(inner, op.clone()).await {
+            Err(Error::Locked { .. }) => {
+                let delay = backoff(&retry, attempt);
+                attempt += 1;
+                if attempt >= retry.max_attempts || inner.now().plus(delay) >= deadline {
+                    return Err(Error::WaitTimeout {
+                        waited: inner.now().since(start),
+                        reason: format!("still locked after {attempt} attempts"),
+                    });
+                }
+                inner.stats.retry();
+                inner.clock.sleep_until(inner.now().plus(delay)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Removes a ticket whose waiter is gone. Returns the lease if it had been granted meanwhile and
+/// `release` is false; releases it if `release` is true.
+async fn settle_abandoned(
+    inner: &Arc<Inner>,
+    ticket: TicketId,
+    lease: LeaseId,
+    release: bool,
+) -> Result<Option<crate::model::Lease>> {
+    let reason = if release {
+        CancelReason::ClientGone
+    } else {
+        CancelReason::Cancelled
+    };
+    match inner.store.cancel_ticket(ticket, reason).await {
+        Ok(_) => Ok(None),
+        Err(Error::NotFound { .. }) => match inner.store.get_lease(lease).await? {
+            Some(l) if release => {
+                inner.store.release(l.id).await?;
+                Ok(None)
+            }
+            found => Ok(found),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Cancels the ticket (or releases what it was granted) if the waiting caller is dropped.
+struct AbandonGuard {
+    inner: Option<Arc<Inner>>,
+    ticket: TicketId,
+    lease: LeaseId,
+}
+
+impl AbandonGuard {
+    fn new(inner: Arc<Inner>, ticket: TicketId, lease: LeaseId) -> Self {
+        AbandonGuard {
+            inner: Some(inner),
+            ticket,
+            lease,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.inner = None;
+    }
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        inner.waiters.remove(&self.ticket);
+        let (ticket, lease) = (self.ticket, self.lease);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = settle_abandoned(&inner, ticket, lease, true).await {
+                    tracing::warn!(%ticket, error = %e, "could not remove the ticket of a caller that went away");
+                }
+            });
+        }
+    }
+}

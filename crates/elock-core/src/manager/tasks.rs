@@ -1,0 +1,85 @@
+//! The manager's background tasks: the expiry timer, the deadlock detector, the health check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::Inner;
+
+/// How often the backend is pinged for `backend.unhealthy` / `backend.recovered`.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+pub(super) fn spawn_all(inner: &Arc<Inner>, shutdown: &watch::Sender<bool>) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(expiry_timer(inner.clone(), shutdown.subscribe())),
+        tokio::spawn(deadlock_detector(inner.clone(), shutdown.subscribe())),
+        tokio::spawn(health_check(inner.clone(), shutdown.subscribe())),
+    ]
+}
+
+/// Sleeps until the store's next deadline (or until woken because an earlier one may exist),
+/// then expires what is due: handoff happens at the deadline, not at the next sweep.
+async fn expiry_timer(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let woken = inner.timer.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let next = match inner.store.next_deadline().await {
+            Ok(next) => next,
+            // The backend is down: look again soon.
+            Err(_) => Some(inner.now().plus(Duration::from_secs(1))),
+        };
+        let due = async {
+            match next {
+                Some(at) => inner.clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = due => {
+                if let Err(e) = inner.guarded(|| inner.store.expire_due()).await {
+                    tracing::warn!(error = %e, "expiry failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            _ = &mut woken => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn deadlock_detector(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let cfg = inner.config().deadlock_detection;
+        let next = inner
+            .now()
+            .plus(cfg.check_interval.max(Duration::from_millis(10)));
+        tokio::select! {
+            _ = inner.clock.sleep_until(next) => {
+                if cfg.enabled {
+                    if let Err(e) = inner.detect_deadlocks().await {
+                        tracing::warn!(error = %e, "deadlock detection failed");
+                    }
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn health_check(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_INTERVAL) => {
+                let ok = matches!(
+                    tokio::time::timeout(Duration::from_secs(2), inner.store.ping()).await,
+                    Ok(Ok(_))
+                );
+                inner.set_backend_healthy(ok);
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

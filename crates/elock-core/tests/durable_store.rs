@@ -1,0 +1,207 @@
+//! The conformance suite and the model-based property test (with reopens) against the embedded
+//! durable store, plus what only a durable store promises: state survives a reopen, what expired
+//! while it was closed is handed off, and damaged files are refused clearly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use elock_core::clock::{Clock, ManualClock};
+use elock_core::error::Error;
+use elock_core::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
+use elock_core::store::{DurableStore, Store};
+use elock_core::table::{AcquireRequest, Acquired, TableConfig, WaitMode};
+use elock_core::testkit::{model_check, DurableFactory};
+
+elock_core::conformance_tests!(DurableFactory::default());
+
+#[test]
+fn model_check_durable_store_with_reopens() {
+    model_check::run(Arc::new(DurableFactory::default()), 120);
+}
+
+fn req(n: u128, owner: &str, resource: &str, ttl: u64, wait: WaitMode) -> AcquireRequest {
+    AcquireRequest {
+        lease_id: LeaseId::from_u128(n),
+        ticket_id: TicketId::from_u128(n),
+        owner: Owner::new(owner).unwrap(),
+        resources: vec![ResourceName::new(resource).unwrap()],
+        priority: Priority::Normal,
+        ttl: Some(Duration::from_secs(ttl)),
+        metadata: None,
+        wait,
+    }
+}
+
+#[tokio::test]
+async fn leases_tickets_and_fencing_counters_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_2026();
+    let deadline = clock.now().plus(Duration::from_secs(600));
+    {
+        let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+        for n in 1..=3 {
+            let a = store
+                .acquire(req(n, "a", "r", 60, WaitMode::Try))
+                .await
+                .unwrap();
+            store.release(a.lease().unwrap().id).await.unwrap();
+        }
+        store
+            .acquire(req(10, "holder", "r", 60, WaitMode::Try))
+            .await
+            .unwrap();
+        let queued = WaitMode::Queue {
+            deadline: Some(deadline),
+            detached: true,
+        };
+        assert!(matches!(
+            store
+                .acquire(req(11, "waiter", "r", 60, queued))
+                .await
+                .unwrap(),
+            Acquired::Queued { .. }
+        ));
+    }
+    let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+    let info = store
+        .resource(ResourceName::new("r").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(info.holder.as_ref().unwrap().id, LeaseId::from_u128(10));
+    assert_eq!(info.holder.as_ref().unwrap().fencing_token("r"), Some(4));
+    assert_eq!(info.queue.len(), 1);
+    assert_eq!(info.queue[0].deadline, Some(deadline));
+    store.release(LeaseId::from_u128(10)).await.unwrap();
+    let next = store
+        .get_lease(LeaseId::from_u128(11))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next.fencing_token("r"),
+        Some(5),
+        "tokens continue after a restart"
+    );
+}
+
+#[tokio::test]
+async fn what_expired_while_closed_is_handed_off_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_2026();
+    {
+        let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+        store
+            .acquire(req(1, "holder", "r", 10, WaitMode::Try))
+            .await
+            .unwrap();
+        let wait = WaitMode::Queue {
+            deadline: Some(clock.now().plus(Duration::from_secs(600))),
+            detached: true,
+        };
+        store
+            .acquire(req(2, "waiter", "r", 60, wait))
+            .await
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(30));
+    let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+    let due = store.next_deadline().await.unwrap().unwrap();
+    assert!(
+        due <= clock.now(),
+        "the lease that expired while closed is due at once"
+    );
+    let expired = store.expire_due().await.unwrap();
+    assert_eq!(expired.len(), 1);
+    let holder = store
+        .resource(ResourceName::new("r").unwrap())
+        .await
+        .unwrap()
+        .holder
+        .unwrap();
+    assert_eq!(
+        (holder.owner.as_str(), holder.fencing_token("r")),
+        ("waiter", Some(2))
+    );
+}
+
+#[test]
+fn a_damaged_store_file_is_a_clear_error_not_an_empty_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("elock.redb"), vec![0x42u8; 8192]).unwrap();
+    let err = DurableStore::open(
+        dir.path(),
+        TableConfig::default(),
+        ManualClock::at_epoch_2026(),
+    )
+    .err()
+    .expect("a damaged file must not open");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert!(
+        msg.contains("elock.redb"),
+        "the error names the file: {msg}"
+    );
+}
+
+#[test]
+fn an_unreadable_data_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let err = DurableStore::open(&file, TableConfig::default(), ManualClock::at_epoch_2026())
+        .err()
+        .expect("a file is not a data directory");
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = DurableStore::open(
+        dir.path(),
+        TableConfig::default(),
+        ManualClock::at_epoch_2026(),
+    )
+    .unwrap();
+    let second = DurableStore::open(
+        dir.path(),
+        TableConfig::default(),
+        ManualClock::at_epoch_2026(),
+    );
+    assert!(second.is_err(), "two stores on one file would both grant");
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        DurableStore::open(
+            dir.path(),
+            TableConfig::default(),
+            Arc::new(elock_core::clock::SystemClock),
+        )
+        .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for n in 0..64u128 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..20u128 {
+                let id = n * 1000 + k + 1;
+                store
+                    .acquire(req(id, "o", &format!("r{n}-{k}"), 60, WaitMode::Try))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.writes, 64 * 20);
+    assert!(
+        stats.commits < stats.writes,
+        "group commit batches concurrent writes: {stats:?}"
+    );
+}
