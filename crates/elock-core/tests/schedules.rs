@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use elock_core::clock::{Clock, ManualClock};
+use elock_core::clock::ManualClock;
 use elock_core::config::EngineConfig;
 use elock_core::event::{Event, EventType};
 use elock_core::manager::{LockRequest, Manager, Ttl};
