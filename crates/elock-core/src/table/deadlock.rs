@@ -81,10 +81,10 @@ impl LockTable {
     /// The edges out of `owner`: for each of its tickets (oldest first), each resource's holder
     /// and the owner of the ticket just ahead in that resource's queue.
     fn edges_of(&self, owner: &Owner, now: Timestamp) -> Vec<Edge> {
-        let Some(index) = self.owners.get(owner) else {
+        let Some(waits) = self.waiting.get(owner) else {
             return Vec::new();
         };
-        let mut tickets: Vec<_> = index.tickets.iter().map(|id| &self.tickets[id]).collect();
+        let mut tickets: Vec<_> = waits.iter().map(|id| &self.tickets[id]).collect();
         tickets.sort_by_key(|t| t.seq);
         let mut edges = Vec::new();
         for t in tickets {
@@ -116,7 +116,7 @@ impl LockTable {
         now: Timestamp,
     ) -> Option<Cycle> {
         // Nobody can wait for an owner that holds nothing and waits for nothing.
-        if !self.owners.contains_key(owner) {
+        if !self.holding.contains_key(owner) && !self.waiting.contains_key(owner) {
             return None;
         }
         let key = (3 - priority.level(), self.next_seq);
@@ -174,12 +174,7 @@ impl LockTable {
 
     /// Every cycle found by a depth-first search of the wait-for graph (each owner in at most one).
     pub fn find_deadlocks(&self, now: Timestamp) -> Vec<Cycle> {
-        let waiting: BTreeSet<&Owner> = self
-            .owners
-            .iter()
-            .filter(|(_, o)| !o.tickets.is_empty())
-            .map(|(k, _)| k)
-            .collect();
+        let waiting: BTreeSet<&Owner> = self.waiting.keys().collect();
         let mut done: BTreeSet<Owner> = BTreeSet::new();
         let mut cycles = Vec::new();
         for start in waiting {
@@ -267,14 +262,7 @@ impl LockTable {
 
     fn choose_victim<'c>(&self, cycle: &'c Cycle, policy: ResolutionPolicy) -> &'c CycleEdge {
         let ticket = |e: &CycleEdge| &self.tickets[&e.ticket_id.expect("ticket edge")];
-        let held = |o: &Owner| -> usize {
-            self.owners.get(o).map_or(0, |i| {
-                i.leases
-                    .iter()
-                    .map(|l| self.leases[l].resources.len())
-                    .sum()
-            })
-        };
+        let held = |o: &Owner| self.holding.get(o).copied().unwrap_or(0);
         let pick = match policy {
             ResolutionPolicy::LowestPriority => cycle
                 .iter()

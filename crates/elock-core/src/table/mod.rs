@@ -80,20 +80,18 @@ impl ResourceState {
     }
 }
 
-/// What one owner holds and waits for (re-entry, the wait-for graph).
-#[derive(Debug, Default)]
-pub(crate) struct OwnerIndex {
-    leases: Vec<LeaseId>,
-    tickets: Vec<TicketId>,
-}
-
 pub struct LockTable {
     config: TableConfig,
     aging: Aging,
-    leases: Map<LeaseId, Lease>,
+    /// Boxed: at a million leases the map's buckets stay narrow (the table doubles in size at
+    /// powers of two, so every byte of an entry counts twice).
+    leases: Map<LeaseId, Box<Lease>>,
     tickets: Map<TicketId, Ticket>,
     resources: Map<ResourceName, ResourceState>,
-    owners: Map<Owner, OwnerIndex>,
+    /// How many resources each owner holds (owners holding nothing are absent).
+    holding: Map<Owner, u32>,
+    /// The tickets of each waiting owner (owners waiting for nothing are absent).
+    waiting: Map<Owner, Vec<TicketId>>,
     /// Lease deadlines, earliest first.
     expiries: BTreeSet<(Timestamp, LeaseId)>,
     /// Ticket deadlines (queue timeouts), earliest first.
@@ -117,7 +115,8 @@ impl LockTable {
             leases: Map::default(),
             tickets: Map::default(),
             resources: Map::default(),
-            owners: Map::default(),
+            holding: Map::default(),
+            waiting: Map::default(),
             expiries: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             stalled: BTreeSet::new(),

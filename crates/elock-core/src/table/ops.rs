@@ -37,7 +37,7 @@ impl LockTable {
                 ));
             }
             return Ok(Acquired::Granted {
-                lease: lease.clone(),
+                lease: (**lease).clone(),
                 reentrant: false,
             });
         }
@@ -47,15 +47,17 @@ impl LockTable {
             });
         }
 
-        // Re-entry: the owner already holds every requested resource in one lease.
-        if let Some(lease) = self.owners.get(&req.owner).and_then(|o| {
-            o.leases
-                .iter()
-                .map(|id| &self.leases[id])
-                .find(|l| resources.iter().all(|r| l.holds(r.as_str())))
-        }) {
+        // Re-entry: the owner already holds every requested resource in one lease. That lease
+        // must be the holder of the first resource: O(resources), however much the owner holds.
+        if let Some(lease) = self
+            .resources
+            .get(&resources[0])
+            .and_then(|s| s.holder)
+            .map(|id| &self.leases[&id])
+            .filter(|l| l.owner == req.owner && resources.iter().all(|r| l.holds(r.as_str())))
+        {
             return Ok(Acquired::Granted {
-                lease: lease.clone(),
+                lease: (**lease).clone(),
                 reentrant: true,
             });
         }
@@ -196,7 +198,7 @@ impl LockTable {
         match held {
             Some((r, lease)) => Error::Locked {
                 resource: r.clone(),
-                holder: Some(Box::new(lease.clone())),
+                holder: Some(lease.clone()),
             },
             None => Error::Locked {
                 resource: resources[0].clone(),
@@ -247,15 +249,11 @@ impl LockTable {
         if let Some(e) = expires_at {
             self.expiries.insert((e, id));
         }
-        self.owners
-            .entry(lease.owner.clone())
-            .or_default()
-            .leases
-            .push(id);
+        *self.holding.entry(lease.owner.clone()).or_default() += lease.resources.len() as u32;
         if let Some(c) = &mut self.changes {
             c.leases.push(id);
         }
-        self.leases.insert(id, lease.clone());
+        self.leases.insert(id, Box::new(lease.clone()));
         lease
     }
 
@@ -271,10 +269,9 @@ impl LockTable {
         if let Some(d) = ticket.deadline {
             self.deadlines.insert((d, ticket.id));
         }
-        self.owners
+        self.waiting
             .entry(ticket.owner.clone())
             .or_default()
-            .tickets
             .push(ticket.id);
         if let Some(c) = &mut self.changes {
             c.tickets.push(ticket.id);
@@ -287,7 +284,7 @@ impl LockTable {
     }
 
     fn remove_lease(&mut self, id: LeaseId, state: LeaseState) -> Lease {
-        let mut lease = self.leases.remove(&id).expect("lease present");
+        let mut lease = *self.leases.remove(&id).expect("lease present");
         for h in &lease.resources {
             if let Some(s) = self.resources.get_mut(&h.resource) {
                 if s.holder == Some(id) {
@@ -298,10 +295,10 @@ impl LockTable {
         if let Some(e) = lease.expires_at {
             self.expiries.remove(&(e, id));
         }
-        if let Some(o) = self.owners.get_mut(&lease.owner) {
-            o.leases.retain(|l| *l != id);
-            if o.leases.is_empty() && o.tickets.is_empty() {
-                self.owners.remove(&lease.owner);
+        if let Some(n) = self.holding.get_mut(&lease.owner) {
+            *n -= lease.resources.len() as u32;
+            if *n == 0 {
+                self.holding.remove(&lease.owner);
             }
         }
         if let Some(c) = &mut self.changes {
@@ -326,10 +323,10 @@ impl LockTable {
         if let Some(d) = ticket.deadline {
             self.deadlines.remove(&(d, id));
         }
-        if let Some(o) = self.owners.get_mut(&ticket.owner) {
-            o.tickets.retain(|t| *t != id);
-            if o.leases.is_empty() && o.tickets.is_empty() {
-                self.owners.remove(&ticket.owner);
+        if let Some(tickets) = self.waiting.get_mut(&ticket.owner) {
+            tickets.retain(|t| *t != id);
+            if tickets.is_empty() {
+                self.waiting.remove(&ticket.owner);
             }
         }
         if let Some(c) = &mut self.changes {
@@ -440,7 +437,7 @@ impl LockTable {
         if let Some(e) = lease.expires_at {
             self.expiries.insert((e, id));
         }
-        let lease = lease.clone();
+        let lease = (**lease).clone();
         if let Some(c) = &mut self.changes {
             c.leases.push(id);
         }

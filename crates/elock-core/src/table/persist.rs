@@ -44,7 +44,7 @@ impl LockTable {
     }
 
     pub fn lease_record(&self, id: &LeaseId) -> Option<&Lease> {
-        self.leases.get(id)
+        self.leases.get(id).map(|l| &**l)
     }
 
     pub fn ticket_record(&self, id: &TicketId) -> Option<&Ticket> {
@@ -53,7 +53,7 @@ impl LockTable {
 
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot {
-            leases: self.leases.values().cloned().collect(),
+            leases: self.leases.values().map(|l| (**l).clone()).collect(),
             tickets: self.tickets.values().cloned().collect(),
             fences: self
                 .resources
@@ -93,13 +93,8 @@ impl LockTable {
             if let Some(e) = lease.expires_at {
                 table.expiries.insert((e, lease.id));
             }
-            table
-                .owners
-                .entry(lease.owner.clone())
-                .or_default()
-                .leases
-                .push(lease.id);
-            table.leases.insert(lease.id, lease);
+            *table.holding.entry(lease.owner.clone()).or_default() += lease.resources.len() as u32;
+            table.leases.insert(lease.id, Box::new(lease));
         }
         snapshot.tickets.sort_by_key(|t| t.seq);
         for ticket in snapshot.tickets {

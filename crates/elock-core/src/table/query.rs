@@ -10,6 +10,7 @@ use crate::model::{
     Timestamp,
 };
 
+use super::queue::order_key;
 use super::LockTable;
 
 /// `state` filter of GET /locks: `held`, or `expired` (past its deadline, not yet reaped).
@@ -170,12 +171,9 @@ impl LockTable {
                     .queue
                     .as_ref()
                     .expect("a queued ticket's resource has a queue");
-                let pos = q
-                    .ordered(&self.tickets, &self.aging, now)
-                    .iter()
-                    .position(|x| x == id)
-                    .unwrap_or(0);
-                (r.clone(), pos as u32 + 1)
+                let key = order_key(t, &self.aging, now);
+                let ahead = q.count_ahead(key, &self.tickets, &self.aging, now);
+                (r.clone(), ahead as u32 + 1)
             })
             .collect();
         TicketView {

@@ -38,6 +38,8 @@ pub struct DurableStoreStats {
     pub records: u64,
     /// Operations that changed something.
     pub writes: u64,
+    /// Time spent in commits (writing the batch and syncing it).
+    pub commit_time: Duration,
 }
 
 struct Shared {
@@ -89,6 +91,7 @@ impl DurableStore {
             commits: g.commits.load(Ordering::Relaxed),
             records: g.records.load(Ordering::Relaxed),
             writes: g.pending.lock().unwrap_or_else(|e| e.into_inner()).seq,
+            commit_time: Duration::from_nanos(g.commit_nanos.load(Ordering::Relaxed)),
         }
     }
 
@@ -161,6 +164,22 @@ impl Drop for DurableStore {
     }
 }
 
+/// Counts a request in flight for as long as it lives (also when its caller goes away).
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[async_trait]
 impl Store for DurableStore {
     fn kind(&self) -> &'static str {
@@ -172,6 +191,7 @@ impl Store for DurableStore {
     }
 
     async fn apply(&self, op: Op) -> Result<Outcome> {
+        let _in_flight = InFlight::enter(&self.shared.group.in_flight);
         let (result, seq) = self.apply_and_queue(op)?;
         self.wait_durable(seq).await?;
         result
