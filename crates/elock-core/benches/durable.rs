@@ -15,6 +15,20 @@ use elock_core::table::{AcquireRequest, TableConfig, WaitMode};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// A try-lock of one resource with ttl 60s and ids made from `id`.
+fn request(id: u64, owner: &Owner, resource: &str) -> AcquireRequest {
+    AcquireRequest {
+        lease_id: LeaseId::from_u128(id as u128),
+        ticket_id: TicketId::from_u128(id as u128),
+        owner: owner.clone(),
+        resources: vec![ResourceName::new(resource).unwrap()],
+        priority: Priority::Normal,
+        ttl: Some(Duration::from_secs(60)),
+        metadata: None,
+        wait: WaitMode::Try,
+    }
+}
+
 /// `total` acquisitions of distinct resources by `requesters` tasks; only the acquisitions are
 /// timed: the releases afterwards keep the store's size bounded between samples.
 async fn acquisitions(store: Arc<dyn Store>, requesters: u64, total: u64) -> Duration {
@@ -27,17 +41,8 @@ async fn acquisitions(store: Arc<dyn Store>, requesters: u64, total: u64) -> Dur
                 let owner = Owner::new(&format!("bench-{t}")).unwrap();
                 let mut held = Vec::with_capacity(n as usize);
                 for _ in 0..n {
-                    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u128;
-                    let req = AcquireRequest {
-                        lease_id: LeaseId::from_u128(id),
-                        ticket_id: TicketId::from_u128(id),
-                        owner: owner.clone(),
-                        resources: vec![ResourceName::new(&format!("bench/{id}")).unwrap()],
-                        priority: Priority::Normal,
-                        ttl: Some(Duration::from_secs(60)),
-                        metadata: None,
-                        wait: WaitMode::Try,
-                    };
+                    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                    let req = request(id, &owner, &format!("bench/{id}"));
                     held.push(store.acquire(req).await.unwrap().lease().unwrap().id);
                 }
                 held
@@ -77,19 +82,8 @@ async fn pairs(store: Arc<dyn Store>, requesters: u64, total: u64) -> Duration {
             tokio::spawn(async move {
                 let owner = Owner::new(&format!("bench-{t}")).unwrap();
                 for k in 0..n {
-                    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u128;
-                    let req = AcquireRequest {
-                        lease_id: LeaseId::from_u128(id),
-                        ticket_id: TicketId::from_u128(id),
-                        owner: owner.clone(),
-                        resources: vec![
-                            ResourceName::new(&format!("bench/{t}/{}", k % 100)).unwrap()
-                        ],
-                        priority: Priority::Normal,
-                        ttl: Some(Duration::from_secs(60)),
-                        metadata: None,
-                        wait: WaitMode::Try,
-                    };
+                    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+                    let req = request(id, &owner, &format!("bench/{t}/{}", k % 100));
                     let lease = store.acquire(req).await.unwrap();
                     store.release(lease.lease().unwrap().id).await.unwrap();
                 }

@@ -275,52 +275,45 @@ fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
     }
 }
 
-#[test]
-fn deterministic_schedules_on_the_memory_store() {
-    for seed in seeds(0..150) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+/// Runs each seed on a fresh runtime (current-thread: deterministic; else two workers) and store.
+fn run_seeds(seeds: Vec<u64>, deterministic: bool, durable: bool) {
+    for seed in seeds {
+        let rt = if deterministic {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
         rt.block_on(async {
             let clock = ManualClock::at_epoch_2026();
-            let store = Arc::new(InMemoryStore::new(Default::default(), clock.clone()));
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> = if durable {
+                Arc::new(DurableStore::open(dir.path(), Default::default(), clock.clone()).unwrap())
+            } else {
+                Arc::new(InMemoryStore::new(Default::default(), clock.clone()))
+            };
             run_seed(seed, store, clock, seed % 2 == 0).await;
         });
     }
+}
+
+#[test]
+fn deterministic_schedules_on_the_memory_store() {
+    run_seeds(seeds(0..150), true, false);
 }
 
 #[test]
 fn parallel_schedules_on_the_memory_store() {
-    for seed in seeds(1000..1030) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let clock = ManualClock::at_epoch_2026();
-            let store = Arc::new(InMemoryStore::new(Default::default(), clock.clone()));
-            run_seed(seed, store, clock, seed % 2 == 0).await;
-        });
-    }
+    run_seeds(seeds(1000..1030), false, false);
 }
 
 #[test]
 fn parallel_schedules_on_the_durable_store() {
-    for seed in seeds(2000..2012) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let clock = ManualClock::at_epoch_2026();
-            let store = Arc::new(
-                DurableStore::open(dir.path(), Default::default(), clock.clone()).unwrap(),
-            );
-            run_seed(seed, store, clock, seed % 2 == 0).await;
-        });
-    }
+    run_seeds(seeds(2000..2012), false, true);
 }
