@@ -1,0 +1,639 @@
+//! The command line: `elock serve`, and the client commands of SPEC 4.
+
+mod client;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use elock_core::config::EngineConfig;
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use crate::server::{self, Backend, ServeOptions};
+use client::{exit, CliError, Client};
+use output::{cell, Format};
+
+/// elock: exclusive, fenced, expiring locks with priority queues, for infrastructure automation.
+///
+/// `elock serve` runs the server; every other command talks to one over HTTP.
+///
+/// Exit codes: 0 ok, 1 error, 2 not granted (locked or wait timeout), 3 deadlock, 4 server
+/// unreachable.
+#[derive(Parser, Debug)]
+#[command(name = "elock", version, about, long_about = None)]
+pub struct Args {
+    /// The elock server to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "ELOCK_SERVER",
+        default_value = "http://127.0.0.1:4142"
+    )]
+    server: String,
+    /// API token (sent as a bearer token).
+    #[arg(long, global = true, env = "ELOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Tables for people, JSON for scripts.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the lock server (the embedded durable store by default).
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the first line printed says which).
+        #[arg(long, default_value = "127.0.0.1:4142")]
+        listen: String,
+        /// Where the embedded store keeps its data.
+        #[arg(long, default_value = "./elock-data")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "embedded")]
+        backend: Backend,
+    },
+    /// Take a lock on one or more resources (all or none); prints the lease id and fencing tokens.
+    ///
+    /// Example: elock lock acme/infra/envs/prod/default/ --owner 'acme/infra#42' --wait 10m
+    Lock {
+        #[arg(required = true)]
+        resources: Vec<String>,
+        /// Who holds the lock (a pull request, a CI job).
+        #[arg(long)]
+        owner: String,
+        /// low, normal, high, critical (or 0..3).
+        #[arg(long)]
+        priority: Option<String>,
+        /// Lease lifetime (30s, 10m, 2h); default: the server's default-timeout.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// How long to wait in the queue (0: try once).
+        #[arg(long)]
+        wait: Option<String>,
+        /// Queue and return at once with a ticket; the lock is granted later even if nobody waits.
+        #[arg(long)]
+        detach: bool,
+        /// Holder metadata, repeatable: --metadata pr=42 --metadata by=alice
+        #[arg(long = "metadata", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
+    },
+    /// Release a lease.
+    Unlock { lease_id: String },
+    /// Extend a lease: it expires `ttl` from now (its own ttl if none is given).
+    Renew {
+        lease_id: String,
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// List held leases.
+    List {
+        #[arg(long)]
+        resource_prefix: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// held or expired.
+        #[arg(long)]
+        state: Option<String>,
+        /// e.g. 1h: only leases held longer than that.
+        #[arg(long)]
+        held_longer_than: Option<String>,
+    },
+    /// Health, backend, breaker and statistics.
+    Status,
+    /// The queues (all non-empty ones, or one resource's).
+    QueueStatus { resource: Option<String> },
+    /// Deadlocks now, and with --history the last 1,000.
+    DeadlockStatus {
+        #[arg(long)]
+        history: bool,
+    },
+    /// Release whatever holds RESOURCE (admin).
+    ForceUnlock {
+        resource: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Release expired leases, or by force the holder of one resource (admin).
+    Cleanup {
+        #[arg(long, conflicts_with_all = ["resource", "force"])]
+        expired_only: bool,
+        #[arg(long, requires = "force")]
+        resource: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Follow the event stream (Ctrl-C to stop).
+    Events {
+        /// Comma-separated event types, e.g. lock.acquired,queue.granted.
+        #[arg(long)]
+        types: Option<String>,
+    },
+    /// Exit 0 when the server is healthy or degraded, non-zero otherwise (probes, cron).
+    HealthCheck,
+}
+
+pub async fn run(args: Args) -> i32 {
+    if let Command::Serve {
+        listen,
+        data_dir,
+        backend,
+    } = args.command
+    {
+        init_logging();
+        let opts = ServeOptions {
+            listen,
+            data_dir,
+            backend,
+            engine: EngineConfig::default(),
+        };
+        return match server::serve(opts).await {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("elock serve: {e}");
+                exit::ERROR
+            }
+        };
+    }
+    let client = Client::new(&args.server, args.token.clone());
+    match command(&client, args.command, args.output).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            match (&e.body, args.output) {
+                (Some(body), Format::Json) => output::json(body),
+                _ => eprintln!("elock: {}", e.message),
+            }
+            e.exit
+        }
+    }
+}
+
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("ELOCK_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("ELOCK_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn command(client: &Client, command: Command, out: Format) -> Result<(), CliError> {
+    match command {
+        Command::Serve { .. } => unreachable!("handled by run"),
+        Command::Lock {
+            resources,
+            owner,
+            priority,
+            ttl,
+            wait,
+            detach,
+            metadata,
+        } => {
+            let mut body = json!({ "resources": resources, "owner": owner, "detach": detach });
+            if let Some(p) = priority {
+                body["priority"] = json!(p);
+            }
+            if let Some(t) = ttl {
+                body["ttl"] = json!(t);
+            }
+            if let Some(w) = wait {
+                body["wait"] = json!(w);
+            }
+            if !metadata.is_empty() {
+                let mut m = Map::new();
+                for kv in metadata {
+                    let (k, v) = kv.split_once('=').ok_or_else(|| {
+                        CliError::usage(format!("--metadata {kv:?}: expected KEY=VALUE"))
+                    })?;
+                    m.insert(k.to_string(), json!(v));
+                }
+                body["metadata"] = Value::Object(m);
+            }
+            let answer = client
+                .call(Method::POST, "/api/v1/locks", &[], Some(body))
+                .await?;
+            match out {
+                Format::Json => output::json(&answer),
+                Format::Table if answer.get("resources").is_some_and(|r| r[0].is_object()) => {
+                    println!("lease {}", cell(&answer["id"]));
+                    let rows: Vec<_> = answer["resources"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| vec![cell(&r["resource"]), cell(&r["fencing_token"])])
+                        .collect();
+                    output::table(&["resource", "fencing token"], &rows);
+                }
+                Format::Table => {
+                    println!(
+                        "queued: ticket {} (lease {} when granted)",
+                        cell(&answer["id"]),
+                        cell(&answer["lease_id"])
+                    );
+                    let rows: Vec<_> = answer["position"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(r, p)| vec![r.clone(), cell(p)])
+                        .collect();
+                    output::table(&["resource", "position"], &rows);
+                }
+            }
+        }
+        Command::Unlock { lease_id } => {
+            let answer = client
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/locks/{lease_id}"),
+                    &[],
+                    None,
+                )
+                .await?;
+            match out {
+                Format::Json => output::json(&answer),
+                Format::Table => println!("released {}", cell(&answer["id"])),
+            }
+        }
+        Command::Renew { lease_id, ttl } => {
+            let body = ttl.map_or(json!({}), |t| json!({ "ttl": t }));
+            let answer = client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/locks/{lease_id}/renew"),
+                    &[],
+                    Some(body),
+                )
+                .await?;
+            match out {
+                Format::Json => output::json(&answer),
+                Format::Table => println!(
+                    "renewed {} until {}",
+                    cell(&answer["id"]),
+                    cell(&answer["expires_at"])
+                ),
+            }
+        }
+        Command::List {
+            resource_prefix,
+            owner,
+            state,
+            held_longer_than,
+        } => {
+            let mut q = Vec::new();
+            for (k, v) in [
+                ("resource_prefix", resource_prefix),
+                ("owner", owner),
+                ("state", state),
+                ("held_longer_than", held_longer_than),
+            ] {
+                if let Some(v) = v {
+                    q.push((k, v));
+                }
+            }
+            let answer = client.call(Method::GET, "/api/v1/locks", &q, None).await?;
+            match out {
+                Format::Json => output::json(&answer),
+                Format::Table => {
+                    let rows: Vec<_> = answer["locks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|l| {
+                            let resources: Vec<String> = l["resources"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|r| {
+                                    format!(
+                                        "{} ({})",
+                                        cell(&r["resource"]),
+                                        cell(&r["fencing_token"])
+                                    )
+                                })
+                                .collect();
+                            vec![
+                                cell(&l["id"]),
+                                cell(&l["owner"]),
+                                resources.join(", "),
+                                cell(&l["priority"]),
+                                cell(&l["acquired_at"]),
+                                cell(&l["expires_at"]),
+                                cell(&l["state"]),
+                            ]
+                        })
+                        .collect();
+                    output::table(
+                        &[
+                            "lease",
+                            "owner",
+                            "resources (token)",
+                            "priority",
+                            "acquired",
+                            "expires",
+                            "state",
+                        ],
+                        &rows,
+                    );
+                }
+            }
+        }
+        Command::Status => {
+            let health = client
+                .call(Method::GET, "/api/enhanced-locks/health", &[], None)
+                .await;
+            let health = match health {
+                Ok(h) => h,
+                Err(CliError {
+                    body: Some(b),
+                    exit: 1,
+                    ..
+                }) => b,
+                Err(e) => return Err(e),
+            };
+            let stats = client.call(Method::GET, "/api/v1/stats", &[], None).await?;
+            match out {
+                Format::Json => output::json(&json!({ "health": health, "stats": stats })),
+                Format::Table => {
+                    let rows = vec![
+                        vec!["status".into(), cell(&health["status"])],
+                        vec!["health score".into(), cell(&health["health_score"])],
+                        vec![
+                            "backend".into(),
+                            format!(
+                                "{} (healthy: {}, {} ms)",
+                                cell(&health["backend"]["kind"]),
+                                cell(&health["backend"]["healthy"]),
+                                cell(&health["backend"]["latency_ms"])
+                            ),
+                        ],
+                        vec!["breaker".into(), cell(&stats["breaker"])],
+                        vec!["active locks".into(), cell(&stats["active_locks"])],
+                        vec!["queue depth".into(), cell(&stats["queue_depth"])],
+                        vec!["requests".into(), cell(&stats["total_requests"])],
+                        vec![
+                            "acquires ok / failed".into(),
+                            format!(
+                                "{} / {}",
+                                cell(&stats["successful_acquires"]),
+                                cell(&stats["failed_acquires"])
+                            ),
+                        ],
+                        vec![
+                            "average wait / hold".into(),
+                            format!(
+                                "{} / {}",
+                                cell(&stats["average_wait"]),
+                                cell(&stats["average_hold"])
+                            ),
+                        ],
+                        vec![
+                            "version, uptime".into(),
+                            format!("{}, {}", cell(&health["version"]), cell(&health["uptime"])),
+                        ],
+                    ];
+                    output::table(&["", ""], &rows);
+                }
+            }
+        }
+        Command::QueueStatus { resource } => {
+            let answer = match &resource {
+                Some(r) => {
+                    client
+                        .call(
+                            Method::GET,
+                            "/api/v1/resource",
+                            &[("name", r.clone())],
+                            None,
+                        )
+                        .await?
+                }
+                None => {
+                    client
+                        .call(Method::GET, "/api/v1/queues", &[], None)
+                        .await?
+                }
+            };
+            match (out, resource) {
+                (Format::Json, _) => output::json(&answer),
+                (Format::Table, Some(r)) => {
+                    println!(
+                        "{r}: held by {}, last fencing token {}",
+                        cell(&answer["holder"]["owner"]),
+                        cell(&answer["last_fencing_token"])
+                    );
+                    let rows: Vec<_> = answer["queue"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|t| {
+                            vec![
+                                cell(&t["position"][&r]),
+                                cell(&t["owner"]),
+                                cell(&t["priority"]),
+                                cell(&t["effective_priority"]),
+                                cell(&t["enqueued_at"]),
+                                cell(&t["deadline"]),
+                            ]
+                        })
+                        .collect();
+                    output::table(
+                        &[
+                            "position",
+                            "owner",
+                            "priority",
+                            "effective",
+                            "enqueued",
+                            "deadline",
+                        ],
+                        &rows,
+                    );
+                }
+                (Format::Table, None) => {
+                    let rows: Vec<_> = answer["queues"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|q| {
+                            vec![
+                                cell(&q["resource"]),
+                                cell(&q["depth"]),
+                                cell(&q["by_priority"]),
+                                cell(&q["oldest_wait"]),
+                            ]
+                        })
+                        .collect();
+                    output::table(&["resource", "depth", "by priority", "oldest wait"], &rows);
+                }
+            }
+        }
+        Command::DeadlockStatus { history } => {
+            let answer = client
+                .call(Method::GET, "/api/v1/deadlocks", &[], None)
+                .await?;
+            match out {
+                Format::Json => output::json(&answer),
+                Format::Table => {
+                    let describe = |cycle: &Value| -> String {
+                        cycle
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|e| {
+                                format!(
+                                    "{} -[{}]-> {}",
+                                    cell(&e["waiter"]),
+                                    cell(&e["resource"]),
+                                    cell(&e["blocker"])
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let active = answer["active"].as_array().cloned().unwrap_or_default();
+                    println!("{} active deadlock(s)", active.len());
+                    for c in &active {
+                        println!("  {}", describe(c));
+                    }
+                    if history {
+                        let rows: Vec<_> = answer["history"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|d| {
+                                vec![
+                                    cell(&d["detected_at"]),
+                                    cell(&d["resolution"]),
+                                    cell(&d["victim"]),
+                                    describe(&d["cycle"]),
+                                ]
+                            })
+                            .collect();
+                        output::table(&["detected", "resolution", "victim", "cycle"], &rows);
+                    }
+                }
+            }
+        }
+        Command::ForceUnlock { resource, reason } => {
+            let mut body = json!({ "name": resource });
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            let answer = client
+                .call(
+                    Method::POST,
+                    "/api/v1/resource/force-release",
+                    &[],
+                    Some(body),
+                )
+                .await?;
+            match out {
+                Format::Json => output::json(&answer),
+                Format::Table => println!(
+                    "force-released lease {} of {}",
+                    cell(&answer["id"]),
+                    cell(&answer["owner"])
+                ),
+            }
+        }
+        Command::Cleanup {
+            expired_only,
+            resource,
+            force,
+        } => {
+            let body = match (expired_only, resource) {
+                (true, _) => json!({ "expired_only": true }),
+                (false, Some(r)) => json!({ "resource": r, "force": force }),
+                (false, None) => {
+                    return Err(CliError::usage(
+                        "give --expired-only, or --resource R --force",
+                    ))
+                }
+            };
+            let answer = client
+                .call(Method::POST, "/api/v1/cleanup", &[], Some(body))
+                .await?;
+            match out {
+                Format::Json => output::json(&answer),
+                Format::Table => println!(
+                    "released {} lease(s)",
+                    answer["released"].as_array().map_or(0, Vec::len)
+                ),
+            }
+        }
+        Command::Events { types } => follow_events(client, types, out).await?,
+        Command::HealthCheck => {
+            let answer = client
+                .call(Method::GET, "/api/enhanced-locks/health", &[], None)
+                .await?;
+            if out == Format::Json {
+                output::json(&answer);
+            } else {
+                println!(
+                    "{} (score {})",
+                    cell(&answer["status"]),
+                    cell(&answer["health_score"])
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn follow_events(
+    client: &Client,
+    types: Option<String>,
+    out: Format,
+) -> Result<(), CliError> {
+    if let Some(t) = &types {
+        server::parse_types(Some(t))
+            .map_err(|_| CliError::usage(format!("--types {t:?}: unknown event type")))?;
+    }
+    let query: Vec<(&str, String)> = types.map(|t| ("types", t)).into_iter().collect();
+    let response = client
+        .builder(Method::GET, "/api/v1/events")
+        .query(&query)
+        .send()
+        .await
+        .map_err(|e| client.unreachable(e))?;
+    if !response.status().is_success() {
+        return Err(CliError::usage(format!(
+            "the server refused the event stream: HTTP {}",
+            response.status()
+        )));
+    }
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| client.unreachable(e))?;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            for data in frame.lines().filter_map(|l| l.strip_prefix("data:")) {
+                let event: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                match out {
+                    Format::Json => {
+                        println!("{}", serde_json::to_string(&event).unwrap_or_default())
+                    }
+                    Format::Table => println!(
+                        "{:>6}  {}  {:<20} {}  {}",
+                        cell(&event["id"]),
+                        cell(&event["at"]),
+                        cell(&event["type"]),
+                        cell(&event["owner"]),
+                        event["resources"]
+                            .as_array()
+                            .map(|r| r.iter().map(cell).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    ),
+                }
+            }
+        }
+    }
+    Ok(())
+}

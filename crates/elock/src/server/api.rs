@@ -1,0 +1,277 @@
+//! The lock API of SPEC 3 under /api/v1: locks, tickets, resources, queues, deadlocks, stats,
+//! cleanup. Handlers only translate between HTTP and the manager.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use elock_core::manager::{Cleanup, LockRequest, Ttl};
+use elock_core::model::{
+    duration_text, parse_duration, Lease, LeaseId, Metadata, Owner, Priority, ResourceName,
+    TicketId,
+};
+use elock_core::table::{Acquired, LeaseFilter, StateFilter};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+
+use super::body;
+use super::error::{ApiError, ApiResult};
+use super::App;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/v1/locks", post(acquire).get(list))
+        .route("/api/v1/locks/{id}", get(get_lease).delete(release))
+        .route("/api/v1/locks/{id}/renew", post(renew))
+        .route("/api/v1/resource", get(resource))
+        .route("/api/v1/resource/force-release", post(force_release))
+        .route(
+            "/api/v1/tickets/{id}",
+            get(get_ticket).delete(cancel_ticket),
+        )
+        .route("/api/v1/queues", get(queues))
+        .route("/api/v1/deadlocks", get(deadlocks))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/cleanup", post(cleanup))
+}
+
+/// POST /api/v1/locks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcquireBody {
+    #[serde(default)]
+    resources: Vec<ResourceName>,
+    #[serde(default)]
+    resource: Option<ResourceName>,
+    owner: Owner,
+    #[serde(default)]
+    priority: Priority,
+    /// Absent: default-timeout. `null`: no expiry (where allowed). Text: that duration.
+    #[serde(default, deserialize_with = "ttl_field")]
+    ttl: Ttl,
+    #[serde(default, with = "duration_text::option")]
+    wait: Option<Duration>,
+    #[serde(default)]
+    detach: bool,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+fn ttl_field<'de, D: Deserializer<'de>>(d: D) -> Result<Ttl, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(Ttl::Never),
+        Some(s) => parse_duration("ttl", &s)
+            .map(Ttl::After)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+/// A lease as answered, flagged when it came back by re-entry.
+#[derive(Serialize)]
+struct LeaseAnswer {
+    #[serde(flatten)]
+    lease: Lease,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    reentrant: bool,
+}
+
+async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Response> {
+    let body: AcquireBody = body::json(&bytes)?;
+    let mut resources = body.resources;
+    if let Some(r) = body.resource {
+        resources.insert(0, r);
+    }
+    if resources.is_empty() {
+        return Err(ApiError::invalid(
+            "resources",
+            "give `resources` (a list) or `resource`",
+        ));
+    }
+    let req = LockRequest {
+        owner: body.owner,
+        resources,
+        priority: body.priority,
+        ttl: body.ttl,
+        wait: body.wait.unwrap_or(Duration::ZERO),
+        detach: body.detach,
+        metadata: body.metadata,
+    };
+    Ok(match app.manager.acquire(req).await? {
+        Acquired::Granted {
+            lease,
+            reentrant: false,
+        } => (
+            StatusCode::CREATED,
+            Json(LeaseAnswer {
+                lease,
+                reentrant: false,
+            }),
+        )
+            .into_response(),
+        Acquired::Granted {
+            lease,
+            reentrant: true,
+        } => (
+            StatusCode::OK,
+            Json(LeaseAnswer {
+                lease,
+                reentrant: true,
+            }),
+        )
+            .into_response(),
+        Acquired::Queued { ticket } => (StatusCode::ACCEPTED, Json(ticket)).into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    resource_prefix: Option<String>,
+    owner: Option<Owner>,
+    state: Option<StateFilter>,
+    #[serde(default, with = "duration_text::option")]
+    held_longer_than: Option<Duration>,
+}
+
+async fn list(
+    State(app): State<Arc<App>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<serde_json::Value>> {
+    let q: ListQuery = body::query(q.as_deref())?;
+    let filter = LeaseFilter {
+        resource_prefix: q.resource_prefix,
+        owner: q.owner,
+        state: q.state,
+        held_longer_than: q.held_longer_than,
+    };
+    Ok(Json(json!({ "locks": app.manager.list(filter).await? })))
+}
+
+fn lease_id(raw: &str) -> ApiResult<LeaseId> {
+    raw.parse().map_err(|_| {
+        ApiError::invalid(
+            "id",
+            format!("{raw:?} is not a lease id: expected 22 characters of URL-safe base64"),
+        )
+    })
+}
+
+fn ticket_id(raw: &str) -> ApiResult<TicketId> {
+    raw.parse().map_err(|_| {
+        ApiError::invalid(
+            "id",
+            format!("{raw:?} is not a ticket id: expected 22 characters of URL-safe base64"),
+        )
+    })
+}
+
+async fn get_lease(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Lease>> {
+    Ok(Json(app.manager.get_lease(lease_id(&id)?).await?))
+}
+
+async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Lease>> {
+    Ok(Json(app.manager.release(lease_id(&id)?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewBody {
+    #[serde(default, with = "duration_text::option")]
+    ttl: Option<Duration>,
+}
+
+async fn renew(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Lease>> {
+    let id = lease_id(&id)?;
+    let body: RenewBody = body::json(&bytes)?;
+    Ok(Json(app.manager.renew(id, body.ttl).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceQuery {
+    name: ResourceName,
+}
+
+async fn resource(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let q: ResourceQuery = body::query(q.as_deref())?;
+    Ok(Json(app.manager.resource(q.name).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceReleaseBody {
+    name: ResourceName,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn force_release(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<Lease>> {
+    let body: ForceReleaseBody = body::json(&bytes)?;
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "force-released by an operator".into());
+    Ok(Json(app.manager.force_release(body.name, reason).await?))
+}
+
+async fn get_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(app.manager.get_ticket(ticket_id(&id)?).await?).into_response())
+}
+
+async fn cancel_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(Json(app.manager.cancel_ticket(ticket_id(&id)?).await?).into_response())
+}
+
+async fn queues(State(app): State<Arc<App>>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(json!({ "queues": app.manager.queues().await? })))
+}
+
+async fn deadlocks(State(app): State<Arc<App>>) -> ApiResult<Response> {
+    Ok(Json(app.manager.deadlocks().await?).into_response())
+}
+
+async fn stats(State(app): State<Arc<App>>) -> Response {
+    Json(app.manager.stats().await).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CleanupBody {
+    #[serde(default)]
+    expired_only: bool,
+    #[serde(default)]
+    resource: Option<ResourceName>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn cleanup(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<serde_json::Value>> {
+    let body: CleanupBody = body::json(&bytes)?;
+    let what = match (body.expired_only, body.resource, body.force) {
+        (true, None, _) => Cleanup::ExpiredOnly,
+        (false, Some(r), true) => Cleanup::Resource(r),
+        (false, Some(_), false) => {
+            return Err(ApiError::invalid(
+                "force",
+                "cleanup of a resource needs `force: true`",
+            ))
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "expired_only",
+                "give either {\"expired_only\": true} or {\"resource\": R, \"force\": true}",
+            ))
+        }
+    };
+    Ok(Json(
+        json!({ "released": app.manager.cleanup(what).await? }),
+    ))
+}

@@ -1,0 +1,107 @@
+//! GET /api/v1/events: server-sent events, filtered by `?types=a,b`, resumable with
+//! `Last-Event-ID` from the bus's ring of the last `events.buffer-size` events.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::get;
+use axum::Router;
+use elock_core::event::{Event, EventType};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+
+use super::body;
+use super::error::{ApiError, ApiResult};
+use super::App;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new().route("/api/v1/events", get(events))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    types: Option<String>,
+}
+
+pub fn parse_types(raw: Option<&str>) -> ApiResult<Vec<EventType>> {
+    raw.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            EventType::parse(t).ok_or_else(|| {
+                let known: Vec<_> = EventType::ALL.iter().map(|t| t.name()).collect();
+                ApiError::invalid(
+                    "types",
+                    format!("unknown event type {t:?}; known: {}", known.join(", ")),
+                )
+            })
+        })
+        .collect()
+}
+
+fn to_sse(e: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(e.id.to_string())
+        .event(e.kind.name())
+        .json_data(e)
+        .unwrap_or_else(|_| SseEvent::default().comment("an event could not be encoded"))
+}
+
+async fn events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let q: EventsQuery = body::query(q.as_deref())?;
+    let types = parse_types(q.types.as_deref())?;
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "Last-Event-ID",
+                        format!("Last-Event-ID {v:?} is not an event id (a whole number)"),
+                    )
+                })?,
+        ),
+    };
+    // Subscribe before reading the ring, so nothing falls between the replay and the live stream.
+    let subscription = app.manager.subscribe();
+    let bus = app.manager.bus();
+    let (replay, gap) = match last_id {
+        Some(id) => bus.since(id),
+        None => (Vec::new(), None),
+    };
+    let seen = replay.last().map(|e| e.id).or(last_id).unwrap_or(0);
+    let mut head: Vec<SseEvent> = Vec::new();
+    if let Some(gap) = gap {
+        head.push(SseEvent::default().comment(format!(
+            "events before {} are no longer kept (events.buffer-size); some were missed",
+            gap.first_available
+        )));
+    }
+    let wanted = |e: &Event| types.is_empty() || types.contains(&e.kind);
+    head.extend(replay.iter().filter(|e| wanted(e)).map(|e| to_sse(e)));
+    let live = stream::unfold(
+        (subscription, types.clone(), seen),
+        |(mut sub, types, seen)| async move {
+            loop {
+                let e = sub.recv_filtered(&types).await?;
+                if e.id > seen {
+                    return Some((to_sse(&e), (sub, types, seen)));
+                }
+            }
+        },
+    );
+    let stream = stream::iter(head).chain(live).map(Ok);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,71 @@
+//! Liveness, readiness, the enhanced-locks health and its JSON views (SPEC 3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use elock_core::manager::HealthStatus;
+use serde_json::json;
+
+use super::App;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/enhanced-locks/health", get(health))
+        .route("/api/enhanced-locks/metrics", get(metrics))
+        .route("/api/enhanced-locks/queue/status", get(queue_status))
+}
+
+/// The process is alive and serving.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The backend answers: 200, else 503.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let store = app.manager.store();
+    match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
+        Ok(Ok(latency)) => Json(json!({
+            "status": "ready",
+            "backend": store.kind(),
+            "latency_ms": latency.as_secs_f64() * 1000.0
+        }))
+        .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "backend": store.kind(), "error": e.to_string() })),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "backend": store.kind(), "error": "no answer within 2s" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let h = app.manager.health().await;
+    let status = match h.status {
+        HealthStatus::Healthy | HealthStatus::Degraded => StatusCode::OK,
+        HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(h)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    Json(app.manager.stats().await).into_response()
+}
+
+async fn queue_status(State(app): State<Arc<App>>) -> Response {
+    match app.manager.queues().await {
+        Ok(q) => Json(json!({ "queues": q })).into_response(),
+        Err(e) => super::error::ApiError::from(e).into_response(),
+    }
+}
