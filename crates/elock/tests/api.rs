@@ -1,0 +1,488 @@
+//! Black-box tests of `elock serve`: the real binary on a free port, driven over HTTP and
+//! through the CLI.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::Server;
+
+fn lease_id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_on_ten_resources_never_share_a_critical_section() {
+    let server = Server::start();
+    let api = server.client();
+    // resource → (who is inside, last fencing token seen)
+    let inside: Arc<Mutex<HashMap<String, (Option<usize>, u64)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for c in 0..50usize {
+        let (api, inside) = (api.clone(), inside.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..6usize {
+                let resource = format!("proj/{}", (c * 7 + round * 3) % 10);
+                let (status, lease) = api
+                    .post("/api/v1/locks", json!({"resource": resource, "owner": format!("client-{c}"), "wait": "60s", "ttl": "60s"}))
+                    .await;
+                assert_eq!(status, 201, "{lease}");
+                let token = lease["resources"][0]["fencing_token"].as_u64().unwrap();
+                {
+                    let mut map = inside.lock().unwrap();
+                    let entry = map.entry(resource.clone()).or_insert((None, 0));
+                    assert!(entry.0.is_none(), "client {c} entered {resource} while client {:?} was inside", entry.0);
+                    assert!(token > entry.1, "{resource}: token {token} after {}", entry.1);
+                    *entry = (Some(c), token);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                inside.lock().unwrap().get_mut(&resource).unwrap().0 = None;
+                let (status, _) = api.delete(&format!("/api/v1/locks/{}", lease_id(&lease))).await;
+                assert_eq!(status, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total: u64 = inside.lock().unwrap().values().map(|(_, t)| *t).sum();
+    assert_eq!(total, 300, "every grant minted exactly one token");
+}
+
+#[tokio::test]
+async fn twenty_waiters_of_mixed_priority_are_granted_in_queue_order() {
+    let server = Server::start();
+    let api = server.client();
+    let (_, first) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "hot", "owner": "holder"}),
+        )
+        .await;
+    let priorities = ["low", "normal", "high", "critical"];
+    let mut expected: Vec<(usize, usize, String)> = Vec::new();
+    for i in 0..20usize {
+        let p = (i * 7) % 4;
+        let owner = format!("w{i:02}");
+        let (status, t) = api
+            .post("/api/v1/locks", json!({"resource": "hot", "owner": owner, "priority": priorities[p], "wait": "1m", "detach": true}))
+            .await;
+        assert_eq!(status, 202, "{t}");
+        expected.push((3 - p, i, owner));
+    }
+    expected.sort();
+    let mut current = lease_id(&first);
+    let mut order = Vec::new();
+    for _ in 0..20 {
+        api.delete(&format!("/api/v1/locks/{current}")).await;
+        let holder = api.holder("hot").await;
+        order.push(holder["owner"].as_str().unwrap().to_string());
+        current = lease_id(&holder);
+    }
+    let expected: Vec<String> = expected.into_iter().map(|(_, _, o)| o).collect();
+    assert_eq!(order, expected);
+}
+
+#[tokio::test]
+async fn expiry_hands_off_within_100ms_of_the_deadline() {
+    let server = Server::start();
+    let api = server.client();
+    let (_, a) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "r", "owner": "a", "ttl": "1s"}),
+        )
+        .await;
+    let (status, b) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "r", "owner": "b", "wait": "10s"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}");
+    let deadline = a["expires_at"].as_str().unwrap();
+    let granted = b["acquired_at"].as_str().unwrap();
+    let ms = |t: &str| {
+        elock_core::model::Timestamp::parse_rfc3339(t)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let late = ms(granted) - ms(deadline);
+    assert!(
+        (0..100).contains(&late),
+        "handed off {late} ms after the deadline"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_and_restart_keeps_every_acknowledged_lease_and_tokens_keep_rising() {
+    let server = Server::start();
+    let api = server.client();
+    let mut leases = Vec::new();
+    for i in 0..20 {
+        let (status, l) = api
+            .post(
+                "/api/v1/locks",
+                json!({"resource": format!("r{}", i % 10), "owner": format!("o{i}")}),
+            )
+            .await;
+        if i < 10 {
+            assert_eq!(status, 201);
+            leases.push(l);
+        } else {
+            assert_eq!(status, 409, "r{} is held", i % 10);
+        }
+    }
+    let (_, released) = api
+        .delete(&format!("/api/v1/locks/{}", lease_id(&leases[0])))
+        .await;
+    assert_eq!(released["state"], "released");
+    let dir = server.data_dir.clone();
+    let keep = server.kill_9();
+    let server = Server::start_in(&dir);
+    let api = server.client();
+    for l in &leases[1..] {
+        let (status, found) = api.get(&format!("/api/v1/locks/{}", lease_id(l))).await;
+        assert_eq!(status, 200, "lease {} lost", lease_id(l));
+        assert_eq!(found["resources"], l["resources"]);
+    }
+    assert_eq!(
+        api.get(&format!("/api/v1/locks/{}", lease_id(&leases[0])))
+            .await
+            .0,
+        404
+    );
+    let (_, again) = api
+        .post("/api/v1/locks", json!({"resource": "r0", "owner": "after"}))
+        .await;
+    assert_eq!(
+        again["resources"][0]["fencing_token"], 2,
+        "tokens continue after a crash"
+    );
+    drop(keep);
+}
+
+#[tokio::test]
+async fn a_blocking_wait_whose_client_goes_away_leaves_no_ticket() {
+    let server = Server::start();
+    let api = server.client();
+    api.post("/api/v1/locks", json!({"resource": "r", "owner": "a"}))
+        .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(format!("{}/api/v1/locks", server.url))
+        .json(&json!({"resource": "r", "owner": "b", "wait": "60s"}))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client gave up");
+    for _ in 0..100 {
+        let (_, info) = api.get("/api/v1/resource?name=r").await;
+        if info["queue"].as_array().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the ticket of the client that went away is still queued");
+}
+
+#[tokio::test]
+async fn every_error_code_of_the_engine_is_reachable_with_its_status_and_details() {
+    let server = Server::start();
+    let api = server.client();
+    let check = |(status, body): (u16, Value), want_status: u16, code: &str| {
+        assert_eq!(status, want_status, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        body["error"]["details"].clone()
+    };
+    let d = check(
+        api.post(
+            "/api/v1/locks",
+            json!({"resource": "r", "owner": "a", "priority": "urgent"}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    assert_eq!(d["field"], "priority");
+    check(
+        api.get("/api/v1/locks/AAAAAAAAAAAAAAAAAAAAAA").await,
+        404,
+        "not_found",
+    );
+    let (_, held) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "r", "owner": "a", "metadata": {"pr": 42}}),
+        )
+        .await;
+    let d = check(
+        api.post("/api/v1/locks", json!({"resource": "r", "owner": "b"}))
+            .await,
+        409,
+        "locked",
+    );
+    assert_eq!(d["holder"]["id"], held["id"]);
+    assert_eq!(d["holder"]["metadata"]["pr"], 42);
+    let d = check(
+        api.post(
+            "/api/v1/locks",
+            json!({"resource": "r", "owner": "b", "wait": "200ms"}),
+        )
+        .await,
+        409,
+        "wait_timeout",
+    );
+    assert!(d["waited"].is_string());
+    api.post("/api/v1/locks", json!({"resource": "s", "owner": "b"}))
+        .await;
+    let (status, _) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "s", "owner": "a", "wait": "30s", "detach": true}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let d = check(
+        api.post(
+            "/api/v1/locks",
+            json!({"resource": "r", "owner": "b", "wait": "30s"}),
+        )
+        .await,
+        409,
+        "deadlock",
+    );
+    assert_eq!(d["cycle"].as_array().unwrap().len(), 2);
+    // One holder, then max-queue-size (1,000) waiters; the next one is refused.
+    for i in 0..=1000 {
+        let (status, _) = api
+            .post(
+                "/api/v1/locks",
+                json!({"resource": "q", "owner": format!("w{i}"), "wait": "1m", "detach": true}),
+            )
+            .await;
+        assert_eq!(status, if i == 0 { 201 } else { 202 });
+    }
+    let d = check(
+        api.post(
+            "/api/v1/locks",
+            json!({"resource": "q", "owner": "late", "wait": "1m", "detach": true}),
+        )
+        .await,
+        429,
+        "queue_full",
+    );
+    assert_eq!(
+        (d["resource"].as_str(), d["max"].as_u64()),
+        (Some("q"), Some(1000))
+    );
+}
+
+#[tokio::test]
+async fn the_event_stream_delivers_every_lock_event_in_order_and_resumes() {
+    use futures_util::StreamExt;
+    let server = Server::start();
+    let api = server.client();
+    let response = reqwest::get(format!("{}/api/v1/events", server.url))
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    // Every engine event type: acquired, enqueued, renewed, released, granted, timeout, cancelled,
+    // force_released, expired, deadlock.detected.
+    let (_, a) = api
+        .post("/api/v1/locks", json!({"resource": "r", "owner": "a"}))
+        .await;
+    let (_, t) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "r", "owner": "b", "wait": "1m", "detach": true}),
+        )
+        .await;
+    api.post(
+        &format!("/api/v1/locks/{}/renew", lease_id(&a)),
+        json!({"ttl": "1m"}),
+    )
+    .await;
+    api.delete(&format!("/api/v1/locks/{}", lease_id(&a))).await;
+    api.post(
+        "/api/v1/locks",
+        json!({"resource": "r", "owner": "c", "wait": "100ms"}),
+    )
+    .await;
+    let (_, t2) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "r", "owner": "d", "wait": "1m", "detach": true}),
+        )
+        .await;
+    api.delete(&format!("/api/v1/tickets/{}", lease_id(&t2)))
+        .await;
+    api.post(
+        "/api/v1/resource/force-release",
+        json!({"name": "r", "reason": "test"}),
+    )
+    .await;
+    api.post(
+        "/api/v1/locks",
+        json!({"resource": "e", "owner": "x", "ttl": "300ms"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.post("/api/v1/locks", json!({"resource": "p1", "owner": "p"}))
+        .await;
+    api.post("/api/v1/locks", json!({"resource": "p2", "owner": "q"}))
+        .await;
+    api.post(
+        "/api/v1/locks",
+        json!({"resource": "p2", "owner": "p", "wait": "1m", "detach": true}),
+    )
+    .await;
+    api.post(
+        "/api/v1/locks",
+        json!({"resource": "p1", "owner": "q", "wait": "1m"}),
+    )
+    .await;
+    let want = [
+        "lock.acquired",
+        "queue.enqueued",
+        "lock.renewed",
+        "lock.released",
+        "queue.granted",
+        "queue.enqueued",
+        "queue.timeout",
+        "queue.enqueued",
+        "queue.cancelled",
+        "lock.force_released",
+        "lock.acquired",
+        "lock.expired",
+        "lock.acquired",
+        "lock.acquired",
+        "queue.enqueued",
+        "deadlock.detected",
+    ];
+    let mut got: Vec<(u64, String)> = Vec::new();
+    let mut buffer = String::new();
+    while got.len() < want.len() {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let id = frame
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .map(|s| s.trim().parse().unwrap());
+            let kind = frame
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(|s| s.trim().to_string());
+            if let (Some(id), Some(kind)) = (id, kind) {
+                got.push((id, kind));
+            }
+        }
+    }
+    let kinds: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(kinds, want);
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "ids increase");
+    assert_eq!(t["owner"], "b");
+    // Resume after the fifth event: the rest is replayed from the ring.
+    let resumed = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/events?types=lock.expired,deadlock.detected",
+            server.url
+        ))
+        .header("Last-Event-ID", got[4].0.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resumed.bytes_stream();
+    let mut text = String::new();
+    while text.matches("event:").count() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        text.contains("event: lock.expired") && text.contains("event: deadlock.detected"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("event: lock.acquired"),
+        "the type filter applies to the replay"
+    );
+}
+
+#[test]
+fn the_cli_prints_leases_and_exits_with_the_documented_codes() {
+    let server = Server::start();
+    let (code, out) = server.cli(&[
+        "lock",
+        "proj/a",
+        "--owner",
+        "acme/infra#1",
+        "--metadata",
+        "pr=1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("proj/a") && out.contains("lease "), "{out}");
+    let id = out
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("lease ")
+        .to_string();
+    assert_eq!(
+        server.cli(&["lock", "proj/a", "--owner", "acme/infra#2"]).0,
+        2,
+        "locked"
+    );
+    assert_eq!(
+        server
+            .cli(&[
+                "lock",
+                "proj/a",
+                "--owner",
+                "acme/infra#2",
+                "--wait",
+                "200ms"
+            ])
+            .0,
+        2,
+        "wait timeout"
+    );
+    assert_eq!(
+        server
+            .cli(&["lock", "proj/a", "--owner", "o", "--priority", "urgent"])
+            .0,
+        1,
+        "bad input"
+    );
+    let (code, out) = server.cli(&["--output", "json", "list"]);
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["locks"][0]["metadata"]["pr"], "1");
+    assert_eq!(server.cli(&["renew", &id, "--ttl", "10m"]).0, 0);
+    assert_eq!(server.cli(&["unlock", &id]).0, 0);
+    assert_eq!(server.cli(&["unlock", &id]).0, 1, "already gone");
+    assert_eq!(server.cli(&["health-check"]).0, 0);
+    assert_eq!(server.cli(&["status"]).0, 0);
+    let unreachable = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["--server", "http://127.0.0.1:9", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(4));
+}
