@@ -10,6 +10,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::Server;
 
+/// resource → (the client inside its critical section, the last fencing token seen).
+type Occupancy = HashMap<String, (Option<usize>, u64)>;
+
 fn lease_id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
@@ -18,8 +21,7 @@ fn lease_id(v: &Value) -> String {
 async fn fifty_clients_on_ten_resources_never_share_a_critical_section() {
     let server = Server::start();
     let api = server.client();
-    // resource → (who is inside, last fencing token seen)
-    let inside: Arc<Mutex<HashMap<String, (Option<usize>, u64)>>> = Arc::default();
+    let inside: Arc<Mutex<Occupancy>> = Arc::default();
     let mut tasks = Vec::new();
     for c in 0..50usize {
         let (api, inside) = (api.clone(), inside.clone());
