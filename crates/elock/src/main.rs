@@ -1,6 +1,7 @@
 //! `elock`: `elock serve` runs the lock server; every other command is a client of it.
 
 mod cli;
+mod config;
 mod server;
 
 use clap::Parser;

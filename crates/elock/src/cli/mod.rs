@@ -6,12 +6,12 @@ mod output;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use elock_core::config::EngineConfig;
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::server::{self, Backend, ServeOptions};
+use crate::config::{self, Config, Override};
+use crate::server::{self, ServeOptions};
 use client::{exit, CliError, Client};
 use output::{cell, Format};
 
@@ -42,19 +42,126 @@ pub struct Args {
     command: Command,
 }
 
+/// The server's configuration sources (SPEC 5 names kept exactly).
+#[derive(clap::Args, Debug, Clone)]
+struct ServerFlags {
+    /// The YAML configuration file.
+    #[arg(long, env = "ELOCK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the first line printed says which).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Where the embedded store keeps its data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// embedded (alias boltdb), memory, or redis.
+    #[arg(long)]
+    backend: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    enhanced_locking_enabled: Option<String>,
+    #[arg(long, value_name = "BACKEND")]
+    enhanced_locking_backend: Option<String>,
+    #[arg(long, value_name = "HOST:PORT,...")]
+    enhanced_locking_redis_addr: Option<String>,
+    #[arg(long, value_name = "PASSWORD")]
+    enhanced_locking_redis_password: Option<String>,
+    #[arg(long, value_name = "N")]
+    enhanced_locking_redis_db: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    enhanced_locking_priority_queue: Option<String>,
+    /// Retry attempts (0 turns retry off), or true/false.
+    #[arg(long, value_name = "N")]
+    enhanced_locking_retries: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    enhanced_locking_metrics: Option<String>,
+}
+
+impl ServerFlags {
+    /// The flag values as configuration overrides.
+    fn overrides(&self) -> Vec<Override> {
+        let data_dir = self.data_dir.as_ref().map(|d| d.display().to_string());
+        let pairs: [(&'static str, &Option<String>, &str); 11] = [
+            ("enhanced-locking.listen", &self.listen, "--listen"),
+            ("enhanced-locking.data-dir", &data_dir, "--data-dir"),
+            ("enhanced-locking.backend", &self.backend, "--backend"),
+            (
+                "enhanced-locking.enabled",
+                &self.enhanced_locking_enabled,
+                "--enhanced-locking-enabled",
+            ),
+            (
+                "enhanced-locking.backend",
+                &self.enhanced_locking_backend,
+                "--enhanced-locking-backend",
+            ),
+            (
+                "redis.addresses",
+                &self.enhanced_locking_redis_addr,
+                "--enhanced-locking-redis-addr",
+            ),
+            (
+                "redis.password",
+                &self.enhanced_locking_redis_password,
+                "--enhanced-locking-redis-password",
+            ),
+            (
+                "redis.db",
+                &self.enhanced_locking_redis_db,
+                "--enhanced-locking-redis-db",
+            ),
+            (
+                "priority-queue.enabled",
+                &self.enhanced_locking_priority_queue,
+                "--enhanced-locking-priority-queue",
+            ),
+            (
+                "retry",
+                &self.enhanced_locking_retries,
+                "--enhanced-locking-retries",
+            ),
+            (
+                "metrics.enabled",
+                &self.enhanced_locking_metrics,
+                "--enhanced-locking-metrics",
+            ),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(key, v, flag)| {
+                v.as_ref()
+                    .map(|v| config::text_override(key, v, flag.to_string()))
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Loads the effective configuration (file, environment, flags).
+    fn load(&self) -> Result<Config, Vec<String>> {
+        let mut overrides = config::env_overrides(&|v| std::env::var(v).ok());
+        overrides.extend(self.overrides());
+        config::load(self.config.as_deref(), &overrides)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Check a configuration file: unknown keys and bad values are reported with key, value and
+    /// expectation. Exit 0 when valid.
+    Validate { file: PathBuf },
+    /// The effective configuration (file, environment, flags), secrets redacted, as YAML.
+    Show(ServerFlags),
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the lock server (the embedded durable store by default).
-    Serve {
-        /// Address to listen on (port 0 picks a free port; the first line printed says which).
-        #[arg(long, default_value = "127.0.0.1:4142")]
-        listen: String,
-        /// Where the embedded store keeps its data.
-        #[arg(long, default_value = "./elock-data")]
-        data_dir: PathBuf,
-        #[arg(long, value_enum, default_value = "embedded")]
-        backend: Backend,
-    },
+    ///
+    /// Configuration: defaults, then the YAML file, then ATLANTIS_ENHANCED_LOCKING_* variables,
+    /// then flags. SIGHUP (or POST /api/v1/admin/reload) reloads what can change live.
+    Serve(ServerFlags),
+    /// Check or show the server configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Take a lock on one or more resources (all or none); prints the lease id and fencing tokens.
     ///
     /// Example: elock lock acme/infra/envs/prod/default/ --owner 'acme/infra#42' --wait 10m
@@ -136,26 +243,10 @@ enum Command {
 }
 
 pub async fn run(args: Args) -> i32 {
-    if let Command::Serve {
-        listen,
-        data_dir,
-        backend,
-    } = args.command
-    {
-        init_logging();
-        let opts = ServeOptions {
-            listen,
-            data_dir,
-            backend,
-            engine: EngineConfig::default(),
-        };
-        return match server::serve(opts).await {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                eprintln!("elock serve: {e}");
-                exit::ERROR
-            }
-        };
+    match args.command {
+        Command::Serve(flags) => return serve(flags).await,
+        Command::Config(c) => return config_command(c),
+        _ => {}
     }
     let client = Client::new(&args.server, args.token.clone());
     match command(&client, args.command, args.output).await {
@@ -166,6 +257,57 @@ pub async fn run(args: Args) -> i32 {
                 _ => eprintln!("elock: {}", e.message),
             }
             e.exit
+        }
+    }
+}
+
+async fn serve(flags: ServerFlags) -> i32 {
+    init_logging();
+    let config = match flags.load() {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("elock serve: configuration: {e}");
+            }
+            return exit::ERROR;
+        }
+    };
+    let opts = ServeOptions {
+        config,
+        file: flags.config.clone(),
+        flags: flags.overrides(),
+    };
+    match server::serve(opts).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("elock serve: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+fn config_command(c: ConfigCommand) -> i32 {
+    let result = match &c {
+        ConfigCommand::Validate { file } => config::load(Some(file), &[]),
+        ConfigCommand::Show(flags) => flags.load(),
+    };
+    match (result, c) {
+        (Ok(_), ConfigCommand::Validate { file }) => {
+            println!("{}: valid", file.display());
+            exit::OK
+        }
+        (Ok(config), ConfigCommand::Show(_)) => {
+            print!(
+                "{}",
+                serde_yaml_ng::to_string(&config.redacted()).unwrap_or_default()
+            );
+            exit::OK
+        }
+        (Err(errors), _) => {
+            for e in errors {
+                eprintln!("elock config: {e}");
+            }
+            exit::ERROR
         }
     }
 }
@@ -185,7 +327,7 @@ fn init_logging() {
 
 async fn command(client: &Client, command: Command, out: Format) -> Result<(), CliError> {
     match command {
-        Command::Serve { .. } => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Config(_) => unreachable!("handled by run"),
         Command::Lock {
             resources,
             owner,

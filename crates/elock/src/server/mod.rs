@@ -1,5 +1,6 @@
 //! `elock serve`: the manager behind an HTTP API (axum), with graceful shutdown.
 
+mod admin;
 mod api;
 mod body;
 mod error;
@@ -12,7 +13,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use elock_core::clock::SystemClock;
-use elock_core::config::EngineConfig;
 use elock_core::manager::Manager;
 use elock_core::store::{DurableStore, InMemoryStore, Store};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -20,30 +20,70 @@ use tower_http::trace::TraceLayer;
 
 pub use events::parse_types;
 
+use crate::config::{self, Backend, Config, Override};
+
 /// Largest request body: metadata is at most 16 KiB, and a request names at most 64 resources.
 const BODY_LIMIT: usize = 256 * 1024;
 
-/// Where state lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// The embedded durable store (redb) in `--data-dir`: one machine, zero setup.
-    Embedded,
-    /// Alias of `embedded`, for configurations written for Atlantis.
-    Boltdb,
-    /// In memory only: nothing survives a restart (tests, throw-away servers).
-    Memory,
-}
-
+/// How the server was configured, kept for reloads (SIGHUP, POST /api/v1/admin/reload).
 pub struct ServeOptions {
-    pub listen: String,
-    pub data_dir: PathBuf,
-    pub backend: Backend,
-    pub engine: EngineConfig,
+    pub config: Config,
+    pub file: Option<PathBuf>,
+    /// Flag values: re-applied on reload (the environment is read again).
+    pub flags: Vec<Override>,
 }
 
 /// What every handler shares.
 pub struct App {
     pub manager: Manager,
+    pub reloader: Reloader,
+}
+
+pub struct Reloader {
+    file: Option<PathBuf>,
+    flags: Vec<Override>,
+    current: std::sync::Mutex<Config>,
+}
+
+impl Reloader {
+    /// Reads the configuration again and applies what can change live. Returns the keys that
+    /// changed but need a restart.
+    pub async fn reload(&self, manager: &Manager) -> Result<Vec<String>, Vec<String>> {
+        let mut overrides = config::env_overrides(&|v| std::env::var(v).ok());
+        overrides.extend(self.flags.iter().cloned());
+        let new = config::load(self.file.as_deref(), &overrides)?;
+        let old = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut restart: Vec<String> = manager
+            .reload(new.engine())
+            .await
+            .map_err(|e| vec![e.to_string()])?
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let el = (&old.enhanced_locking, &new.enhanced_locking);
+        for (key, changed) in [
+            ("enhanced-locking.listen", el.0.listen != el.1.listen),
+            ("enhanced-locking.backend", el.0.backend != el.1.backend),
+            ("enhanced-locking.data-dir", el.0.data_dir != el.1.data_dir),
+            ("redis", old.redis != new.redis),
+        ] {
+            if changed {
+                restart.push(key.to_string());
+            }
+        }
+        for key in &restart {
+            tracing::warn!(
+                key,
+                "this setting changed but needs a restart to take effect"
+            );
+        }
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = new;
+        Ok(restart)
+    }
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -51,6 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(api::routes())
         .merge(events::routes())
         .merge(health::routes())
+        .merge(admin::routes())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
@@ -59,25 +100,33 @@ pub fn router(app: Arc<App>) -> Router {
 /// Runs the server until SIGINT or SIGTERM, then stops accepting, finishes in-flight calls and
 /// flushes the store.
 pub async fn serve(opts: ServeOptions) -> Result<(), String> {
+    let cfg = &opts.config;
+    let el = &cfg.enhanced_locking;
+    let engine = cfg.engine();
     let clock = Arc::new(SystemClock);
-    let store: Arc<dyn Store> = match opts.backend {
+    let store: Arc<dyn Store> = match el.backend {
         Backend::Embedded | Backend::Boltdb => Arc::new(
-            DurableStore::open(&opts.data_dir, opts.engine.table_config(), clock.clone())
+            DurableStore::open(&el.data_dir, engine.table_config(), clock.clone())
                 .map_err(|e| e.to_string())?,
         ),
-        Backend::Memory => Arc::new(InMemoryStore::new(
-            opts.engine.table_config(),
-            clock.clone(),
-        )),
+        Backend::Memory => Arc::new(InMemoryStore::new(engine.table_config(), clock.clone())),
+        Backend::Redis => {
+            return Err("the Redis store is not in this build yet; use the embedded backend".into())
+        }
     };
-    let manager = Manager::start(store, opts.engine.clone(), clock)
+    let manager = Manager::start(store, engine, clock)
         .await
         .map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind(&opts.listen)
+    let listener = tokio::net::TcpListener::bind(&el.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} (enhanced-locking.listen): {e}",
+                el.listen
+            )
+        })?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && cfg.auth.tokens.is_empty() {
         tracing::warn!(
             %addr,
             "NO AUTH: no tokens are configured and the API listens on a non-loopback address; anyone who can reach it can take and release locks"
@@ -86,19 +135,47 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     // The first line on stdout says where we listen (tests and scripts read it).
     println!(
         "elock: listening on http://{addr} (backend {:?}, data dir {})",
-        opts.backend,
-        opts.data_dir.display()
+        el.backend,
+        el.data_dir.display()
     );
-    tracing::info!(%addr, backend = ?opts.backend, "elock serving");
+    tracing::info!(%addr, backend = ?el.backend, "elock serving");
     let app = Arc::new(App {
         manager: manager.clone(),
+        reloader: Reloader {
+            file: opts.file.clone(),
+            flags: opts.flags.clone(),
+            current: std::sync::Mutex::new(opts.config.clone()),
+        },
     });
+    tokio::spawn(reload_on_sighup(app.clone()));
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("shutting down: flushing the store");
     manager.shutdown().await.map_err(|e| e.to_string())
+}
+
+async fn reload_on_sighup(app: Arc<App>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match app.reloader.reload(&app.manager).await {
+                Ok(_) => tracing::info!("configuration reloaded (SIGHUP)"),
+                Err(errors) => {
+                    for e in errors {
+                        tracing::error!(error = %e, "configuration not reloaded: the running one stays");
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = app;
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,421 @@
+//! Where the configuration comes from, in increasing precedence: defaults, the YAML file
+//! (`--config` or `ELOCK_CONFIG`), the `ATLANTIS_ENHANCED_LOCKING_*` variables, then flags.
+//!
+//! Every layer is merged as JSON values and the result deserialized once, so an error names the
+//! key, the value, where the value came from, and what was expected.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use elock_core::event::EventType;
+use serde_json::{Map, Value};
+
+use super::schema::{Backend, Config};
+
+/// One value from outside the file: an environment variable or a flag.
+#[derive(Clone, Debug)]
+pub struct Override {
+    /// Dotted key, e.g. `priority-queue.max-queue-size`.
+    pub key: &'static str,
+    pub value: Value,
+    /// `ATLANTIS_ENHANCED_LOCKING_MAX_QUEUE_SIZE`, `--enhanced-locking-redis-db`, ...
+    pub source: String,
+}
+
+/// The environment variables of SPEC 5 and the keys they set.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    (
+        "ATLANTIS_ENHANCED_LOCKING_ENABLED",
+        "enhanced-locking.enabled",
+    ),
+    (
+        "ATLANTIS_ENHANCED_LOCKING_BACKEND",
+        "enhanced-locking.backend",
+    ),
+    (
+        "ATLANTIS_ENHANCED_LOCKING_PRIORITY_QUEUE",
+        "priority-queue.enabled",
+    ),
+    ("ATLANTIS_ENHANCED_LOCKING_RETRIES", "retry"),
+    ("ATLANTIS_ENHANCED_LOCKING_METRICS", "metrics.enabled"),
+    ("ATLANTIS_ENHANCED_LOCKING_REDIS_ADDR", "redis.addresses"),
+    ("ATLANTIS_ENHANCED_LOCKING_REDIS_PASSWORD", "redis.password"),
+    ("ATLANTIS_ENHANCED_LOCKING_REDIS_DB", "redis.db"),
+    (
+        "ATLANTIS_ENHANCED_LOCKING_DEFAULT_TIMEOUT",
+        "enhanced-locking.default-timeout",
+    ),
+    (
+        "ATLANTIS_ENHANCED_LOCKING_MAX_TIMEOUT",
+        "enhanced-locking.max-timeout",
+    ),
+    (
+        "ATLANTIS_ENHANCED_LOCKING_MAX_QUEUE_SIZE",
+        "priority-queue.max-queue-size",
+    ),
+    (
+        "ATLANTIS_ENHANCED_LOCKING_STARVATION_THRESHOLD",
+        "priority-queue.starvation-threshold",
+    ),
+    (
+        "ATLANTIS_ENHANCED_LOCKING_MAX_PRIORITY_BOOST",
+        "priority-queue.max-priority-boost",
+    ),
+];
+
+/// Turns one raw text (a variable or a flag) for `key` into overrides. Text is read as a YAML
+/// scalar (`true`, `5`, `30s`); lists are comma-separated; `retry` takes a count (max attempts,
+/// 0 turns retry off) or a boolean.
+pub fn text_override(key: &'static str, raw: &str, source: String) -> Vec<Override> {
+    let scalar = |s: &str| {
+        serde_yaml_ng::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string()))
+    };
+    match key {
+        "redis.addresses" => vec![Override {
+            key,
+            value: Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Value::String(s.into()))
+                    .collect(),
+            ),
+            source,
+        }],
+        "redis.password" => vec![Override {
+            key,
+            value: Value::String(raw.to_string()),
+            source,
+        }],
+        "retry" => match scalar(raw) {
+            Value::Number(n) => vec![
+                Override {
+                    key: "retry.enabled",
+                    value: Value::Bool(n.as_u64() != Some(0)),
+                    source: source.clone(),
+                },
+                Override {
+                    key: "retry.max-attempts",
+                    value: Value::Number(n),
+                    source,
+                },
+            ],
+            other => vec![Override {
+                key: "retry.enabled",
+                value: other,
+                source,
+            }],
+        },
+        _ => vec![Override {
+            key,
+            value: scalar(raw),
+            source,
+        }],
+    }
+}
+
+/// Reads the SPEC 5 variables through `get` (the process environment in production).
+pub fn env_overrides(get: &dyn Fn(&str) -> Option<String>) -> Vec<Override> {
+    ENV_KEYS
+        .iter()
+        .filter_map(|(var, key)| get(var).map(|v| text_override(key, &v, var.to_string())))
+        .flatten()
+        .collect()
+}
+
+/// Loads and checks the configuration. Every problem found is returned, one message each.
+pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, Vec<String>> {
+    let mut merged = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                vec![format!(
+                    "cannot read the configuration file {}: {e}",
+                    path.display()
+                )]
+            })?;
+            let v: Value = serde_yaml_ng::from_str(&text)
+                .map_err(|e| vec![format!("{}: {e}", path.display())])?;
+            match v {
+                Value::Null => Value::Object(Map::new()),
+                Value::Object(_) => v,
+                _ => {
+                    return Err(vec![format!(
+                        "{}: the configuration must be a mapping of sections",
+                        path.display()
+                    )])
+                }
+            }
+        }
+        None => Value::Object(Map::new()),
+    };
+    let mut sources: HashMap<&str, &str> = HashMap::new();
+    for o in overrides {
+        set(&mut merged, o.key, o.value.clone());
+        sources.insert(o.key, &o.source);
+    }
+    let where_from = |key: &str| match (sources.get(key), file) {
+        (Some(s), _) => format!(" (from {s})"),
+        (None, Some(f)) => format!(" (in {})", f.display()),
+        (None, None) => String::new(),
+    };
+    let config: Config = serde_path_to_error::deserialize(merged.clone()).map_err(|e| {
+        let key = e.path().to_string();
+        let value = get(&merged, &key)
+            .map(|v| format!(" = {v}"))
+            .unwrap_or_default();
+        vec![format!("{key}{value}: {}{}", e.inner(), where_from(&key))]
+    })?;
+    let problems = check(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems
+            .into_iter()
+            .map(|(key, msg)| format!("{key}: {msg}{}", where_from(key)))
+            .collect())
+    }
+}
+
+/// What types cannot say.
+fn check(c: &Config) -> Vec<(&'static str, String)> {
+    let mut p = Vec::new();
+    let fmt = elock_core::model::format_duration;
+    let el = &c.enhanced_locking;
+    if el.default_timeout > el.max_timeout {
+        p.push((
+            "enhanced-locking.default-timeout",
+            format!(
+                "{} is above enhanced-locking.max-timeout {}",
+                fmt(el.default_timeout),
+                fmt(el.max_timeout)
+            ),
+        ));
+    }
+    if el.max_timeout.is_zero() {
+        p.push((
+            "enhanced-locking.max-timeout",
+            "must be a positive duration".into(),
+        ));
+    }
+    if el.backend == Backend::Redis {
+        p.push((
+            "enhanced-locking.backend",
+            "redis: the Redis store is not in this build yet; use embedded".into(),
+        ));
+    }
+    let q = &c.priority_queue;
+    if q.max_queue_size == 0 {
+        p.push((
+            "priority-queue.max-queue-size",
+            "0: expected at least 1".into(),
+        ));
+    }
+    if q.max_priority_boost > 3 {
+        p.push((
+            "priority-queue.max-priority-boost",
+            format!("{}: expected 0..=3", q.max_priority_boost),
+        ));
+    }
+    if c.retry.enabled && c.retry.max_attempts == 0 {
+        p.push((
+            "retry.max-attempts",
+            "0 while retry is enabled: expected at least 1".into(),
+        ));
+    }
+    if c.retry.base_delay > c.retry.max_delay {
+        p.push((
+            "retry.base-delay",
+            format!(
+                "{} is above retry.max-delay {}",
+                fmt(c.retry.base_delay),
+                fmt(c.retry.max_delay)
+            ),
+        ));
+    }
+    if c.deadlock_detection.check_interval.is_zero() {
+        p.push((
+            "deadlock-detection.check-interval",
+            "must be a positive duration".into(),
+        ));
+    }
+    if c.circuit_breaker.failure_threshold == 0 || c.circuit_breaker.success_threshold == 0 {
+        p.push((
+            "circuit-breaker.failure-threshold",
+            "thresholds must be at least 1".into(),
+        ));
+    }
+    if c.events.buffer_size == 0 {
+        p.push(("events.buffer-size", "0: expected at least 1".into()));
+    }
+    for w in &c.events.webhooks {
+        if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+            p.push((
+                "events.webhooks",
+                format!("url {:?}: expected an http:// or https:// URL", w.url),
+            ));
+        }
+        for t in &w.types {
+            if EventType::parse(t).is_none() {
+                p.push((
+                    "events.webhooks",
+                    format!("type {t:?} is not an event type"),
+                ));
+            }
+        }
+    }
+    if c.migration.traffic_percentage > 100 {
+        p.push((
+            "migration.traffic-percentage",
+            format!("{}: expected 0..=100", c.migration.traffic_percentage),
+        ));
+    }
+    for t in &c.auth.tokens {
+        match (&t.token_sha256, &t.token_env) {
+            (Some(h), None) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) => {}
+            (Some(_), None) => p.push((
+                "auth.tokens",
+                format!("token {:?}: token-sha256 must be 64 hex digits", t.name),
+            )),
+            (None, Some(_)) => {}
+            _ => p.push((
+                "auth.tokens",
+                format!(
+                    "token {:?}: give exactly one of token-sha256 and token-env",
+                    t.name
+                ),
+            )),
+        }
+    }
+    p
+}
+
+fn set(root: &mut Value, dotted: &str, value: Value) {
+    let mut at = root;
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        let obj = at.as_object_mut().expect("made an object above");
+        if i == parts.len() - 1 {
+            obj.insert(part.to_string(), value);
+            return;
+        }
+        at = obj
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+fn get<'v>(root: &'v Value, dotted: &str) -> Option<&'v Value> {
+    dotted.split('.').try_fold(root, |v, part| v.get(part))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_serve_a_new_installation() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.enhanced_locking.backend, Backend::Embedded);
+        assert!(c.priority_queue.enabled && c.deadlock_detection.prevention);
+        assert_eq!(c.enhanced_locking.listen, "127.0.0.1:4142");
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let f =
+            file("priority-queue:\n  max-queue-size: 10\n  queue-timeout: 5m\nredis:\n  db: 1\n");
+        let env = |v: &str| match v {
+            "ATLANTIS_ENHANCED_LOCKING_MAX_QUEUE_SIZE" => Some("20".to_string()),
+            "ATLANTIS_ENHANCED_LOCKING_REDIS_DB" => Some("2".to_string()),
+            "ATLANTIS_ENHANCED_LOCKING_REDIS_ADDR" => Some("a:1, b:2".to_string()),
+            "ATLANTIS_ENHANCED_LOCKING_RETRIES" => Some("5".to_string()),
+            _ => None,
+        };
+        let mut overrides = env_overrides(&env);
+        overrides.extend(text_override(
+            "redis.db",
+            "3",
+            "--enhanced-locking-redis-db".into(),
+        ));
+        let c = load(Some(f.path()), &overrides).unwrap();
+        assert_eq!(c.priority_queue.max_queue_size, 20, "env beats file");
+        assert_eq!(
+            c.priority_queue.queue_timeout.as_secs(),
+            300,
+            "file beats defaults"
+        );
+        assert_eq!(c.redis.db, 3, "flag beats env");
+        assert_eq!(c.redis.addresses, vec!["a:1", "b:2"]);
+        assert!(c.retry.enabled);
+        assert_eq!(c.retry.max_attempts, 5);
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_naming_it_and_the_file() {
+        let f = file("priority-queue:\n  max-queue-sise: 10\n");
+        let errors = load(Some(f.path()), &[]).unwrap_err();
+        assert!(errors[0].contains("max-queue-sise"), "{errors:?}");
+        assert!(errors[0].contains("priority-queue"), "{errors:?}");
+        assert!(
+            errors[0].contains(&f.path().display().to_string()),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_key_value_source_and_expectation() {
+        let o = text_override(
+            "priority-queue.max-queue-size",
+            "lots",
+            "ATLANTIS_ENHANCED_LOCKING_MAX_QUEUE_SIZE".into(),
+        );
+        let e = load(None, &o).unwrap_err().join("\n");
+        assert!(e.contains("priority-queue.max-queue-size"), "{e}");
+        assert!(e.contains("\"lots\""), "{e}");
+        assert!(
+            e.contains("ATLANTIS_ENHANCED_LOCKING_MAX_QUEUE_SIZE"),
+            "{e}"
+        );
+        assert!(e.contains("expected"), "{e}");
+        let f = file("enhanced-locking:\n  default-timeout: 3h\n  max-timeout: 2h\ndeadlock-detection:\n  resolution-policy: random\n");
+        let e = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(e.contains("resolution-policy"), "{e}");
+        let f = file("enhanced-locking:\n  default-timeout: 3h\n  max-timeout: 2h\n");
+        let e = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(
+            e.contains("3h is above enhanced-locking.max-timeout 2h"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn broken_yaml_says_where() {
+        let f = file("priority-queue: [unclosed\n");
+        let e = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn show_redacts_secrets() {
+        let o = text_override(
+            "redis.password",
+            "hunter2",
+            "ATLANTIS_ENHANCED_LOCKING_REDIS_PASSWORD".into(),
+        );
+        let c = load(None, &o).unwrap();
+        assert_eq!(c.redis.password.as_deref(), Some("hunter2"));
+        let shown = serde_yaml_ng::to_string(&c.redacted()).unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,272 @@
+//! The configuration file's schema (SPEC 5): every section and key, with the defaults a new
+//! installation wants. Unknown keys are errors.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use elock_core::config::{
+    BreakerConfig, DeadlockConfig, EngineConfig, EventsConfig, QueueConfig, RetryConfig,
+};
+use elock_core::model::duration_text;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub enhanced_locking: EnhancedLocking,
+    pub priority_queue: QueueConfig,
+    pub retry: RetryConfig,
+    pub deadlock_detection: DeadlockConfig,
+    pub circuit_breaker: BreakerConfig,
+    pub events: Events,
+    pub redis: Redis,
+    pub backward_compatibility: BackwardCompatibility,
+    pub migration: Migration,
+    pub auth: Auth,
+    pub audit: Audit,
+    pub metrics: Metrics,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded durable store (redb) in `data-dir`: one machine, zero setup.
+    Embedded,
+    /// Alias of `embedded`, for configurations written for Atlantis.
+    Boltdb,
+    /// Redis or Redis Cluster (the Redis store).
+    Redis,
+    /// In memory only: nothing survives a restart (tests, throw-away servers).
+    Memory,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnhancedLocking {
+    pub enabled: bool,
+    pub backend: Backend,
+    pub data_dir: PathBuf,
+    pub listen: String,
+    #[serde(with = "duration_text")]
+    pub default_timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub max_timeout: Duration,
+    /// Whether requests may ask for leases that never expire (`ttl: null`).
+    pub allow_no_expiry: bool,
+    /// This server's name in events.
+    pub instance: String,
+}
+
+impl Default for EnhancedLocking {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        EnhancedLocking {
+            enabled: true,
+            backend: Backend::Embedded,
+            data_dir: PathBuf::from("./elock-data"),
+            listen: "127.0.0.1:4142".into(),
+            default_timeout: engine.default_timeout,
+            max_timeout: engine.max_timeout,
+            allow_no_expiry: false,
+            instance: "elock".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Events {
+    pub enabled: bool,
+    pub buffer_size: usize,
+    pub webhooks: Vec<Webhook>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        let e = EventsConfig::default();
+        Events {
+            enabled: e.enabled,
+            buffer_size: e.buffer_size,
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Webhook {
+    pub url: String,
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// The environment variable holding the HMAC secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Redis {
+    pub addresses: Vec<String>,
+    pub cluster_mode: bool,
+    pub username: String,
+    /// The environment variable holding the password.
+    pub password_env: String,
+    /// The password itself (from ATLANTIS_ENHANCED_LOCKING_REDIS_PASSWORD or the flag); never
+    /// shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    pub db: u32,
+    pub tls: bool,
+    pub key_prefix: String,
+    pub pool_size: u32,
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Redis {
+            addresses: vec!["127.0.0.1:6379".into()],
+            cluster_mode: false,
+            username: String::new(),
+            password_env: String::new(),
+            password: None,
+            db: 0,
+            tls: false,
+            key_prefix: "elock:".into(),
+            pool_size: 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackwardCompatibility {
+    pub legacy_fallback: bool,
+    pub preserve_legacy_format: bool,
+}
+
+impl Default for BackwardCompatibility {
+    fn default() -> Self {
+        BackwardCompatibility {
+            legacy_fallback: false,
+            preserve_legacy_format: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationMode {
+    #[default]
+    Off,
+    Shadow,
+    Split,
+    Enhanced,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Migration {
+    pub mode: MigrationMode,
+    pub traffic_percentage: u8,
+    pub validation_enabled: bool,
+}
+
+impl Default for Migration {
+    fn default() -> Self {
+        Migration {
+            mode: MigrationMode::Off,
+            traffic_percentage: 0,
+            validation_enabled: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Auth {
+    pub tokens: Vec<Token>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Token {
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the token, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// The environment variable holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Audit {
+    pub enabled: bool,
+    pub path: PathBuf,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            enabled: true,
+            path: PathBuf::from("./elock-data/audit.jsonl"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Metrics {
+    pub enabled: bool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics { enabled: true }
+    }
+}
+
+impl Config {
+    /// The engine's share.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            enabled: self.enhanced_locking.enabled,
+            default_timeout: self.enhanced_locking.default_timeout,
+            max_timeout: self.enhanced_locking.max_timeout,
+            allow_no_expiry: self.enhanced_locking.allow_no_expiry,
+            instance: self.enhanced_locking.instance.clone(),
+            priority_queue: self.priority_queue.clone(),
+            retry: self.retry.clone(),
+            deadlock_detection: self.deadlock_detection.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
+            events: EventsConfig {
+                enabled: self.events.enabled,
+                buffer_size: self.events.buffer_size,
+            },
+        }
+    }
+
+    /// The configuration as shown to people: secrets replaced.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if c.redis.password.is_some() {
+            c.redis.password = Some("<redacted>".into());
+        }
+        for t in &mut c.auth.tokens {
+            if t.token_sha256.is_some() {
+                t.token_sha256 = Some("<redacted>".into());
+            }
+        }
+        c
+    }
+}
