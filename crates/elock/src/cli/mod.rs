@@ -143,6 +143,8 @@ impl ServerFlags {
     }
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
     /// Check a configuration file: unknown keys and bad values are reported with key, value and
