@@ -97,6 +97,7 @@ pub(crate) struct Inner {
     breaker: breaker::CircuitBreaker,
     bus: Arc<EventBus>,
     stats: Arc<stats::Stats>,
+    observers: Arc<[Arc<dyn EventObserver>]>,
     waiters: Arc<waiters::Waiters>,
     history: DeadlockHistory,
     timer: Notify,
@@ -129,9 +130,16 @@ pub struct Manager {
     lifetime: Arc<Lifetime>,
 }
 
-/// The manager's event sink: statistics, waiters, then the bus, in commit order.
+/// Sees every event synchronously, in commit order, before the bus (metrics). Must be cheap and
+/// must not block: it runs on the lock path.
+pub trait EventObserver: Send + Sync + 'static {
+    fn observe(&self, event: &Event);
+}
+
+/// The manager's event sink: statistics, observers, waiters, then the bus, in commit order.
 struct Dispatcher {
     stats: Arc<stats::Stats>,
+    observers: Arc<[Arc<dyn EventObserver>]>,
     waiters: Arc<waiters::Waiters>,
     bus: Arc<EventBus>,
 }
@@ -140,6 +148,9 @@ impl EventSink for Dispatcher {
     fn publish(&self, events: Vec<Event>) {
         for e in &events {
             self.stats.observe(e);
+            for o in self.observers.iter() {
+                o.observe(e);
+            }
             self.waiters.route(e);
         }
         self.bus.publish(events);
@@ -154,12 +165,24 @@ impl Manager {
         config: EngineConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Manager> {
+        Self::start_observed(store, config, clock, Vec::new()).await
+    }
+
+    /// Like [`Manager::start`], with observers that see every event synchronously.
+    pub async fn start_observed(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+        observers: Vec<Arc<dyn EventObserver>>,
+    ) -> Result<Manager> {
+        let observers: Arc<[Arc<dyn EventObserver>]> = observers.into();
         let bus = Arc::new(EventBus::new(config.events.buffer_size, &config.instance));
         let stats = Arc::new(stats::Stats::new());
         let waiters = Arc::new(waiters::Waiters::default());
         store.set_table_config(config.table_config()).await?;
         store.attach_sink(Arc::new(Dispatcher {
             stats: stats.clone(),
+            observers: observers.clone(),
             waiters: waiters.clone(),
             bus: bus.clone(),
         }))?;
@@ -173,6 +196,7 @@ impl Manager {
             config: RwLock::new(config),
             bus,
             stats,
+            observers,
             waiters,
             history: DeadlockHistory::new(1000),
             timer: Notify::new(),
@@ -407,6 +431,9 @@ impl Inner {
     /// Publishes an event that did not come from a store transition (breaker, health, config).
     fn publish_local(&self, e: Event) {
         self.stats.observe(&e);
+        for o in self.observers.iter() {
+            o.observe(&e);
+        }
         if self
             .config
             .read()

@@ -92,6 +92,7 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
             "give `resources` (a list) or `resource`",
         ));
     }
+    let started = std::time::Instant::now();
     let req = LockRequest {
         owner: body.owner,
         resources,
@@ -101,7 +102,21 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
         detach: body.detach,
         metadata: body.metadata,
     };
-    Ok(match app.manager.acquire(req).await? {
+    let result = app.manager.acquire(req).await;
+    if let Some(m) = &app.metrics {
+        let label = match &result {
+            Ok(Acquired::Granted {
+                reentrant: false, ..
+            }) => "granted",
+            Ok(Acquired::Granted {
+                reentrant: true, ..
+            }) => "reentrant",
+            Ok(Acquired::Queued { .. }) => "queued",
+            Err(e) => e.code().as_str(),
+        };
+        m.acquisition(label, started.elapsed());
+    }
+    Ok(match result? {
         Acquired::Granted {
             lease,
             reentrant: false,

@@ -64,7 +64,11 @@ impl IntoResponse for ApiError {
         let body = json!({
             "error": { "code": code.as_str(), "message": self.message(), "details": self.details() }
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(super::metrics::ErrorKind(code.as_str()));
+        response
     }
 }
 

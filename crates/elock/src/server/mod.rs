@@ -6,6 +6,7 @@ mod body;
 mod error;
 mod events;
 mod health;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use elock_core::clock::SystemClock;
-use elock_core::manager::Manager;
+use elock_core::manager::{EventObserver, Manager};
 use elock_core::store::{DurableStore, InMemoryStore, Store};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
@@ -37,6 +38,8 @@ pub struct ServeOptions {
 pub struct App {
     pub manager: Manager,
     pub reloader: Reloader,
+    /// `None` when `metrics.enabled` is false.
+    pub metrics: Option<Arc<metrics::Metrics>>,
 }
 
 pub struct Reloader {
@@ -92,6 +95,11 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(events::routes())
         .merge(health::routes())
         .merge(admin::routes())
+        .merge(metrics::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::count,
+        ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
@@ -114,7 +122,12 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
             return Err("the Redis store is not in this build yet; use the embedded backend".into())
         }
     };
-    let manager = Manager::start(store, engine, clock)
+    let metrics = cfg.metrics.enabled.then(metrics::Metrics::new);
+    let observers: Vec<Arc<dyn EventObserver>> = metrics
+        .iter()
+        .map(|m| m.clone() as Arc<dyn EventObserver>)
+        .collect();
+    let manager = Manager::start_observed(store, engine, clock, observers)
         .await
         .map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(&el.listen)
@@ -146,6 +159,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
             flags: opts.flags.clone(),
             current: std::sync::Mutex::new(opts.config.clone()),
         },
+        metrics,
     });
     tokio::spawn(reload_on_sighup(app.clone()));
     axum::serve(listener, router(app))
