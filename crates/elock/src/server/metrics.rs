@@ -180,7 +180,7 @@ impl Metrics {
         );
         // Known label values start at zero, so that every series exists from the first scrape.
         for reason in ["released", "expired", "force_released"] {
-            m.releases.get_or_create(&ReasonLabel {
+            let _ = m.releases.get_or_create(&ReasonLabel {
                 reason: reason.into(),
             });
         }
@@ -196,12 +196,12 @@ impl Metrics {
             ErrorCode::BackendUnavailable,
             ErrorCode::Internal,
         ] {
-            m.errors.get_or_create(&KindLabel {
+            let _ = m.errors.get_or_create(&KindLabel {
                 kind: code.as_str().into(),
             });
         }
         for result in ["granted", "reentrant", "queued"] {
-            m.acquisitions.get_or_create(&ResultLabel {
+            let _ = m.acquisitions.get_or_create(&ResultLabel {
                 result: result.into(),
             });
         }
