@@ -2,6 +2,7 @@
 
 mod client;
 mod output;
+mod run;
 
 use std::path::PathBuf;
 
@@ -189,6 +190,31 @@ enum Command {
         #[arg(long = "metadata", value_name = "KEY=VALUE")]
         metadata: Vec<String>,
     },
+    /// Hold a lock while a command runs; the child gets ELOCK_LEASE_ID and ELOCK_FENCING_TOKEN.
+    ///
+    /// The lease is renewed at a third of its ttl; if it is lost the command is stopped (TERM,
+    /// then KILL); the lock is released when the command ends or on Ctrl-C; the command's exit
+    /// code is passed on.
+    ///
+    /// Example: elock run acme/infra/envs/prod/default/ --wait 10m -- terraform apply plan.tfplan
+    Run {
+        #[arg(required = true)]
+        resources: Vec<String>,
+        /// Who holds the lock (default: elock-run@HOST:PID).
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        priority: Option<String>,
+        /// Lease lifetime; renewed at a third of it while the command runs.
+        #[arg(long, default_value = "60s")]
+        ttl: String,
+        /// How long to wait for the lock (0: try once).
+        #[arg(long)]
+        wait: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Release a lease.
     Unlock { lease_id: String },
     /// Extend a lease: it expires `ttl` from now (its own ttl if none is given).
@@ -251,6 +277,31 @@ pub async fn run(args: Args) -> i32 {
         _ => {}
     }
     let client = Client::new(&args.server, args.token.clone());
+    if let Command::Run {
+        resources,
+        owner,
+        priority,
+        ttl,
+        wait,
+        command,
+    } = args.command
+    {
+        let run = run::RunArgs {
+            resources,
+            owner,
+            priority,
+            ttl,
+            wait,
+            command,
+        };
+        return match run::run(&client, run).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("elock run: {}", e.message);
+                e.exit
+            }
+        };
+    }
     match command(&client, args.command, args.output).await {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -329,7 +380,9 @@ fn init_logging() {
 
 async fn command(client: &Client, command: Command, out: Format) -> Result<(), CliError> {
     match command {
-        Command::Serve(_) | Command::Config(_) => unreachable!("handled by run"),
+        Command::Serve(_) | Command::Config(_) | Command::Run { .. } => {
+            unreachable!("handled by run")
+        }
         Command::Lock {
             resources,
             owner,

@@ -1,0 +1,137 @@
+//! Black-box tests of `elock run`: renewal, exit code, release, lease loss and interruption.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::Server;
+
+fn run_cmd(server: &Server, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_elock"));
+    c.arg("run").args(args).env("ELOCK_SERVER", &server.url);
+    c
+}
+
+#[tokio::test]
+async fn the_lock_is_held_and_renewed_while_the_command_runs_and_its_exit_code_is_passed_on() {
+    let server = Server::start();
+    let api = server.client();
+    let child = run_cmd(
+        &server,
+        &[
+            "deploy/prod",
+            "--owner",
+            "ci-1",
+            "--ttl",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$ELOCK_LEASE_ID $ELOCK_FENCING_TOKEN\"; sleep 2.5; exit 7",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let holder = api.holder("deploy/prod").await;
+    assert_eq!(
+        holder["owner"], "ci-1",
+        "still held after more than its ttl: renewed"
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("{} 1", holder["id"].as_str().unwrap())),
+        "{printed}"
+    );
+    assert!(
+        api.holder("deploy/prod").await.is_null(),
+        "released when the command ended"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_lease_stops_the_command() {
+    let server = Server::start();
+    let api = server.client();
+    let mut child = run_cmd(
+        &server,
+        &[
+            "r", "--owner", "ci-2", "--ttl", "900ms", "--", "sleep", "30",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    for _ in 0..100 {
+        if !api.holder("r").await.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let (status, _) = api
+        .post(
+            "/api/v1/resource/force-release",
+            json!({"name": "r", "reason": "test"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped at the next renewal, not after 30s"
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_the_command_and_releases_the_lock() {
+    let server = Server::start();
+    let api = server.client();
+    let child = run_cmd(&server, &["r", "--owner", "ci-3", "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if !api.holder("r").await.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut child = child;
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(130));
+    assert!(api.holder("r").await.is_null(), "released on Ctrl-C");
+}
+
+#[test]
+fn a_lock_that_cannot_be_had_runs_nothing_and_exits_2() {
+    let server = Server::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(
+        server
+            .client()
+            .post("/api/v1/locks", json!({"resource": "r", "owner": "other"})),
+    );
+    let out = run_cmd(
+        &server,
+        &["r", "--", "touch", "/tmp/elock-run-should-not-exist"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!std::path::Path::new("/tmp/elock-run-should-not-exist").exists());
+}
