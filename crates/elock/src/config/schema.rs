@@ -212,15 +212,29 @@ pub struct Token {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Audit {
     pub enabled: bool,
-    pub path: PathBuf,
+    /// Default: `audit.jsonl` in `enhanced-locking.data-dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
 }
 
 impl Default for Audit {
     fn default() -> Self {
         Audit {
             enabled: true,
-            path: PathBuf::from("./elock-data/audit.jsonl"),
+            path: None,
         }
+    }
+}
+
+impl Config {
+    /// Where audit records go, if auditing is on.
+    pub fn audit_path(&self) -> Option<PathBuf> {
+        self.audit.enabled.then(|| {
+            self.audit
+                .path
+                .clone()
+                .unwrap_or_else(|| self.enhanced_locking.data_dir.join("audit.jsonl"))
+        })
     }
 }
 

@@ -8,11 +8,12 @@ use elock_core::error::{Error, ErrorCode};
 use elock_core::model::format_duration;
 use serde_json::{json, Value};
 
-/// An error answer: every code the engine produces. (`unauthorized` and `forbidden` join it with
-/// authentication.)
+/// An error answer: every code the engine produces, and those of authentication.
 #[derive(Debug)]
 pub enum ApiError {
     Engine(Error),
+    Unauthorized(String),
+    Forbidden(String),
 }
 
 impl From<Error> for ApiError {
@@ -27,12 +28,17 @@ impl ApiError {
     }
 
     pub fn code(&self) -> ErrorCode {
-        let ApiError::Engine(e) = self;
-        e.code()
+        match self {
+            ApiError::Engine(e) => e.code(),
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+        }
     }
 
     fn details(&self) -> Value {
-        let ApiError::Engine(e) = self;
+        let ApiError::Engine(e) = self else {
+            return json!({});
+        };
         match e {
             Error::InvalidRequest { field, .. } => json!({ "field": field }),
             Error::Locked { resource, holder } => json!({ "resource": resource, "holder": holder }),
@@ -48,8 +54,10 @@ impl ApiError {
     }
 
     fn message(&self) -> String {
-        let ApiError::Engine(e) = self;
-        e.to_string()
+        match self {
+            ApiError::Engine(e) => e.to_string(),
+            ApiError::Unauthorized(m) | ApiError::Forbidden(m) => m.clone(),
+        }
     }
 }
 

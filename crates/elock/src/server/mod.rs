@@ -2,6 +2,8 @@
 
 mod admin;
 mod api;
+mod audit;
+mod auth;
 mod body;
 mod error;
 mod events;
@@ -24,7 +26,7 @@ pub use events::parse_types;
 use crate::config::{self, Backend, Config, Override};
 
 /// Largest request body: metadata is at most 16 KiB, and a request names at most 64 resources.
-const BODY_LIMIT: usize = 256 * 1024;
+pub(crate) const BODY_LIMIT: usize = 256 * 1024;
 
 /// How the server was configured, kept for reloads (SIGHUP, POST /api/v1/admin/reload).
 pub struct ServeOptions {
@@ -40,6 +42,8 @@ pub struct App {
     pub reloader: Reloader,
     /// `None` when `metrics.enabled` is false.
     pub metrics: Option<Arc<metrics::Metrics>>,
+    pub auth: auth::Auth,
+    pub audit: audit::AuditLog,
 }
 
 pub struct Reloader {
@@ -96,6 +100,16 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(health::routes())
         .merge(admin::routes())
         .merge(metrics::routes())
+        .merge(audit::routes())
+        // Outermost last: count → audit → authorize → handler.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            audit::audit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             metrics::count,
@@ -122,6 +136,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
             return Err("the Redis store is not in this build yet; use the embedded backend".into())
         }
     };
+    let auth = auth::Auth::new(&cfg.auth.tokens)?;
+    let audit = audit::AuditLog::start(cfg.audit_path()).await?;
     let metrics = cfg.metrics.enabled.then(metrics::Metrics::new);
     let observers: Vec<Arc<dyn EventObserver>> = metrics
         .iter()
@@ -160,12 +176,17 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
             current: std::sync::Mutex::new(opts.config.clone()),
         },
         metrics,
+        auth,
+        audit,
     });
     tokio::spawn(reload_on_sighup(app.clone()));
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("shutting down: flushing the store");
     manager.shutdown().await.map_err(|e| e.to_string())
 }

@@ -1,0 +1,250 @@
+//! The audit log (SPEC 3): every mutating call (refused ones included) as one JSON line — time, actor, remote address,
+//! operation, resources, lease or ticket id, result — and GET /api/v1/audit to read it back.
+//!
+//! Records go through a bounded channel to one writer task that appends and flushes each line, so
+//! a killed process loses nothing it acknowledged. No secret is written: actors are token names,
+//! and neither metadata nor tokens are copied.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{ConnectInfo, MatchedPath, RawQuery, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use elock_core::model::{duration_text, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::auth::Actor;
+use super::error::{ApiError, ApiResult};
+use super::{body, App, BODY_LIMIT};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub time: Timestamp,
+    pub actor: String,
+    pub remote: Option<String>,
+    /// `POST /api/v1/locks`, ...
+    pub operation: String,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<String>,
+    /// HTTP status and, for errors, the error code.
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub struct AuditLog {
+    tx: Option<mpsc::Sender<AuditRecord>>,
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// Starts the writer (creating the file's directory); `None` path: auditing is off.
+    pub async fn start(path: Option<PathBuf>) -> Result<AuditLog, String> {
+        let Some(path) = path else {
+            return Ok(AuditLog {
+                tx: None,
+                path: PathBuf::new(),
+            });
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| format!("audit.path: cannot create {}: {e}", dir.display()))?;
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|e| format!("audit.path: cannot open {}: {e}", path.display()))?;
+        let (tx, mut rx) = mpsc::channel::<AuditRecord>(4096);
+        tokio::spawn(async move {
+            while let Some(record) = rx.recv().await {
+                let mut line = serde_json::to_vec(&record).unwrap_or_default();
+                line.push(b'\n');
+                if let Err(e) = async {
+                    file.write_all(&line).await?;
+                    file.flush().await
+                }
+                .await
+                {
+                    tracing::error!(error = %e, "cannot write the audit log");
+                }
+            }
+        });
+        Ok(AuditLog { tx: Some(tx), path })
+    }
+
+    async fn record(&self, r: AuditRecord) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(r).await;
+        }
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .flat_map(|i| match i {
+                Value::Object(o) => o.get("resource").map(strings).unwrap_or_default(),
+                other => strings(other),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What a JSON body says about resources and ids.
+fn describe(v: &Value, out: &mut AuditRecord, is_ticket: bool) {
+    for key in ["resources", "resource", "name"] {
+        if out.resources.is_empty() {
+            out.resources = strings(&v[key]);
+        }
+    }
+    if let Some(id) = v["id"].as_str() {
+        if is_ticket {
+            out.ticket_id.get_or_insert(id.to_string());
+        } else {
+            out.lease_id.get_or_insert(id.to_string());
+        }
+    }
+    if let Some(id) = v["lease_id"].as_str() {
+        out.lease_id.get_or_insert(id.to_string());
+    }
+}
+
+/// Records every mutating call, around authorization (so refusals are recorded too).
+pub async fn audit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) || app.audit.tx.is_none() {
+        return next.run(request).await;
+    }
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let mut record = AuditRecord {
+        time: Timestamp::from_system(std::time::SystemTime::now()),
+        actor: "anonymous".into(),
+        remote: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string()),
+        operation: format!(
+            "{} {}",
+            request.method(),
+            path.as_deref().unwrap_or(request.uri().path())
+        ),
+        resources: Vec::new(),
+        lease_id: None,
+        ticket_id: None,
+        status: 0,
+        error: None,
+    };
+    let is_ticket_path = path
+        .as_deref()
+        .is_some_and(|p| p.starts_with("/api/v1/tickets/"));
+    if let Some(last) =
+        request
+            .uri()
+            .path()
+            .rsplit('/')
+            .nth(if request.uri().path().ends_with("/renew") {
+                1
+            } else {
+                0
+            })
+    {
+        if path.as_deref().is_some_and(|p| p.contains("{id}")) {
+            if is_ticket_path {
+                record.ticket_id = Some(last.to_string());
+            } else {
+                record.lease_id = Some(last.to_string());
+            }
+        }
+    }
+    let (parts, req_body) = request.into_parts();
+    let bytes = to_bytes(req_body, BODY_LIMIT).await.unwrap_or_default();
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        describe(&v, &mut record, false);
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let (parts, resp_body) = response.into_parts();
+    if let Some(actor) = parts.extensions.get::<Actor>() {
+        record.actor = actor.0.clone();
+    }
+    let bytes: Bytes = to_bytes(resp_body, usize::MAX).await.unwrap_or_default();
+    record.status = parts.status.as_u16();
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        let is_ticket = is_ticket_path || parts.status.as_u16() == 202;
+        describe(&v, &mut record, is_ticket);
+        record.error = v["error"]["code"].as_str().map(str::to_string);
+    }
+    app.audit.record(record).await;
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new().route("/api/v1/audit", get(read))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    since: Option<Timestamp>,
+    limit: Option<String>,
+    #[serde(default, with = "duration_text::option")]
+    last: Option<std::time::Duration>,
+}
+
+/// GET /api/v1/audit?since=RFC3339&limit=N (newest last; at most 10,000).
+async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let q: AuditQuery = body::query(q.as_deref())?;
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "limit",
+                    format!("limit {s:?}: expected a whole number from 1 to 10000"),
+                )
+            })?,
+    };
+    if app.audit.tx.is_none() {
+        return Ok(Json(serde_json::json!({ "records": [], "enabled": false })).into_response());
+    }
+    let since = q.since.or_else(|| {
+        q.last
+            .map(|d| Timestamp::from_system(std::time::SystemTime::now() - d))
+    });
+    let text = tokio::fs::read_to_string(&app.audit.path)
+        .await
+        .unwrap_or_default();
+    let mut records: Vec<AuditRecord> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<AuditRecord>(l).ok())
+        .filter(|r| since.is_none_or(|s| r.time >= s))
+        .collect();
+    let skip = records.len().saturating_sub(limit);
+    records.drain(..skip);
+    Ok(Json(serde_json::json!({ "records": records })).into_response())
+}
