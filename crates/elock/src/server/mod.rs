@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod health;
 mod metrics;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -146,6 +147,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     let manager = Manager::start_observed(store, engine, clock, observers)
         .await
         .map_err(|e| e.to_string())?;
+    if cfg.events.enabled {
+        webhooks::start(&manager, &cfg.events.webhooks)?;
+    }
     let listener = tokio::net::TcpListener::bind(&el.listen)
         .await
         .map_err(|e| {
