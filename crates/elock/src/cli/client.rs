@@ -47,6 +47,13 @@ impl Client {
         }
     }
 
+    /// A client for the same server sharing `other`'s connection pool and token.
+    pub fn with_http(mut self, other: &Client) -> Self {
+        self.http = other.http.clone();
+        self.token = other.token.clone();
+        self
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

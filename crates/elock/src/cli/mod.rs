@@ -1,5 +1,6 @@
 //! The command line: `elock serve`, and the client commands of SPEC 4.
 
+mod bench;
 mod client;
 mod output;
 mod run;
@@ -268,6 +269,23 @@ enum Command {
     },
     /// Exit 0 when the server is healthy or degraded, non-zero otherwise (probes, cron).
     HealthCheck,
+    /// Load generator: ops/s and p50/p95/p99/max per scenario, with a /healthz baseline.
+    ///
+    /// Example: elock bench --scenario baseline --scenario uncontended --concurrency 50 --duration 10s
+    Bench {
+        /// Scenarios to run, in order (default: baseline, uncontended, hot, priority-mix).
+        #[arg(long = "scenario", value_enum)]
+        scenarios: Vec<bench::Scenario>,
+        /// Concurrent workers (one HTTP client shared by all).
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// How long each scenario runs.
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        /// Offered operations per second in total (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+    },
 }
 
 pub async fn run(args: Args) -> i32 {
@@ -764,6 +782,39 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
             }
         }
         Command::Events { types } => follow_events(client, types, out).await?,
+        Command::Bench {
+            scenarios,
+            concurrency,
+            duration,
+            rate,
+        } => {
+            let duration = elock_core::model::parse_duration("duration", &duration)
+                .map_err(|e| CliError::usage(e.to_string()))?;
+            let scenarios = if scenarios.is_empty() {
+                vec![
+                    bench::Scenario::Baseline,
+                    bench::Scenario::Uncontended,
+                    bench::Scenario::Hot,
+                    bench::Scenario::PriorityMix,
+                ]
+            } else {
+                scenarios
+            };
+            if concurrency == 0 {
+                return Err(CliError::usage("--concurrency 0: expected at least 1"));
+            }
+            bench::run(
+                client,
+                bench::BenchArgs {
+                    scenarios,
+                    concurrency: concurrency.max(1),
+                    duration,
+                    rate,
+                },
+                out,
+            )
+            .await?;
+        }
         Command::HealthCheck => {
             let answer = client
                 .call(Method::GET, "/api/enhanced-locks/health", &[], None)

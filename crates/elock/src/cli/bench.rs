@@ -1,0 +1,276 @@
+//! `elock bench` (SPEC 7): drives a running server and reports, per scenario, operations per
+//! second and p50/p95/p99/max latency, with a same-run baseline against /healthz, so that every
+//! figure can be read as a ratio.
+//!
+//! - `uncontended`: each worker acquires and releases its own resources (latency: the acquire);
+//! - `hot`: every worker waits for one resource and releases it as soon as it is granted
+//!   (rate: handoffs; latency: from the release being sent to the next grant arriving, matched by
+//!   fencing token);
+//! - `priority-mix`: workers of priorities critical 10%, high 20%, normal 60%, low 10% contend for
+//!   four resources (latency: wait per priority);
+//! - `baseline`: GET /healthz with the same client and concurrency.
+//!
+//! `--rate R` offers R operations per second in total (paced per worker) instead of running flat
+//! out: latency at a given load.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::client::{CliError, Client};
+use super::output::{self, Format};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Uncontended,
+    Hot,
+    PriorityMix,
+    Baseline,
+}
+
+pub struct BenchArgs {
+    pub scenarios: Vec<Scenario>,
+    pub concurrency: usize,
+    pub duration: Duration,
+    pub rate: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct Row {
+    scenario: String,
+    operations: u64,
+    ops_per_sec: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    errors: u64,
+}
+
+fn row(name: String, h: &Histogram<u64>, elapsed: Duration, errors: u64, count: u64) -> Row {
+    let ms = |v: u64| v as f64 / 1000.0;
+    Row {
+        scenario: name,
+        operations: count,
+        ops_per_sec: count as f64 / elapsed.as_secs_f64(),
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p95_ms: ms(h.value_at_quantile(0.95)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        max_ms: ms(h.max()),
+        errors,
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+/// Shared results of one scenario's workers: latencies in microseconds, by label.
+#[derive(Default)]
+struct Results {
+    latencies: HashMap<String, Histogram<u64>>,
+    operations: u64,
+    errors: u64,
+}
+
+impl Results {
+    fn record(&mut self, label: &str, d: Duration) {
+        self.latencies
+            .entry(label.to_string())
+            .or_insert_with(histogram)
+            .saturating_record(d.as_micros().max(1) as u64);
+    }
+}
+
+pub async fn run(client: &Client, args: BenchArgs, out: Format) -> Result<(), CliError> {
+    client.call(Method::GET, "/healthz", &[], None).await?;
+    let mut rows = Vec::new();
+    for scenario in &args.scenarios {
+        let progress = ProgressBar::new(args.duration.as_millis() as u64);
+        progress.set_style(
+            ProgressStyle::with_template("{prefix:>13} [{bar:30}] {elapsed}/{duration} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        progress.set_prefix(format!("{scenario:?}").to_lowercase());
+        let results = Arc::new(Mutex::new(Results::default()));
+        let started = Instant::now();
+        let ticker = {
+            let progress = progress.clone();
+            let results = results.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    progress.set_position(started.elapsed().as_millis() as u64);
+                    let n = results.lock().unwrap().operations;
+                    progress.set_message(format!("{n} ops"));
+                }
+            })
+        };
+        run_scenario(client, *scenario, &args, results.clone()).await;
+        let elapsed = started.elapsed();
+        ticker.abort();
+        progress.finish_and_clear();
+        let r = results.lock().unwrap();
+        let name = format!("{scenario:?}")
+            .to_lowercase()
+            .replace("prioritymix", "priority-mix");
+        let mut labels: Vec<_> = r.latencies.keys().cloned().collect();
+        labels.sort();
+        for label in labels {
+            let h = &r.latencies[&label];
+            let title = if label.is_empty() {
+                name.clone()
+            } else {
+                format!("{name} ({label})")
+            };
+            let count = if label.is_empty() {
+                r.operations
+            } else {
+                h.len()
+            };
+            rows.push(row(title, h, elapsed, r.errors, count));
+        }
+    }
+    match out {
+        Format::Json => output::json(&serde_json::to_value(&rows).unwrap_or(Value::Null)),
+        Format::Table => {
+            let baseline = rows
+                .iter()
+                .find(|r| r.scenario == "baseline")
+                .map(|r| r.ops_per_sec);
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.scenario.clone(),
+                        format!("{:.0}", r.ops_per_sec),
+                        baseline.map_or("-".into(), |b| format!("{:.2}", r.ops_per_sec / b)),
+                        format!("{:.3}", r.p50_ms),
+                        format!("{:.3}", r.p95_ms),
+                        format!("{:.3}", r.p99_ms),
+                        format!("{:.3}", r.max_ms),
+                        r.errors.to_string(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "scenario",
+                    "ops/s",
+                    "× baseline",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "max ms",
+                    "errors",
+                ],
+                &cells,
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn run_scenario(
+    client: &Client,
+    scenario: Scenario,
+    args: &BenchArgs,
+    results: Arc<Mutex<Results>>,
+) {
+    let deadline = Instant::now() + args.duration;
+    let client = Arc::new(Client::new(&client.url(""), None).with_http(client));
+    // fencing token → when its release was sent (hot scenario).
+    let releases: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let pace = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
+    let run_id = std::process::id();
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let (client, results, releases) = (client.clone(), results.clone(), releases.clone());
+        workers.push(tokio::spawn(async move {
+            let priority = match w % 10 {
+                0 => "critical",
+                1 | 2 => "high",
+                9 => "low",
+                _ => "normal",
+            };
+            let mut next = Instant::now();
+            let mut i: u64 = 0;
+            while Instant::now() < deadline {
+                if let Some(p) = pace {
+                    next += p;
+                    tokio::time::sleep_until(next.into()).await;
+                }
+                i += 1;
+                let outcome: Result<(&str, Duration), ()> = match scenario {
+                    Scenario::Baseline => {
+                        let t = Instant::now();
+                        client.call(Method::GET, "/healthz", &[], None).await.map(|_| ("", t.elapsed())).map_err(|_| ())
+                    }
+                    Scenario::Uncontended => {
+                        let body = json!({"resource": format!("bench/{run_id}/u/{w}/{}", i % 64), "owner": format!("bench-{w}")});
+                        let t = Instant::now();
+                        match client.call(Method::POST, "/api/v1/locks", &[], Some(body)).await {
+                            Ok(lease) => {
+                                let took = t.elapsed();
+                                let id = lease["id"].as_str().unwrap_or_default();
+                                let _ = client.call(Method::DELETE, &format!("/api/v1/locks/{id}"), &[], None).await;
+                                Ok(("", took))
+                            }
+                            Err(_) => Err(()),
+                        }
+                    }
+                    Scenario::Hot | Scenario::PriorityMix => {
+                        let (resource, p) = if scenario == Scenario::Hot {
+                            (format!("bench/{run_id}/hot"), "normal")
+                        } else {
+                            (format!("bench/{run_id}/mix/{}", i % 4), priority)
+                        };
+                        let body = json!({"resource": resource, "owner": format!("bench-{w}"), "priority": p, "wait": "60s"});
+                        let t = Instant::now();
+                        match client.call(Method::POST, "/api/v1/locks", &[], Some(body)).await {
+                            Ok(lease) => {
+                                let granted = Instant::now();
+                                let token = lease["resources"][0]["fencing_token"].as_u64().unwrap_or(0);
+                                let id = lease["id"].as_str().unwrap_or_default().to_string();
+                                let sample = if scenario == Scenario::Hot {
+                                    let prev = releases.lock().unwrap().remove(&(token.saturating_sub(1)));
+                                    prev.map(|r| granted.duration_since(r))
+                                } else {
+                                    Some(granted.duration_since(t))
+                                };
+                                releases.lock().unwrap().insert(token, Instant::now());
+                                let _ = client.call(Method::DELETE, &format!("/api/v1/locks/{id}"), &[], None).await;
+                                match sample {
+                                    Some(d) => Ok((if scenario == Scenario::Hot { "" } else { p }, d)),
+                                    None => Ok(("first", Duration::ZERO)),
+                                }
+                            }
+                            Err(_) => Err(()),
+                        }
+                    }
+                };
+                let mut r = results.lock().unwrap();
+                match outcome {
+                    Ok(("first", _)) => r.operations += 1,
+                    Ok((label, d)) => {
+                        r.operations += 1;
+                        r.record(label, d);
+                    }
+                    Err(()) => r.errors += 1,
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+}
