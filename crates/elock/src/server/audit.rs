@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use elock_core::model::{duration_text, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
 use tokio::sync::mpsc;
 
 use super::auth::Actor;
@@ -64,27 +64,32 @@ impl AuditLog {
                 .await
                 .map_err(|e| format!("audit.path: cannot create {}: {e}", dir.display()))?;
         }
-        let mut file = tokio::fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .await
             .map_err(|e| format!("audit.path: cannot open {}: {e}", path.display()))?;
         let (tx, mut rx) = mpsc::channel::<AuditRecord>(4096);
-        tokio::spawn(async move {
-            while let Some(record) = rx.recv().await {
-                let mut line = serde_json::to_vec(&record).unwrap_or_default();
-                line.push(b'\n');
-                if let Err(e) = async {
-                    file.write_all(&line).await?;
-                    file.flush().await
+        // One OS thread writes: it takes everything queued, appends it with one write, and goes
+        // back to waiting. No async file I/O hop per record.
+        std::thread::Builder::new()
+            .name("elock-audit".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(64 * 1024);
+                while let Some(first) = rx.blocking_recv() {
+                    batch.clear();
+                    let mut next = Some(first);
+                    while let Some(record) = next {
+                        let _ = serde_json::to_writer(&mut batch, &record);
+                        batch.push(b'\n');
+                        next = rx.try_recv().ok();
+                    }
+                    if let Err(e) = file.write_all(&batch).and_then(|_| file.flush()) {
+                        tracing::error!(error = %e, "cannot write the audit log");
+                    }
                 }
-                .await
-                {
-                    tracing::error!(error = %e, "cannot write the audit log");
-                }
-            }
-        });
+            })
+            .map_err(|e| format!("audit: cannot start the writer: {e}"))?;
         Ok(AuditLog { tx: Some(tx), path })
     }
 

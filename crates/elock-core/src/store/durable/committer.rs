@@ -4,9 +4,11 @@
 //! sequence to reach theirs. While the thread is committing one batch, the next one gathers; so
 //! the number of fsyncs per request falls as concurrency rises, and one request alone pays one.
 //!
-//! Like PostgreSQL's `commit_delay`, the committer lingers briefly (at most [`LINGER`]) when more
-//! requests are in flight than are pending: callers woken by the previous commit are about to
-//! submit, and one fsync for all of them beats two half-full ones.
+//! Like PostgreSQL's `commit_delay` (which waits only when enough other transactions are
+//! active), the committer lingers briefly (at most [`LINGER`]) when the previous batch was large
+//! and more requests are in flight than are pending: under load, callers woken by the previous
+//! commit are about to submit again, and one fsync for all of them beats two half-full ones. At
+//! low load batches are small and nothing waits.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -22,6 +24,9 @@ use super::codec::{write_batch, Write};
 
 /// The longest the committer waits for in-flight requests to join a batch.
 pub(super) const LINGER: Duration = Duration::from_micros(200);
+
+/// A batch at least this large means load: the next batch may linger.
+const BUSY_BATCH: usize = 8;
 
 #[derive(Default)]
 pub(super) struct Pending {
@@ -69,6 +74,7 @@ impl GroupCommit {
 
     /// The committer thread's loop: runs until shutdown with nothing left to write.
     pub fn run(&self, db: Database, sink: &SinkSlot) {
+        let mut last_batch = 0usize;
         loop {
             let (writes, events, seq) = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -78,7 +84,12 @@ impl GroupCommit {
                 if p.writes.is_empty() && p.events.is_empty() {
                     return;
                 }
-                let linger_until = Instant::now() + LINGER;
+                let linger_until = Instant::now()
+                    + if last_batch >= BUSY_BATCH {
+                        LINGER
+                    } else {
+                        Duration::ZERO
+                    };
                 loop {
                     let pending = (p.seq - self.last_committed.load(Ordering::Relaxed)) as usize;
                     let now = Instant::now();
@@ -94,6 +105,7 @@ impl GroupCommit {
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
+                last_batch = (p.seq - self.last_committed.load(Ordering::Relaxed)) as usize;
                 (
                     std::mem::take(&mut p.writes),
                     std::mem::take(&mut p.events),
