@@ -488,3 +488,35 @@ fn the_cli_prints_leases_and_exits_with_the_documented_codes() {
         .unwrap();
     assert_eq!(unreachable.status.code(), Some(4));
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_a_given_one_is_kept() {
+    let server = Server::start();
+    let http = reqwest::Client::new();
+    let a = http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    let b = http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    let id = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(id(&a), id(&b));
+    let c = http
+        .get(format!("{}/api/v1/locks", server.url))
+        .header("x-request-id", "ci-run-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id(&c), "ci-run-7");
+}

@@ -20,6 +20,9 @@ use elock_core::clock::SystemClock;
 use elock_core::manager::{EventObserver, Manager};
 use elock_core::store::{DurableStore, InMemoryStore, Store};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 pub use events::parse_types;
@@ -28,6 +31,28 @@ use crate::config::{self, Backend, Config, Override};
 
 /// Largest request body: metadata is at most 16 KiB, and a request names at most 64 resources.
 pub(crate) const BODY_LIMIT: usize = 256 * 1024;
+
+/// Request ids: this process's start time and a counter, unique and short (`k3f9a2-17`).
+#[derive(Clone, Default)]
+struct NextRequestId {
+    counter: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MakeRequestId for NextRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        static EPOCH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let epoch = EPOCH.get_or_init(|| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("{:x}", secs & 0xff_ffff)
+        });
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{epoch}-{n}").parse().ok().map(RequestId::new)
+    }
+}
 
 /// How the server was configured, kept for reloads (SIGHUP, POST /api/v1/admin/reload).
 pub struct ServeOptions {
@@ -116,7 +141,18 @@ pub fn router(app: Arc<App>) -> Router {
             metrics::count,
         ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
+        // Outermost: every request gets an id (or keeps the caller's `x-request-id`), the log
+        // span carries it, and the answer echoes it.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path())
+        }))
+        .layer(SetRequestIdLayer::x_request_id(NextRequestId::default()))
         .with_state(app)
 }
 
