@@ -12,6 +12,7 @@ use crate::model::{
     Timestamp,
 };
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventType {
     #[serde(rename = "lock.acquired")]
@@ -109,6 +110,7 @@ impl fmt::Display for EventType {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Assigned when published: strictly increasing in publication (= commit) order.
@@ -117,6 +119,7 @@ pub struct Event {
     pub kind: EventType,
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub instance: Option<Arc<str>>,
     #[serde(default)]
     pub resources: Vec<ResourceName>,
@@ -133,10 +136,12 @@ pub struct Event {
     pub fencing_token: Option<u64>,
     /// Every resource's token, for grants of several resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<std::collections::HashMap<String, u64>>))]
     pub fencing_tokens: Option<BTreeMap<ResourceName, u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::model::CycleEdge>>))]
     pub cycle: Option<Cycle>,
     /// How long the ticket waited (`queue.granted`, `queue.timeout`, `queue.cancelled`).
     #[serde(
@@ -144,6 +149,7 @@ pub struct Event {
         skip_serializing_if = "Option::is_none",
         with = "duration_text::option"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub waited: Option<Duration>,
     /// How long the lease was held (`lock.released`, `lock.expired`, `lock.force_released`).
     #[serde(
@@ -151,6 +157,7 @@ pub struct Event {
         skip_serializing_if = "Option::is_none",
         with = "duration_text::option"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub held: Option<Duration>,
     /// The granted lease, for the manager to hand to a waiting caller. Not part of the wire form.
     #[serde(skip)]

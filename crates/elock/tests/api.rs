@@ -520,3 +520,70 @@ async fn every_answer_carries_a_request_id_and_a_given_one_is_kept() {
         .unwrap();
     assert_eq!(id(&c), "ci-run-7");
 }
+
+#[tokio::test]
+async fn openapi_3_1_describes_every_endpoint_of_the_contract() {
+    let server = Server::start();
+    let (status, doc) = server.client().get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let contract = [
+        ("post", "/api/v1/locks"),
+        ("get", "/api/v1/locks"),
+        ("get", "/api/v1/locks/{id}"),
+        ("post", "/api/v1/locks/{id}/renew"),
+        ("delete", "/api/v1/locks/{id}"),
+        ("get", "/api/v1/resource"),
+        ("post", "/api/v1/resource/force-release"),
+        ("get", "/api/v1/tickets/{id}"),
+        ("delete", "/api/v1/tickets/{id}"),
+        ("get", "/api/v1/queues"),
+        ("get", "/api/v1/deadlocks"),
+        ("get", "/api/v1/stats"),
+        ("post", "/api/v1/cleanup"),
+        ("get", "/api/v1/events"),
+        ("get", "/api/v1/audit"),
+        ("get", "/metrics"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/api/enhanced-locks/health"),
+        ("get", "/api/enhanced-locks/metrics"),
+        ("get", "/api/enhanced-locks/queue/status"),
+        ("post", "/api/v1/admin/reload"),
+    ];
+    for (method, path) in contract {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not described"
+        );
+        for (code, response) in doc["paths"][path][method]["responses"].as_object().unwrap() {
+            assert!(
+                response["description"].is_string(),
+                "{method} {path} {code} needs a description"
+            );
+        }
+    }
+    for schema in [
+        "Lease",
+        "TicketView",
+        "ErrorBody",
+        "Event",
+        "ResourceInfo",
+        "Health",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema}"
+        );
+    }
+    let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+    assert_eq!(
+        codes.as_array().unwrap().len(),
+        10,
+        "every error code: {codes}"
+    );
+}

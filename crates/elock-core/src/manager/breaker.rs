@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::BreakerConfig;
 use crate::model::Timestamp;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {

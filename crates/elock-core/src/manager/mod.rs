@@ -52,14 +52,17 @@ pub enum Cleanup {
     Resource(ResourceName),
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DeadlockReport {
     /// Cycles in the wait-for graph right now.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<crate::model::CycleEdge>>))]
     pub active: Vec<Cycle>,
     /// The last 1,000 deadlocks, newest last.
     pub history: Vec<DeadlockRecord>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BackendHealth {
     pub kind: &'static str,
@@ -68,6 +71,7 @@ pub struct BackendHealth {
 }
 
 /// GET /api/enhanced-locks/health.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Health {
     pub status: HealthStatus,
@@ -75,11 +79,13 @@ pub struct Health {
     pub backend: BackendHealth,
     pub breaker: BreakerState,
     pub version: &'static str,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "duration_text")]
     pub uptime: Duration,
 }
 
 /// GET /api/v1/stats.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ManagerStats {
     #[serde(flatten)]

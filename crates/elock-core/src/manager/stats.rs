@@ -44,6 +44,7 @@ pub struct Stats {
     deadlocks: Mutex<VecDeque<Timestamp>>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
@@ -52,14 +53,17 @@ pub enum HealthStatus {
     Unhealthy,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StatsSnapshot {
     pub active_locks: i64,
     pub total_requests: u64,
     pub successful_acquires: u64,
     pub failed_acquires: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "duration_text")]
     pub average_wait: Duration,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "duration_text")]
     pub average_hold: Duration,
     pub queue_depth: i64,

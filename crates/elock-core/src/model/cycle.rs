@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{Owner, ResourceName, TicketId};
 
 /// `waiter` waits for `resource`, which `blocker` holds or is queued ahead for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CycleEdge {
     pub waiter: Owner,

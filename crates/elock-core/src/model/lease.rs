@@ -8,12 +8,14 @@ use super::time::duration_text;
 use super::{LeaseId, Metadata, Owner, Priority, ResourceName, Timestamp};
 
 /// One resource of a lease and the fencing token its grant minted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldResource {
     pub resource: ResourceName,
     pub fencing_token: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaseState {
@@ -34,6 +36,7 @@ impl LeaseState {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     pub id: LeaseId,
@@ -43,6 +46,7 @@ pub struct Lease {
     pub acquired_at: Timestamp,
     /// `None`: the lease never expires (Atlantis-compatible locks, when configured).
     pub expires_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     #[serde(with = "duration_text::option")]
     pub ttl: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

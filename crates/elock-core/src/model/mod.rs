@@ -5,6 +5,8 @@ mod ids;
 mod lease;
 mod metadata;
 mod names;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod priority;
 mod ticket;
 mod time;

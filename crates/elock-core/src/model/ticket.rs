@@ -32,6 +32,7 @@ pub struct Ticket {
     pub metadata: Option<Metadata>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 /// A ticket as callers see it: its effective priority and position in each queue at a given time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TicketView {
@@ -44,6 +45,7 @@ pub struct TicketView {
     pub deadline: Option<Timestamp>,
     pub detached: bool,
     /// Per resource, 1 = next.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::HashMap<String, u32>))]
     pub position: BTreeMap<ResourceName, u32>,
     /// Shown only to the requester (acquire answers, ticket look-ups), never in queue listings:
     /// like a lease id, it is a capability.

@@ -19,6 +19,7 @@ use super::op::CancelReason;
 use super::queue::order_key;
 use super::LockTable;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 /// Which waiter of a cycle is cancelled (SPEC 2, `resolution-policy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,6 +52,7 @@ impl FromStr for ResolutionPolicy {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
@@ -60,10 +62,12 @@ pub enum Resolution {
     VictimCancelled,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 /// One deadlock, as kept in the history and served by GET /api/v1/deadlocks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeadlockRecord {
     pub detected_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<CycleEdge>))]
     pub cycle: Cycle,
     pub resolution: Resolution,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -58,6 +58,7 @@ impl LeaseFilter {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 /// GET /api/v1/resource: who holds it, who waits, the last token minted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResourceInfo {
@@ -67,12 +68,15 @@ pub struct ResourceInfo {
     pub last_fencing_token: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 /// GET /api/v1/queues: one non-empty queue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueueSummary {
     pub resource: ResourceName,
     pub depth: usize,
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::HashMap<String, usize>))]
     pub by_priority: BTreeMap<Priority, usize>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(with = "duration_text")]
     pub oldest_wait: Duration,
 }

@@ -11,10 +11,16 @@ use serde_json::json;
 
 use super::App;
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(reload))]
+pub struct Doc;
+
 pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/api/v1/admin/reload", post(reload))
 }
 
+/// Reload the configuration (admin): like SIGHUP.
+#[utoipa::path(post, path = "/api/v1/admin/reload", tag = "admin", responses((status = 200, description = "{reloaded: true, restart_required: [keys]}"), (status = 400, description = "the configuration has errors; the running one stays", body = super::error::ErrorBody)))]
 async fn reload(State(app): State<Arc<App>>) -> Response {
     match app.reloader.reload(&app.manager).await {
         Ok(restart) => {

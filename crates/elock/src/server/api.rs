@@ -11,17 +11,66 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use elock_core::manager::{Cleanup, LockRequest, Ttl};
+use elock_core::manager::{DeadlockReport, ManagerStats};
+use elock_core::model::TicketView;
 use elock_core::model::{
     duration_text, parse_duration, Lease, LeaseId, Metadata, Owner, Priority, ResourceName,
     TicketId,
 };
-use elock_core::table::{Acquired, LeaseFilter, StateFilter};
+use elock_core::table::{Acquired, LeaseFilter, QueueSummary, ResourceInfo, StateFilter};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::json;
 
 use super::body;
+use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::App;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LockList {
+    locks: Vec<Lease>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct QueueList {
+    queues: Vec<QueueSummary>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Released {
+    released: Vec<Lease>,
+}
+
+/// The paths and schemas of this module, for /openapi.json.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        acquire,
+        list,
+        get_lease,
+        release,
+        renew,
+        resource,
+        force_release,
+        get_ticket,
+        cancel_ticket,
+        queues,
+        deadlocks,
+        stats,
+        cleanup
+    ),
+    components(schemas(
+        AcquireBody,
+        LeaseAnswer,
+        RenewBody,
+        ForceReleaseBody,
+        CleanupBody,
+        LockList,
+        QueueList,
+        Released,
+        ErrorBody
+    ))
+)]
+pub struct Doc;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -41,7 +90,7 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 /// POST /api/v1/locks.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AcquireBody {
     #[serde(default)]
@@ -53,8 +102,11 @@ struct AcquireBody {
     priority: Priority,
     /// Absent: default-timeout. `null`: no expiry (where allowed). Text: that duration.
     #[serde(default, deserialize_with = "ttl_field")]
+    #[schema(value_type = Option<String>, example = "30m")]
     ttl: Ttl,
+    /// How long to wait in the queue (`0s` or absent: try once).
     #[serde(default, with = "duration_text::option")]
+    #[schema(value_type = Option<String>, example = "10m")]
     wait: Option<Duration>,
     #[serde(default)]
     detach: bool,
@@ -72,7 +124,7 @@ fn ttl_field<'de, D: Deserializer<'de>>(d: D) -> Result<Ttl, D::Error> {
 }
 
 /// A lease as answered, flagged when it came back by re-entry.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LeaseAnswer {
     #[serde(flatten)]
     lease: Lease,
@@ -80,6 +132,11 @@ struct LeaseAnswer {
     reentrant: bool,
 }
 
+/// Acquire: granted at once (201), by re-entry (200), queued when detached (202), else an error.
+#[utoipa::path(post, path = "/api/v1/locks", request_body = AcquireBody, tag = "locks",
+    responses((status = 201, description = "granted", body = LeaseAnswer), (status = 200, description = "re-entrant: the owner's lease", body = LeaseAnswer),
+        (status = 202, description = "queued (detached)", body = TicketView), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 409, description = "locked, wait_timeout or deadlock", body = ErrorBody),
+        (status = 429, description = "queue_full", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Response> {
     let body: AcquireBody = body::json(&bytes)?;
     let mut resources = body.resources;
@@ -143,20 +200,24 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     resource_prefix: Option<String>,
+    #[param(value_type = Option<String>)]
     owner: Option<Owner>,
+    #[param(value_type = Option<String>)]
     state: Option<StateFilter>,
     #[serde(default, with = "duration_text::option")]
+    #[param(value_type = Option<String>)]
     held_longer_than: Option<Duration>,
 }
 
-async fn list(
-    State(app): State<Arc<App>>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<serde_json::Value>> {
+/// List held leases.
+#[utoipa::path(get, path = "/api/v1/locks", params(ListQuery), tag = "locks",
+    responses((status = 200, description = "ok", body = LockList), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
+async fn list(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Json<LockList>> {
     let q: ListQuery = body::query(q.as_deref())?;
     let filter = LeaseFilter {
         resource_prefix: q.resource_prefix,
@@ -164,7 +225,9 @@ async fn list(
         state: q.state,
         held_longer_than: q.held_longer_than,
     };
-    Ok(Json(json!({ "locks": app.manager.list(filter).await? })))
+    Ok(Json(LockList {
+        locks: app.manager.list(filter).await?,
+    }))
 }
 
 fn lease_id(raw: &str) -> ApiResult<LeaseId> {
@@ -185,21 +248,32 @@ fn ticket_id(raw: &str) -> ApiResult<TicketId> {
     })
 }
 
+/// One lease.
+#[utoipa::path(get, path = "/api/v1/locks/{id}", params(("id" = String, Path, description = "lease id")), tag = "locks",
+    responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn get_lease(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Lease>> {
     Ok(Json(app.manager.get_lease(lease_id(&id)?).await?))
 }
 
+/// Release a lease.
+#[utoipa::path(delete, path = "/api/v1/locks/{id}", params(("id" = String, Path, description = "lease id")), tag = "locks",
+    responses((status = 200, description = "the released lease", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Lease>> {
     Ok(Json(app.manager.release(lease_id(&id)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RenewBody {
+    /// The new ttl (default: the lease's own).
     #[serde(default, with = "duration_text::option")]
+    #[schema(value_type = Option<String>)]
     ttl: Option<Duration>,
 }
 
+/// Renew: expires_at = now + ttl.
+#[utoipa::path(post, path = "/api/v1/locks/{id}/renew", params(("id" = String, Path, description = "lease id")), request_body = RenewBody, tag = "locks",
+    responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn renew(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -210,18 +284,23 @@ async fn renew(
     Ok(Json(app.manager.renew(id, body.ttl).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ResourceQuery {
+    #[param(value_type = String)]
     name: ResourceName,
 }
 
+/// A resource: holder, queue in order, last fencing token.
+#[utoipa::path(get, path = "/api/v1/resource", params(ResourceQuery), tag = "resources",
+    responses((status = 200, description = "ok", body = ResourceInfo), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn resource(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let q: ResourceQuery = body::query(q.as_deref())?;
     Ok(Json(app.manager.resource(q.name).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ForceReleaseBody {
     name: ResourceName,
@@ -229,6 +308,9 @@ struct ForceReleaseBody {
     reason: Option<String>,
 }
 
+/// Release whatever holds a resource (admin).
+#[utoipa::path(post, path = "/api/v1/resource/force-release", request_body = ForceReleaseBody, tag = "resources",
+    responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn force_release(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<Lease>> {
     let body: ForceReleaseBody = body::json(&bytes)?;
     let reason = body
@@ -237,27 +319,41 @@ async fn force_release(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<J
     Ok(Json(app.manager.force_release(body.name, reason).await?))
 }
 
+/// A ticket and its positions.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", params(("id" = String, Path, description = "ticket id")), tag = "tickets",
+    responses((status = 200, description = "ok", body = TicketView), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn get_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
     Ok(Json(app.manager.get_ticket(ticket_id(&id)?).await?).into_response())
 }
 
+/// Cancel a ticket.
+#[utoipa::path(delete, path = "/api/v1/tickets/{id}", params(("id" = String, Path, description = "ticket id")), tag = "tickets",
+    responses((status = 200, description = "the cancelled ticket", body = TicketView), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn cancel_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
     Ok(Json(app.manager.cancel_ticket(ticket_id(&id)?).await?).into_response())
 }
 
-async fn queues(State(app): State<Arc<App>>) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(json!({ "queues": app.manager.queues().await? })))
+/// Every non-empty queue.
+#[utoipa::path(get, path = "/api/v1/queues", tag = "queues", responses((status = 200, description = "ok", body = QueueList), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
+async fn queues(State(app): State<Arc<App>>) -> ApiResult<Json<QueueList>> {
+    Ok(Json(QueueList {
+        queues: app.manager.queues().await?,
+    }))
 }
 
+/// Deadlocks now, and the last 1,000.
+#[utoipa::path(get, path = "/api/v1/deadlocks", tag = "queues", responses((status = 200, description = "ok", body = DeadlockReport), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn deadlocks(State(app): State<Arc<App>>) -> ApiResult<Response> {
     Ok(Json(app.manager.deadlocks().await?).into_response())
 }
 
+/// Statistics and the health score.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "health", responses((status = 200, description = "ok", body = ManagerStats), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn stats(State(app): State<Arc<App>>) -> Response {
     Json(app.manager.stats().await).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CleanupBody {
     #[serde(default)]
@@ -268,7 +364,10 @@ struct CleanupBody {
     force: bool,
 }
 
-async fn cleanup(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<serde_json::Value>> {
+/// Release expired leases, or by force the holder of one resource (admin).
+#[utoipa::path(post, path = "/api/v1/cleanup", request_body = CleanupBody, tag = "resources",
+    responses((status = 200, description = "ok", body = Released), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
+async fn cleanup(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<Released>> {
     let body: CleanupBody = body::json(&bytes)?;
     let what = match (body.expired_only, body.resource, body.force) {
         (true, None, _) => Cleanup::ExpiredOnly,
@@ -286,7 +385,7 @@ async fn cleanup(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<se
             ))
         }
     };
-    Ok(Json(
-        json!({ "released": app.manager.cleanup(what).await? }),
-    ))
+    Ok(Json(Released {
+        released: app.manager.cleanup(what).await?,
+    }))
 }

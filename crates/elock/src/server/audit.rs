@@ -26,7 +26,7 @@ use super::auth::Actor;
 use super::error::{ApiError, ApiResult};
 use super::{body, App, BODY_LIMIT};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub time: Timestamp,
     pub actor: String,
@@ -205,6 +205,10 @@ pub async fn audit(State(app): State<Arc<App>>, request: Request, next: Next) ->
     Response::from_parts(parts, Body::from(bytes))
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(read), components(schemas(AuditRecord)))]
+pub struct Doc;
+
 pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/api/v1/audit", get(read))
 }
@@ -218,7 +222,10 @@ struct AuditQuery {
     last: Option<std::time::Duration>,
 }
 
-/// GET /api/v1/audit?since=RFC3339&limit=N (newest last; at most 10,000).
+/// GET /api/v1/audit?since=RFC3339&limit=N (newest last; at most 10,000). Admin.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin",
+    params(("since" = Option<String>, Query, description = "RFC 3339: records from then on"), ("limit" = Option<u32>, Query, description = "at most this many, newest (default 100)"), ("last" = Option<String>, Query, description = "a duration: records of the last 10m, 1h, ...")),
+    responses((status = 200, description = "{records: [...]}", body = Vec<AuditRecord>), (status = 400, description = "invalid_request", body = super::error::ErrorBody), (status = 403, description = "forbidden", body = super::error::ErrorBody)))]
 async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let q: AuditQuery = body::query(q.as_deref())?;
     let limit = match q.limit.as_deref() {

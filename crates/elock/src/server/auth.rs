@@ -78,7 +78,9 @@ impl Auth {
 /// The role a route needs; `None`: open to everyone (health probes, metrics).
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     match path {
-        "/healthz" | "/readyz" | "/metrics" | "/api/enhanced-locks/health" => None,
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/api/enhanced-locks/health" => {
+            None
+        }
         "/api/v1/resource/force-release"
         | "/api/v1/cleanup"
         | "/api/v1/audit"

@@ -81,3 +81,18 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The one error shape (for the OpenAPI description).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Per code: `field`; `holder`; `waited`; `cycle`; `resource` and `max`; `breaker`.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}

@@ -18,6 +18,10 @@ use super::body;
 use super::error::{ApiError, ApiResult};
 use super::App;
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(events))]
+pub struct Doc;
+
 pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/api/v1/events", get(events))
 }
@@ -53,6 +57,10 @@ fn to_sse(e: &Event) -> SseEvent {
         .unwrap_or_else(|_| SseEvent::default().comment("an event could not be encoded"))
 }
 
+/// Server-sent events: `id`, `event` (the type) and `data` (the event JSON); `Last-Event-ID` resumes.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    params(("types" = Option<String>, Query, description = "comma-separated event types"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this id")),
+    responses((status = 200, description = "text/event-stream of events", body = Event, content_type = "text/event-stream"), (status = 400, description = "invalid_request", body = super::error::ErrorBody)))]
 async fn events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,

@@ -8,10 +8,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use elock_core::manager::HealthStatus;
+use elock_core::manager::{Health, HealthStatus, ManagerStats};
 use serde_json::json;
 
 use super::App;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz, health, metrics, queue_status))]
+pub struct Doc;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -23,11 +27,13 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 /// The process is alive and serving.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// The backend answers: 200, else 503.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "the backend answers"), (status = 503, description = "the backend does not answer")))]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let store = app.manager.store();
     match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
@@ -50,6 +56,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// Health with its score: 200 healthy or degraded, 503 unhealthy.
+#[utoipa::path(get, path = "/api/enhanced-locks/health", tag = "health", responses((status = 200, description = "healthy or degraded", body = Health), (status = 503, description = "unhealthy", body = Health)))]
 async fn health(State(app): State<Arc<App>>) -> Response {
     let h = app.manager.health().await;
     let status = match h.status {
@@ -59,10 +67,14 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     (status, Json(h)).into_response()
 }
 
+/// The statistics as JSON.
+#[utoipa::path(get, path = "/api/enhanced-locks/metrics", tag = "health", responses((status = 200, description = "ok", body = ManagerStats)))]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     Json(app.manager.stats().await).into_response()
 }
 
+/// The queues as JSON.
+#[utoipa::path(get, path = "/api/enhanced-locks/queue/status", tag = "queues", responses((status = 200, description = "ok", body = super::api::QueueList)))]
 async fn queue_status(State(app): State<Arc<App>>) -> Response {
     match app.manager.queues().await {
         Ok(q) => Json(json!({ "queues": q })).into_response(),

@@ -289,10 +289,16 @@ impl EventObserver for Metrics {
     }
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(scrape))]
+pub struct Doc;
+
 pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/metrics", get(scrape))
 }
 
+/// Prometheus text exposition (SPEC 6 names).
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"), (status = 404, description = "metrics are disabled")))]
 async fn scrape(State(app): State<Arc<App>>) -> Response {
     let Some(metrics) = &app.metrics else {
         return (

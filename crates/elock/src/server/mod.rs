@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod health;
 mod metrics;
+mod openapi;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -127,6 +128,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(admin::routes())
         .merge(metrics::routes())
         .merge(audit::routes())
+        .merge(openapi::routes())
         // Outermost last: count → audit → authorize → handler.
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
