@@ -484,6 +484,9 @@ impl Store for FlakyStore {
     async fn set_table_config(&self, config: TableConfig) -> Result<()> {
         self.inner.set_table_config(config).await
     }
+    async fn snapshot(&self) -> Result<elock_core::table::Snapshot> {
+        self.inner.snapshot().await
+    }
 }
 
 async fn flaky(config: EngineConfig) -> (Manager, Arc<FlakyStore>, Arc<ManualClock>) {

@@ -333,6 +333,36 @@ impl Manager {
         })
     }
 
+    /// Every lease, ticket and fencing counter.
+    pub async fn export(&self) -> Result<crate::table::Snapshot> {
+        self.inner.guarded(|| self.inner.store.snapshot()).await
+    }
+
+    /// Adds what does not conflict; reports what was skipped and why.
+    pub async fn import(
+        &self,
+        snapshot: crate::table::Snapshot,
+    ) -> Result<crate::table::ImportReport> {
+        self.inner.stats.request();
+        let report = self
+            .inner
+            .guarded(|| self.inner.store.import(snapshot.clone()))
+            .await?;
+        // Imported records come without events: read the gauges again.
+        let held = self.inner.store.list(LeaseFilter::default()).await?.len();
+        let queued: usize = self
+            .inner
+            .store
+            .queues()
+            .await?
+            .iter()
+            .map(|q| q.depth)
+            .sum();
+        self.inner.stats.seed(held, queued);
+        self.inner.timer.notify_one();
+        Ok(report)
+    }
+
     /// Runs the deadlock detector once, now (it also runs every `check-interval`).
     pub async fn detect_deadlocks(&self) -> Result<Vec<DeadlockRecord>> {
         self.inner.detect_deadlocks().await

@@ -108,4 +108,8 @@ impl Store for InMemoryStore {
         self.table().set_config(config);
         Ok(())
     }
+
+    async fn snapshot(&self) -> Result<crate::table::Snapshot> {
+        Ok(self.table().snapshot())
+    }
 }

@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::model::{Cycle, Lease, LeaseId, ResourceName, TicketId, TicketView};
 use crate::table::{
-    AcquireRequest, Acquired, CancelReason, DeadlockRecord, LeaseFilter, Op, Outcome, QueueSummary,
-    ResolutionPolicy, ResourceInfo, TableConfig,
+    AcquireRequest, Acquired, CancelReason, DeadlockRecord, ImportReport, LeaseFilter, Op, Outcome,
+    QueueSummary, ResolutionPolicy, ResourceInfo, Snapshot, TableConfig,
 };
 
 pub use durable::{DurableStore, DurableStoreStats};
@@ -78,6 +78,8 @@ pub trait Store: Send + Sync + 'static {
     async fn flush(&self) -> Result<()>;
     /// Changes the live settings of the lock table.
     async fn set_table_config(&self, config: TableConfig) -> Result<()>;
+    /// Every lease, ticket and fencing counter (`elock export`).
+    async fn snapshot(&self) -> Result<Snapshot>;
 
     // Typed conveniences over `apply`.
 
@@ -116,6 +118,13 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_due(&self) -> Result<Vec<Lease>> {
         match self.apply(Op::ExpireDue).await? {
             Outcome::Leases(l) => Ok(l),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn import(&self, snapshot: Snapshot) -> Result<ImportReport> {
+        match self.apply(Op::Import(Box::new(snapshot))).await? {
+            Outcome::Imported(r) => Ok(r),
             other => Err(unexpected(other)),
         }
     }

@@ -26,7 +26,7 @@ use crate::model::{Lease, LeaseId, Owner, ResourceName, Ticket, TicketId, Timest
 
 pub use deadlock::{DeadlockRecord, Resolution, ResolutionPolicy};
 pub use op::{AcquireRequest, Acquired, Applied, CancelReason, Op, Outcome, WaitMode};
-pub use persist::{ChangeSet, Snapshot};
+pub use persist::{ChangeSet, ImportReport, Skipped, Snapshot};
 pub use query::{LeaseFilter, QueueSummary, ResourceInfo, StateFilter};
 pub use queue::Aging;
 

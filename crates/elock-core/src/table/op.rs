@@ -94,6 +94,8 @@ pub enum Op {
     /// Expire due leases, time out due tickets, re-examine stalled queues; returns what expired.
     ExpireDue,
     ResolveDeadlocks(ResolutionPolicy),
+    /// Adds the records of a snapshot that do not conflict (`elock import`).
+    Import(Box<super::Snapshot>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +105,7 @@ pub enum Outcome {
     Ticket(TicketView),
     Leases(Vec<Lease>),
     Deadlocks(Vec<DeadlockRecord>),
+    Imported(super::ImportReport),
 }
 
 /// An operation's outcome and the events it caused (also on error: catching up with `now` may
@@ -126,5 +129,6 @@ pub(super) fn dispatch(t: &mut LockTable, op: Op, now: Timestamp) -> Result<Outc
         }
         Op::ExpireDue => Outcome::Leases(t.expire_due(now)),
         Op::ResolveDeadlocks(policy) => Outcome::Deadlocks(t.resolve_deadlocks(policy, now)),
+        Op::Import(snapshot) => Outcome::Imported(t.import(*snapshot, now)),
     })
 }

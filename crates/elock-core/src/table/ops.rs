@@ -498,7 +498,7 @@ impl LockTable {
         self.expire_due_at(now)
     }
 
-    fn expire_due_at(&mut self, now: Timestamp) -> Vec<Lease> {
+    pub(super) fn expire_due_at(&mut self, now: Timestamp) -> Vec<Lease> {
         let mut worklist = Vec::new();
         let mut expired = Vec::new();
         while let Some(&(at, id)) = self.expiries.first() {

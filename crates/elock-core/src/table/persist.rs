@@ -23,14 +23,109 @@ impl ChangeSet {
 }
 
 /// Every record of a table: what a durable store keeps, and what `export` writes.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub leases: Vec<Lease>,
     pub tickets: Vec<Ticket>,
+    /// (resource, last fencing token minted).
     pub fences: Vec<(ResourceName, u64)>,
 }
 
+/// What an import took and what it left, with the reason for each record left.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImportReport {
+    pub leases: usize,
+    pub tickets: usize,
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub id: String,
+    pub reason: String,
+}
+
 impl LockTable {
+    /// Adds what does not conflict with the current state: leases whose id is new and whose
+    /// resources are free (ids and fencing tokens kept), then tickets whose id is new (in their
+    /// original order, behind those already queued). Fencing counters only move up. Leases already
+    /// past their deadline expire at once, like any other.
+    pub fn import(&mut self, mut snapshot: Snapshot, now: Timestamp) -> ImportReport {
+        let now = self.advance(now);
+        let mut report = ImportReport::default();
+        for (r, token) in snapshot.fences {
+            let s = self.resources.entry(r.clone()).or_default();
+            if token > s.last_token {
+                s.last_token = token;
+                if let Some(c) = &mut self.changes {
+                    c.fences.push(r);
+                }
+            }
+        }
+        snapshot.leases.sort_by_key(|l| (l.acquired_at, l.id));
+        for mut lease in snapshot.leases {
+            let conflict = if self.leases.contains_key(&lease.id) {
+                Some("a lease with this id exists".to_string())
+            } else {
+                lease.resources.iter().find_map(|h| {
+                    self.resources
+                        .get(&h.resource)
+                        .and_then(|s| s.holder)
+                        .map(|holder| {
+                            format!("{} is held by {}", h.resource, self.leases[&holder].owner)
+                        })
+                })
+            };
+            if let Some(reason) = conflict {
+                report.skipped.push(Skipped {
+                    id: lease.id.to_string(),
+                    reason,
+                });
+                continue;
+            }
+            lease.state = crate::model::LeaseState::Held;
+            for h in &lease.resources {
+                let s = self.resources.entry(h.resource.clone()).or_default();
+                s.holder = Some(lease.id);
+                if h.fencing_token > s.last_token {
+                    s.last_token = h.fencing_token;
+                }
+                self.stalled.remove(&h.resource);
+                if let Some(c) = &mut self.changes {
+                    c.fences.push(h.resource.clone());
+                }
+            }
+            if let Some(e) = lease.expires_at {
+                self.expiries.insert((e, lease.id));
+            }
+            *self.holding.entry(lease.owner.clone()).or_default() += lease.resources.len() as u32;
+            if let Some(c) = &mut self.changes {
+                c.leases.push(lease.id);
+            }
+            self.leases.insert(lease.id, Box::new(lease));
+            report.leases += 1;
+        }
+        snapshot.tickets.sort_by_key(|t| t.seq);
+        for mut ticket in snapshot.tickets {
+            if self.tickets.contains_key(&ticket.id) || self.leases.contains_key(&ticket.lease_id) {
+                report.skipped.push(Skipped {
+                    id: ticket.id.to_string(),
+                    reason: "a ticket or lease with this id exists".into(),
+                });
+                continue;
+            }
+            ticket.seq = self.next_seq;
+            self.next_seq += 1;
+            self.insert_ticket(ticket, now);
+            report.tickets += 1;
+        }
+        // Expire what was already due, and hand off what imported tickets can have.
+        self.expire_due_at(now);
+        let stalled: Vec<ResourceName> = self.stalled.iter().cloned().collect();
+        self.hand_off(stalled, now);
+        report
+    }
+
     /// From now on, record which records each operation touches.
     pub fn track_changes(&mut self) {
         self.changes.get_or_insert_with(ChangeSet::default);

@@ -1031,6 +1031,95 @@ pub async fn retries_are_idempotent_and_bad_requests_name_the_field(f: &dyn Stor
     assert_eq!(l.resources.len(), 1);
 }
 
+/// Export and import: a snapshot carries every lease (ids and tokens kept) and ticket into another
+/// store; importing again changes nothing; conflicts are skipped with a reason.
+pub async fn export_and_import_keep_ids_tokens_and_order(f: &dyn StoreFactory) {
+    let a = Harness::new(f, TableConfig::default()).await;
+    for _ in 0..3 {
+        let l = granted(a.acquire(a.req("x", &["r1"])).await.unwrap());
+        a.store.release(l.id).await.unwrap();
+    }
+    let held = granted(
+        a.acquire(a.req("alice", &["r1", "r2"]).ttl(Some(600 * SEC)))
+            .await
+            .unwrap(),
+    );
+    let deadline = a.later(600 * SEC);
+    let t1 = queued(
+        a.acquire(a.req("bob", &["r1"]).detached_until(deadline))
+            .await
+            .unwrap(),
+    );
+    let t2 = queued(
+        a.acquire(
+            a.req("carol", &["r1"])
+                .priority(Priority::High)
+                .detached_until(deadline),
+        )
+        .await
+        .unwrap(),
+    );
+    let snapshot = a.store.snapshot().await.unwrap();
+    assert_eq!((snapshot.leases.len(), snapshot.tickets.len()), (1, 2));
+
+    let b = Harness::new(f, TableConfig::default()).await;
+    b.clock.set(a.now());
+    let conflicting = granted(b.acquire(b.req("zed", &["r9"])).await.unwrap());
+    let report = b.store.import(snapshot.clone()).await.unwrap();
+    assert_eq!(
+        (report.leases, report.tickets, report.skipped.len()),
+        (1, 2, 0),
+        "{report:?}"
+    );
+    let info = b.store.resource(name("r1")).await.unwrap();
+    assert_eq!(info.holder.as_ref().unwrap().id, held.id);
+    assert_eq!(info.holder.as_ref().unwrap().fencing_token("r1"), Some(4));
+    let order: Vec<_> = info.queue.iter().map(|t| t.id).collect();
+    assert_eq!(order, vec![t2.id, t1.id], "priority order survives");
+    assert_eq!(
+        b.store
+            .get_lease(conflicting.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .owner
+            .as_str(),
+        "zed"
+    );
+
+    let again = b.store.import(snapshot).await.unwrap();
+    assert_eq!(
+        (again.leases, again.tickets, again.skipped.len()),
+        (0, 0, 3),
+        "importing twice changes nothing"
+    );
+    b.store.release(held.id).await.unwrap();
+    let next = b.store.resource(name("r1")).await.unwrap().holder.unwrap();
+    assert_eq!(
+        (next.owner.as_str(), next.fencing_token("r1")),
+        ("carol", Some(5)),
+        "tokens continue from the export"
+    );
+
+    // A lease whose resource is held here is skipped, with the reason.
+    let c = Harness::new(f, TableConfig::default()).await;
+    c.clock.set(a.now());
+    granted(c.acquire(c.req("local", &["r2"])).await.unwrap());
+    let report = c
+        .store
+        .import(a.store.snapshot().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.leases, 0);
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.reason.contains("r2 is held by local")),
+        "{report:?}"
+    );
+}
+
 /// Every scenario, by name, for running them all in one place.
 pub const SCENARIOS: &[&str] = &[
     "try_lock_grants_a_free_resource",
@@ -1058,6 +1147,7 @@ pub const SCENARIOS: &[&str] = &[
     "list_filters_select_leases",
     "force_release_frees_the_whole_lease_with_a_reason",
     "retries_are_idempotent_and_bad_requests_name_the_field",
+    "export_and_import_keep_ids_tokens_and_order",
 ];
 
 /// One `#[tokio::test]` per conformance scenario, for the store made by `$factory`.
@@ -1090,6 +1180,7 @@ macro_rules! conformance_tests {
             list_filters_select_leases,
             force_release_frees_the_whole_lease_with_a_reason,
             retries_are_idempotent_and_bad_requests_name_the_field,
+            export_and_import_keep_ids_tokens_and_order,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

@@ -261,6 +261,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Every lease, ticket and fencing counter as JSON, to FILE or standard output (admin).
+    Export { file: Option<PathBuf> },
+    /// Add the leases and tickets of an export that do not conflict (admin); importing twice
+    /// changes nothing.
+    Import { file: PathBuf },
     /// Follow the event stream (Ctrl-C to stop).
     Events {
         /// Comma-separated event types, e.g. lock.acquired,queue.granted.
@@ -782,6 +787,54 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
             }
         }
         Command::Events { types } => follow_events(client, types, out).await?,
+        Command::Export { file } => {
+            let answer = client
+                .call(Method::GET, "/api/v1/export", &[], None)
+                .await?;
+            let text = serde_json::to_string_pretty(&answer).unwrap_or_default();
+            match file {
+                Some(path) => {
+                    std::fs::write(&path, text + "\n").map_err(|e| {
+                        CliError::usage(format!("cannot write {}: {e}", path.display()))
+                    })?;
+                    eprintln!(
+                        "exported {} lease(s), {} ticket(s) to {}",
+                        answer["leases"].as_array().map_or(0, Vec::len),
+                        answer["tickets"].as_array().map_or(0, Vec::len),
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+        }
+        Command::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::usage(format!("cannot read {}: {e}", file.display())))?;
+            let body: Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::usage(format!("{}: not JSON: {e}", file.display())))?;
+            let report = client
+                .call(Method::POST, "/api/v1/import", &[], Some(body))
+                .await?;
+            match out {
+                Format::Json => output::json(&report),
+                Format::Table => {
+                    println!(
+                        "imported {} lease(s), {} ticket(s)",
+                        cell(&report["leases"]),
+                        cell(&report["tickets"])
+                    );
+                    let rows: Vec<_> = report["skipped"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|s| vec![cell(&s["id"]), cell(&s["reason"])])
+                        .collect();
+                    if !rows.is_empty() {
+                        output::table(&["skipped", "reason"], &rows);
+                    }
+                }
+            }
+        }
         Command::Bench {
             scenarios,
             concurrency,

@@ -84,6 +84,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         "/api/v1/resource/force-release"
         | "/api/v1/cleanup"
         | "/api/v1/audit"
+        | "/api/v1/export"
+        | "/api/v1/import"
         | "/api/v1/admin/reload" => Some(Role::Admin),
         _ if *method == Method::GET || *method == Method::HEAD => Some(Role::Read),
         _ => Some(Role::Write),

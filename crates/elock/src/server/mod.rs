@@ -10,6 +10,7 @@ mod events;
 mod health;
 mod metrics;
 mod openapi;
+mod transfer;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -129,6 +130,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(metrics::routes())
         .merge(audit::routes())
         .merge(openapi::routes())
+        .merge(transfer::routes())
         // Outermost last: count → audit → authorize → handler.
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -32,6 +32,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::audit::Doc::openapi());
     doc.merge(super::admin::Doc::openapi());
     doc.merge(super::metrics::Doc::openapi());
+    doc.merge(super::transfer::Doc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
 }

@@ -260,4 +260,8 @@ impl Store for DurableStore {
         self.table().set_config(config);
         Ok(())
     }
+
+    async fn snapshot(&self) -> Result<crate::table::Snapshot> {
+        Ok(self.table().snapshot())
+    }
 }

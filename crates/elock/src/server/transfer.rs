@@ -1,0 +1,65 @@
+//! Export and import (admin): every lease, ticket and fencing counter as one JSON document, and
+//! back. Import adds what does not conflict (lease and ticket ids kept, fencing counters only
+//! move up) and reports what it skipped and why; importing the same file twice changes nothing.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use elock_core::model::Timestamp;
+use elock_core::table::{ImportReport, Snapshot};
+use serde::{Deserialize, Serialize};
+
+use super::body;
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::App;
+
+pub const FORMAT: &str = "elock-export/1";
+
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExportFile {
+    /// `elock-export/1`.
+    pub format: String,
+    pub exported_at: Timestamp,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub snapshot: Snapshot,
+}
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/v1/export", get(export))
+        .route("/api/v1/import", post(import))
+}
+
+/// Every lease, ticket and fencing counter (admin).
+#[utoipa::path(get, path = "/api/v1/export", tag = "admin",
+    responses((status = 200, description = "the export document", body = ExportFile), (status = 403, description = "forbidden", body = ErrorBody)))]
+async fn export(State(app): State<Arc<App>>) -> ApiResult<Json<ExportFile>> {
+    let snapshot = app.manager.export().await?;
+    Ok(Json(ExportFile {
+        format: FORMAT.into(),
+        exported_at: app.manager.clock().now(),
+        snapshot,
+    }))
+}
+
+/// Adds an export's records that do not conflict (admin).
+#[utoipa::path(post, path = "/api/v1/import", tag = "admin", request_body = ExportFile,
+    responses((status = 200, description = "what was imported and what was skipped, with reasons"), (status = 400, description = "invalid_request", body = ErrorBody)))]
+async fn import(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<ImportReport>> {
+    let file: ExportFile = body::json(&bytes)?;
+    if file.format != FORMAT {
+        return Err(ApiError::invalid(
+            "format",
+            format!("format {:?}: expected {FORMAT:?}", file.format),
+        ));
+    }
+    Ok(Json(app.manager.import(file.snapshot).await?))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(export, import), components(schemas(ExportFile)))]
+pub struct Doc;
