@@ -192,6 +192,7 @@ async fn run_scenario(
         .rate
         .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
     let run_id = std::process::id();
+    let concurrency = args.concurrency;
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (client, results, releases) = (client.clone(), results.clone(), releases.clone());
@@ -202,7 +203,9 @@ async fn run_scenario(
                 9 => "low",
                 _ => "normal",
             };
-            let mut next = Instant::now();
+            // Workers start spread over one pacing interval, so the offered load is smooth
+            // rather than bursts of `concurrency` requests at once.
+            let mut next = Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(w as f64 / concurrency as f64));
             let mut i: u64 = 0;
             while Instant::now() < deadline {
                 if let Some(p) = pace {
