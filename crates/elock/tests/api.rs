@@ -587,3 +587,43 @@ async fn openapi_3_1_describes_every_endpoint_of_the_contract() {
         "every error code: {codes}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully_and_state_survives() {
+    let server = Server::start();
+    let api = server.client();
+    let (_, lease) = api
+        .post("/api/v1/locks", json!({"resource": "r", "owner": "a"}))
+        .await;
+    // An attached waiter is in flight when the signal comes.
+    let waiter = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            api.post(
+                "/api/v1/locks",
+                json!({"resource": "r", "owner": "b", "wait": "2s"}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    let (status, _) = waiter.await.unwrap();
+    assert_eq!(
+        status, 409,
+        "the in-flight wait finished (timed out) instead of being cut"
+    );
+    let dir = server.data_dir.clone();
+    let mut server = server;
+    let code = server.wait();
+    assert_eq!(code, Some(0), "a clean exit");
+    let again = Server::start_in(&dir);
+    let (status, found) = again
+        .client()
+        .get(&format!("/api/v1/locks/{}", lease_id(&lease)))
+        .await;
+    assert_eq!((status, found["owner"].as_str()), (200, Some("a")));
+}

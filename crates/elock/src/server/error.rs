@@ -96,3 +96,123 @@ pub struct ErrorDetail {
     #[schema(value_type = Object)]
     pub details: Value,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use elock_core::model::{CycleEdge, Owner, ResourceName};
+
+    async fn answer(e: ApiError) -> (u16, Value) {
+        let r = e.into_response();
+        let status = r.status().as_u16();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_error_has_its_status_code_and_details() {
+        let r = ResourceName::new("r").unwrap();
+        let o = Owner::new("o").unwrap();
+        let cases = vec![
+            (
+                ApiError::from(Error::invalid("ttl", "bad")),
+                400,
+                "invalid_request",
+                vec!["field"],
+            ),
+            (
+                ApiError::Unauthorized("x".into()),
+                401,
+                "unauthorized",
+                vec![],
+            ),
+            (ApiError::Forbidden("x".into()), 403, "forbidden", vec![]),
+            (Error::not_found("gone").into(), 404, "not_found", vec![]),
+            (
+                Error::Locked {
+                    resource: r.clone(),
+                    holder: None,
+                }
+                .into(),
+                409,
+                "locked",
+                vec!["holder", "resource"],
+            ),
+            (
+                Error::WaitTimeout {
+                    waited: Duration::from_secs(3),
+                    reason: "timeout".into(),
+                }
+                .into(),
+                409,
+                "wait_timeout",
+                vec!["waited"],
+            ),
+            (
+                Error::Deadlock {
+                    cycle: vec![CycleEdge {
+                        waiter: o.clone(),
+                        ticket_id: None,
+                        resource: r.clone(),
+                        blocker: o,
+                    }],
+                }
+                .into(),
+                409,
+                "deadlock",
+                vec!["cycle"],
+            ),
+            (
+                Error::QueueFull {
+                    resource: r,
+                    max: 5,
+                }
+                .into(),
+                429,
+                "queue_full",
+                vec!["resource", "max"],
+            ),
+            (
+                Error::BackendUnavailable {
+                    breaker: "open".into(),
+                    message: "x".into(),
+                }
+                .into(),
+                503,
+                "backend_unavailable",
+                vec!["breaker"],
+            ),
+            (
+                Error::Storage("disk".into()).into(),
+                503,
+                "backend_unavailable",
+                vec!["breaker"],
+            ),
+            (
+                Error::Internal("bug".into()).into(),
+                500,
+                "internal",
+                vec![],
+            ),
+        ];
+        for (e, status, code, details) in cases {
+            let (s, body) = answer(e).await;
+            assert_eq!(
+                (s, body["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{body}"
+            );
+            assert!(body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
+            for key in details {
+                assert!(
+                    body["error"]["details"].get(key).is_some(),
+                    "{code}: details.{key} missing in {body}"
+                );
+            }
+        }
+    }
+}

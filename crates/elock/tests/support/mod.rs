@@ -69,6 +69,11 @@ impl Server {
         self.child.id()
     }
 
+    /// Waits for the server to exit by itself; its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        self.child.wait().unwrap().code()
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill_9(mut self) -> Option<tempfile::TempDir> {
         self.child.kill().unwrap();
