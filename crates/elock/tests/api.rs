@@ -352,6 +352,7 @@ async fn the_event_stream_delivers_every_lock_event_in_order_and_resumes() {
         json!({"resource": "p1", "owner": "q", "wait": "1m"}),
     )
     .await;
+    api.post("/api/v1/admin/reload", json!({})).await;
     let want = [
         "lock.acquired",
         "queue.enqueued",
@@ -369,6 +370,7 @@ async fn the_event_stream_delivers_every_lock_event_in_order_and_resumes() {
         "lock.acquired",
         "queue.enqueued",
         "deadlock.detected",
+        "config.reloaded",
     ];
     let mut got: Vec<(u64, String)> = Vec::new();
     let mut buffer = String::new();
@@ -626,4 +628,23 @@ async fn sigterm_shuts_down_gracefully_and_state_survives() {
         .get(&format!("/api/v1/locks/{}", lease_id(&lease)))
         .await;
     assert_eq!((status, found["owner"].as_str()), (200, Some("a")));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused() {
+    let server = Server::start();
+    let big = "x".repeat(300 * 1024);
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/locks", server.url))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"resource": "r", "owner": "{big}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let (status, _) = server
+        .client()
+        .post("/api/v1/locks", json!({"resource": "r", "owner": "ok"}))
+        .await;
+    assert_eq!(status, 201, "the server goes on");
 }

@@ -183,7 +183,21 @@ pub async fn audit(State(app): State<Arc<App>>, request: Request, next: Next) ->
         }
     }
     let (parts, req_body) = request.into_parts();
-    let bytes = to_bytes(req_body, BODY_LIMIT).await.unwrap_or_default();
+    let bytes = match to_bytes(req_body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            let r = (
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than {BODY_LIMIT} bytes or could not be read\n"
+                ),
+            )
+                .into_response();
+            record.status = r.status().as_u16();
+            app.audit.record(record).await;
+            return r;
+        }
+    };
     if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
         describe(&v, &mut record, false);
     }
