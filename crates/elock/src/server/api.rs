@@ -20,6 +20,7 @@ use elock_core::model::{
 use elock_core::table::{Acquired, LeaseFilter, QueueSummary, ResourceInfo, StateFilter};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::audit::{self, AuditInfo};
 use super::body;
 use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
@@ -150,6 +151,7 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
         ));
     }
     let started = std::time::Instant::now();
+    let names = resources.clone();
     let req = LockRequest {
         owner: body.owner,
         resources,
@@ -173,31 +175,40 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
         };
         m.acquisition(label, started.elapsed());
     }
-    Ok(match result? {
-        Acquired::Granted {
-            lease,
-            reentrant: false,
-        } => (
-            StatusCode::CREATED,
-            Json(LeaseAnswer {
+    let info = match &result {
+        Ok(Acquired::Granted { lease, .. }) => AuditInfo::of_lease(lease),
+        Ok(Acquired::Queued { ticket }) => AuditInfo::of_ticket(ticket),
+        Err(_) => AuditInfo::of_resources(&names),
+    };
+    let response = match result {
+        Err(e) => ApiError::from(e).into_response(),
+        Ok(acquired) => match acquired {
+            Acquired::Granted {
                 lease,
                 reentrant: false,
-            }),
-        )
-            .into_response(),
-        Acquired::Granted {
-            lease,
-            reentrant: true,
-        } => (
-            StatusCode::OK,
-            Json(LeaseAnswer {
+            } => (
+                StatusCode::CREATED,
+                Json(LeaseAnswer {
+                    lease,
+                    reentrant: false,
+                }),
+            )
+                .into_response(),
+            Acquired::Granted {
                 lease,
                 reentrant: true,
-            }),
-        )
-            .into_response(),
-        Acquired::Queued { ticket } => (StatusCode::ACCEPTED, Json(ticket)).into_response(),
-    })
+            } => (
+                StatusCode::OK,
+                Json(LeaseAnswer {
+                    lease,
+                    reentrant: true,
+                }),
+            )
+                .into_response(),
+            Acquired::Queued { ticket } => (StatusCode::ACCEPTED, Json(ticket)).into_response(),
+        },
+    };
+    Ok(audit::attach_info(response, info))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -258,8 +269,13 @@ async fn get_lease(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiRe
 /// Release a lease.
 #[utoipa::path(delete, path = "/api/v1/locks/{id}", params(("id" = String, Path, description = "lease id")), tag = "locks",
     responses((status = 200, description = "the released lease", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
-async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Lease>> {
-    Ok(Json(app.manager.release(lease_id(&id)?).await?))
+async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = lease_id(&id)?;
+    let result = app.manager.release(id).await;
+    let info = result
+        .as_ref()
+        .map_or_else(|_| AuditInfo::of_lease_id(id), AuditInfo::of_lease);
+    Ok(audit::attach(result.map(Json), info))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -278,10 +294,14 @@ async fn renew(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> ApiResult<Json<Lease>> {
+) -> ApiResult<Response> {
     let id = lease_id(&id)?;
     let body: RenewBody = body::json(&bytes)?;
-    Ok(Json(app.manager.renew(id, body.ttl).await?))
+    let result = app.manager.renew(id, body.ttl).await;
+    let info = result
+        .as_ref()
+        .map_or_else(|_| AuditInfo::of_lease_id(id), AuditInfo::of_lease);
+    Ok(audit::attach(result.map(Json), info))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -311,12 +331,18 @@ struct ForceReleaseBody {
 /// Release whatever holds a resource (admin).
 #[utoipa::path(post, path = "/api/v1/resource/force-release", request_body = ForceReleaseBody, tag = "resources",
     responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
-async fn force_release(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<Lease>> {
+async fn force_release(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Response> {
     let body: ForceReleaseBody = body::json(&bytes)?;
     let reason = body
         .reason
         .unwrap_or_else(|| "force-released by an operator".into());
-    Ok(Json(app.manager.force_release(body.name, reason).await?))
+    let name = body.name.clone();
+    let result = app.manager.force_release(body.name, reason).await;
+    let info = result.as_ref().map_or_else(
+        |_| AuditInfo::of_resources(std::slice::from_ref(&name)),
+        AuditInfo::of_lease,
+    );
+    Ok(audit::attach(result.map(Json), info))
 }
 
 /// A ticket and its positions.
@@ -330,7 +356,12 @@ async fn get_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiR
 #[utoipa::path(delete, path = "/api/v1/tickets/{id}", params(("id" = String, Path, description = "ticket id")), tag = "tickets",
     responses((status = 200, description = "the cancelled ticket", body = TicketView), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn cancel_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(Json(app.manager.cancel_ticket(ticket_id(&id)?).await?).into_response())
+    let id = ticket_id(&id)?;
+    let result = app.manager.cancel_ticket(id).await;
+    let info = result
+        .as_ref()
+        .map_or_else(|_| AuditInfo::of_ticket_id(id), AuditInfo::of_ticket);
+    Ok(audit::attach(result.map(Json), info))
 }
 
 /// Every non-empty queue.
@@ -367,7 +398,7 @@ struct CleanupBody {
 /// Release expired leases, or by force the holder of one resource (admin).
 #[utoipa::path(post, path = "/api/v1/cleanup", request_body = CleanupBody, tag = "resources",
     responses((status = 200, description = "ok", body = Released), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
-async fn cleanup(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<Released>> {
+async fn cleanup(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Response> {
     let body: CleanupBody = body::json(&bytes)?;
     let what = match (body.expired_only, body.resource, body.force) {
         (true, None, _) => Cleanup::ExpiredOnly,
@@ -385,7 +416,14 @@ async fn cleanup(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<Re
             ))
         }
     };
-    Ok(Json(Released {
-        released: app.manager.cleanup(what).await?,
-    }))
+    let result = app.manager.cleanup(what).await;
+    let mut info = AuditInfo::default();
+    for lease in result.iter().flatten() {
+        info.resources
+            .extend(lease.resources.iter().map(|h| h.resource.to_string()));
+    }
+    Ok(audit::attach(
+        result.map(|released| Json(Released { released })),
+        info,
+    ))
 }

@@ -9,22 +9,23 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{ConnectInfo, MatchedPath, RawQuery, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use elock_core::model::{duration_text, Timestamp};
+use elock_core::model::{
+    duration_text, Lease, LeaseId, ResourceName, TicketId, TicketView, Timestamp,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::io::Write;
 use tokio::sync::mpsc;
 
 use super::auth::Actor;
 use super::error::{ApiError, ApiResult};
-use super::{body, App, BODY_LIMIT};
+use super::metrics::ErrorKind;
+use super::{body, App};
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
@@ -100,40 +101,69 @@ impl AuditLog {
     }
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(items) => items
-            .iter()
-            .flat_map(|i| match i {
-                Value::Object(o) => o.get("resource").map(strings).unwrap_or_default(),
-                other => strings(other),
-            })
-            .collect(),
-        _ => Vec::new(),
+/// What a handler touched, attached to its answer (success or error) for the audit record.
+#[derive(Clone, Debug, Default)]
+pub struct AuditInfo {
+    pub resources: Vec<String>,
+    pub lease_id: Option<String>,
+    pub ticket_id: Option<String>,
+}
+
+impl AuditInfo {
+    pub fn of_lease(l: &Lease) -> Self {
+        AuditInfo {
+            resources: l.resources.iter().map(|h| h.resource.to_string()).collect(),
+            lease_id: Some(l.id.to_string()),
+            ticket_id: None,
+        }
+    }
+
+    pub fn of_ticket(t: &TicketView) -> Self {
+        AuditInfo {
+            resources: t.resources.iter().map(ToString::to_string).collect(),
+            lease_id: t.lease_id.map(|l| l.to_string()),
+            ticket_id: Some(t.id.to_string()),
+        }
+    }
+
+    pub fn of_lease_id(id: LeaseId) -> Self {
+        AuditInfo {
+            lease_id: Some(id.to_string()),
+            ..AuditInfo::default()
+        }
+    }
+
+    pub fn of_ticket_id(id: TicketId) -> Self {
+        AuditInfo {
+            ticket_id: Some(id.to_string()),
+            ..AuditInfo::default()
+        }
+    }
+
+    pub fn of_resources(r: &[ResourceName]) -> Self {
+        AuditInfo {
+            resources: r.iter().map(ToString::to_string).collect(),
+            ..AuditInfo::default()
+        }
     }
 }
 
-/// What a JSON body says about resources and ids.
-fn describe(v: &Value, out: &mut AuditRecord, is_ticket: bool) {
-    for key in ["resources", "resource", "name"] {
-        if out.resources.is_empty() {
-            out.resources = strings(&v[key]);
-        }
-    }
-    if let Some(id) = v["id"].as_str() {
-        if is_ticket {
-            out.ticket_id.get_or_insert(id.to_string());
-        } else {
-            out.lease_id.get_or_insert(id.to_string());
-        }
-    }
-    if let Some(id) = v["lease_id"].as_str() {
-        out.lease_id.get_or_insert(id.to_string());
-    }
+/// A handler's answer with what it touched.
+pub fn attach<T: IntoResponse>(result: Result<T, elock_core::Error>, info: AuditInfo) -> Response {
+    let response = match result {
+        Ok(v) => v.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    };
+    attach_info(response, info)
 }
 
-/// Records every mutating call, around authorization (so refusals are recorded too).
+pub fn attach_info(mut response: Response, info: AuditInfo) -> Response {
+    response.extensions_mut().insert(info);
+    response
+}
+
+/// Records every mutating call, around authorization (so refusals are recorded too). Handlers
+/// say what they touched ([`AuditInfo`]); nothing here reads the bodies.
 pub async fn audit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::GET | Method::HEAD) || app.audit.tx.is_none() {
         return next.run(request).await;
@@ -160,63 +190,21 @@ pub async fn audit(State(app): State<Arc<App>>, request: Request, next: Next) ->
         status: 0,
         error: None,
     };
-    let is_ticket_path = path
-        .as_deref()
-        .is_some_and(|p| p.starts_with("/api/v1/tickets/"));
-    if let Some(last) =
-        request
-            .uri()
-            .path()
-            .rsplit('/')
-            .nth(if request.uri().path().ends_with("/renew") {
-                1
-            } else {
-                0
-            })
-    {
-        if path.as_deref().is_some_and(|p| p.contains("{id}")) {
-            if is_ticket_path {
-                record.ticket_id = Some(last.to_string());
-            } else {
-                record.lease_id = Some(last.to_string());
-            }
-        }
-    }
-    let (parts, req_body) = request.into_parts();
-    let bytes = match to_bytes(req_body, BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
-            let r = (
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is larger than {BODY_LIMIT} bytes or could not be read\n"
-                ),
-            )
-                .into_response();
-            record.status = r.status().as_u16();
-            app.audit.record(record).await;
-            return r;
-        }
-    };
-    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-        describe(&v, &mut record, false);
-    }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    let (parts, resp_body) = response.into_parts();
-    if let Some(actor) = parts.extensions.get::<Actor>() {
+    let response = next.run(request).await;
+    record.status = response.status().as_u16();
+    if let Some(actor) = response.extensions().get::<Actor>() {
         record.actor = actor.0.clone();
     }
-    let bytes: Bytes = to_bytes(resp_body, usize::MAX).await.unwrap_or_default();
-    record.status = parts.status.as_u16();
-    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-        let is_ticket = is_ticket_path || parts.status.as_u16() == 202;
-        describe(&v, &mut record, is_ticket);
-        record.error = v["error"]["code"].as_str().map(str::to_string);
+    if let Some(info) = response.extensions().get::<AuditInfo>() {
+        record.resources = info.resources.clone();
+        record.lease_id = info.lease_id.clone();
+        record.ticket_id = info.ticket_id.clone();
+    }
+    if let Some(ErrorKind(kind)) = response.extensions().get::<ErrorKind>() {
+        record.error = Some(kind.to_string());
     }
     app.audit.record(record).await;
-    Response::from_parts(parts, Body::from(bytes))
+    response
 }
 
 #[derive(utoipa::OpenApi)]

@@ -32,7 +32,7 @@ pub use events::parse_types;
 use crate::config::{self, Backend, Config, Override};
 
 /// Largest request body: metadata is at most 16 KiB, and a request names at most 64 resources.
-pub(crate) const BODY_LIMIT: usize = 256 * 1024;
+const BODY_LIMIT: usize = 256 * 1024;
 
 /// Request ids: this process's start time and a counter, unique and short (`k3f9a2-17`).
 #[derive(Clone, Default)]
