@@ -254,3 +254,29 @@ async fn every_mutating_call_is_audited_as_json_lines_without_secrets() {
         "metadata never reaches the audit log"
     );
 }
+
+#[test]
+fn an_open_api_beyond_loopback_is_announced_loudly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env("ELOCK_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut stdout)
+        .unwrap();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("listening"), "{stdout}");
+    assert!(
+        stderr.contains("NO AUTH"),
+        "the warning is missing: {stderr}"
+    );
+}
