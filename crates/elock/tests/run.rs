@@ -14,6 +14,17 @@ fn run_cmd(server: &Server, args: &[&str]) -> Command {
     c
 }
 
+/// Waits (bounded) until someone holds `resource`.
+async fn held(api: &support::Api, resource: &str) {
+    for _ in 0..100 {
+        if !api.holder(resource).await.is_null() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{resource} was never taken");
+}
+
 #[tokio::test]
 async fn the_lock_is_held_and_renewed_while_the_command_runs_and_its_exit_code_is_passed_on() {
     let server = Server::start();
@@ -68,12 +79,7 @@ async fn a_lost_lease_stops_the_command() {
     )
     .spawn()
     .unwrap();
-    for _ in 0..100 {
-        if !api.holder("r").await.is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    held(&api, "r").await;
     let started = Instant::now();
     let (status, _) = api
         .post(
@@ -99,12 +105,7 @@ async fn ctrl_c_stops_the_command_and_releases_the_lock() {
     let child = run_cmd(&server, &["r", "--owner", "ci-3", "--", "sleep", "30"])
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if !api.holder("r").await.is_null() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    held(&api, "r").await;
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -388,6 +388,14 @@ fn config_command(c: ConfigCommand) -> i32 {
     }
 }
 
+/// Prints an answer as JSON (`--output json`) or as one line for people.
+fn show(out: Format, answer: &Value, line: impl FnOnce(&Value) -> String) {
+    match out {
+        Format::Json => output::json(answer),
+        Format::Table => println!("{}", line(answer)),
+    }
+}
+
 fn init_logging() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("ELOCK_LOG").unwrap_or_else(|_| "info".into());
@@ -475,10 +483,9 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
                     None,
                 )
                 .await?;
-            match out {
-                Format::Json => output::json(&answer),
-                Format::Table => println!("released {}", cell(&answer["id"])),
-            }
+            show(out, &answer, |answer| {
+                format!("released {}", cell(&answer["id"]))
+            });
         }
         Command::Renew { lease_id, ttl } => {
             let body = ttl.map_or(json!({}), |t| json!({ "ttl": t }));
@@ -490,14 +497,13 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
                     Some(body),
                 )
                 .await?;
-            match out {
-                Format::Json => output::json(&answer),
-                Format::Table => println!(
+            show(out, &answer, |answer| {
+                format!(
                     "renewed {} until {}",
                     cell(&answer["id"]),
                     cell(&answer["expires_at"])
-                ),
-            }
+                )
+            });
         }
         Command::List {
             resource_prefix,
@@ -752,14 +758,13 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
                     Some(body),
                 )
                 .await?;
-            match out {
-                Format::Json => output::json(&answer),
-                Format::Table => println!(
+            show(out, &answer, |answer| {
+                format!(
                     "force-released lease {} of {}",
                     cell(&answer["id"]),
                     cell(&answer["owner"])
-                ),
-            }
+                )
+            });
         }
         Command::Cleanup {
             expired_only,
@@ -778,13 +783,12 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
             let answer = client
                 .call(Method::POST, "/api/v1/cleanup", &[], Some(body))
                 .await?;
-            match out {
-                Format::Json => output::json(&answer),
-                Format::Table => println!(
+            show(out, &answer, |answer| {
+                format!(
                     "released {} lease(s)",
                     answer["released"].as_array().map_or(0, Vec::len)
-                ),
-            }
+                )
+            });
         }
         Command::Events { types } => follow_events(client, types, out).await?,
         Command::Export { file } => {
