@@ -609,10 +609,7 @@ async fn sigterm_shuts_down_gracefully_and_state_survives() {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    std::process::Command::new("kill")
-        .args(["-TERM", &server.pid().to_string()])
-        .status()
-        .unwrap();
+    support::signal(server.pid(), nix::sys::signal::Signal::SIGTERM);
     let (status, _) = waiter.await.unwrap();
     assert_eq!(
         status, 409,

@@ -69,10 +69,7 @@ async fn reload_applies_live_settings_through_the_endpoint_and_sighup() {
     );
 
     std::fs::write(&config, "priority-queue:\n  max-queue-size: 5\n").unwrap();
-    Command::new("kill")
-        .args(["-HUP", &server.pid().to_string()])
-        .status()
-        .unwrap();
+    support::signal(server.pid(), nix::sys::signal::Signal::SIGHUP);
     let mut accepted = false;
     for _ in 0..100 {
         if api.post("/api/v1/locks", queue(4)).await.0 == 202 {

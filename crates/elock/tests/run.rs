@@ -106,10 +106,7 @@ async fn ctrl_c_stops_the_command_and_releases_the_lock() {
         .spawn()
         .unwrap();
     held(&api, "r").await;
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    support::signal(child.id(), nix::sys::signal::Signal::SIGINT);
     let mut child = child;
     let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await

@@ -154,3 +154,8 @@ impl Api {
             .clone()
     }
 }
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+}
