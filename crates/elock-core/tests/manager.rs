@@ -631,3 +631,42 @@ async fn a_durable_manager_restarts_with_its_state() {
         Some(1)
     );
 }
+
+#[tokio::test]
+async fn an_earlier_deadline_wakes_a_timer_already_sleeping_on_a_later_one() {
+    let (m, clock) = manual(EngineConfig::default()).await;
+    lease(
+        m.acquire(LockRequest {
+            ttl: Ttl::After(600 * SEC),
+            ..req("a", &["late"])
+        })
+        .await
+        .unwrap(),
+    );
+    // Let the timer go to sleep on the 600s deadline.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    lease(
+        m.acquire(LockRequest {
+            ttl: Ttl::After(5 * SEC),
+            ..req("b", &["soon"])
+        })
+        .await
+        .unwrap(),
+    );
+    let m2 = m.clone();
+    let waiter = tokio::spawn(async move { m2.acquire(waiting("c", &["soon"], 60 * SEC)).await });
+    eventually(async || queue_depth(&m, "soon").await == 1).await;
+    clock.advance(5 * SEC);
+    let granted = lease(
+        tokio::time::timeout(5 * SEC, waiter)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(
+        granted.owner.as_str(),
+        "c",
+        "handed off at 5s without any request"
+    );
+}

@@ -173,7 +173,8 @@ async fn store_acquire(inner: &Arc<Inner>, op: AcquireRequest) -> Result<Acquire
     let owner = op.owner.clone();
     let result = inner.guarded(|| inner.store.acquire(op.clone())).await;
     match &result {
-        Ok(_) => inner.timer.notify_one(),
+        Ok(Acquired::Granted { lease, .. }) => inner.wake_timer_before(lease.expires_at),
+        Ok(Acquired::Queued { ticket }) => inner.wake_timer_before(ticket.deadline),
         Err(Error::Deadlock { cycle }) => {
             let now = inner.now();
             inner.history.push(DeadlockRecord {
@@ -201,14 +202,15 @@ async fn acquire_by_retry(
     op: AcquireRequest,
     wait: Duration,
 ) -> Result<Acquired> {
-    let retry = inner.config().retry;
+    let cfg = inner.config();
+    let retry = &cfg.retry;
     let start = inner.now();
     let deadline = start.plus(wait);
     let mut attempt = 0;
     loop {
         match store_acquire(inner, op.clone()).await {
             Err(Error::Locked { .. }) => {
-                let delay = backoff(&retry, attempt);
+                let delay = backoff(retry, attempt);
                 attempt += 1;
                 if attempt >= retry.max_attempts || inner.now().plus(delay) >= deadline {
                     return Err(Error::WaitTimeout {

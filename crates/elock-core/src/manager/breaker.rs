@@ -46,23 +46,24 @@ pub enum Transition {
 
 #[derive(Debug)]
 struct Inner {
+    config: BreakerConfig,
     state: BreakerState,
     failures: u32,
     successes: u32,
     opened_at: Timestamp,
 }
 
+/// One mutex holds the settings and the state: each call takes it once.
 #[derive(Debug)]
 pub struct CircuitBreaker {
-    config: Mutex<BreakerConfig>,
     inner: Mutex<Inner>,
 }
 
 impl CircuitBreaker {
     pub fn new(config: BreakerConfig) -> Self {
         CircuitBreaker {
-            config: Mutex::new(config),
             inner: Mutex::new(Inner {
+                config,
                 state: BreakerState::Closed,
                 failures: 0,
                 successes: 0,
@@ -72,40 +73,30 @@ impl CircuitBreaker {
     }
 
     pub fn set_config(&self, config: BreakerConfig) {
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        self.lock().config = config;
     }
 
-    fn config(&self) -> BreakerConfig {
-        self.config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The state at `now` (an open breaker whose timeout has passed is half-open).
     pub fn state(&self, now: Timestamp) -> BreakerState {
-        let cfg = self.config();
-        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if s.state == BreakerState::Open && now >= s.opened_at.plus(cfg.timeout) {
-            s.state = BreakerState::HalfOpen;
-            s.successes = 0;
-        }
-        s.state
+        self.lock().state_at(now)
     }
 
     /// Whether a call may go to the backend now.
     pub fn allows(&self, now: Timestamp) -> bool {
-        !self.config().enabled || self.state(now) != BreakerState::Open
+        let mut s = self.lock();
+        !s.config.enabled || s.state_at(now) != BreakerState::Open
     }
 
     pub fn on_success(&self, now: Timestamp) -> Option<Transition> {
-        let cfg = self.config();
-        let state = self.state(now);
-        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.lock();
         s.failures = 0;
-        if state == BreakerState::HalfOpen {
+        if s.state_at(now) == BreakerState::HalfOpen {
             s.successes += 1;
-            if s.successes >= cfg.success_threshold.max(1) {
+            if s.successes >= s.config.success_threshold.max(1) {
                 s.state = BreakerState::Closed;
                 return Some(Transition::Closed);
             }
@@ -114,16 +105,14 @@ impl CircuitBreaker {
     }
 
     pub fn on_failure(&self, now: Timestamp) -> Option<Transition> {
-        let cfg = self.config();
-        if !cfg.enabled {
+        let mut s = self.lock();
+        if !s.config.enabled {
             return None;
         }
-        let state = self.state(now);
-        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         s.failures += 1;
-        let open = match state {
+        let open = match s.state_at(now) {
             BreakerState::HalfOpen => true,
-            BreakerState::Closed => s.failures >= cfg.failure_threshold.max(1),
+            BreakerState::Closed => s.failures >= s.config.failure_threshold.max(1),
             BreakerState::Open => false,
         };
         if open {
@@ -133,6 +122,16 @@ impl CircuitBreaker {
             return Some(Transition::Opened);
         }
         None
+    }
+}
+
+impl Inner {
+    fn state_at(&mut self, now: Timestamp) -> BreakerState {
+        if self.state == BreakerState::Open && now >= self.opened_at.plus(self.config.timeout) {
+            self.state = BreakerState::HalfOpen;
+            self.successes = 0;
+        }
+        self.state
     }
 }
 

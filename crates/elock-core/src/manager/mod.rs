@@ -20,6 +20,7 @@ mod tasks;
 pub mod waiters;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,8 @@ pub struct ManagerStats {
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    config: RwLock<EngineConfig>,
+    /// Read on every request: an `Arc`, so a read is a pointer clone, not a copy.
+    config: RwLock<Arc<EngineConfig>>,
     breaker: breaker::CircuitBreaker,
     bus: Arc<EventBus>,
     stats: Arc<stats::Stats>,
@@ -107,6 +109,9 @@ pub(crate) struct Inner {
     waiters: Arc<waiters::Waiters>,
     history: DeadlockHistory,
     timer: Notify,
+    /// The deadline the expiry timer sleeps until (ms; `u64::MAX`: none, or re-reading). A
+    /// request wakes the timer only when it creates an earlier deadline.
+    armed: AtomicU64,
     started: Instant,
 }
 
@@ -199,13 +204,14 @@ impl Manager {
             store,
             clock,
             breaker: breaker::CircuitBreaker::new(config.circuit_breaker.clone()),
-            config: RwLock::new(config),
+            config: RwLock::new(Arc::new(config)),
             bus,
             stats,
             observers,
             waiters,
             history: DeadlockHistory::new(1000),
             timer: Notify::new(),
+            armed: AtomicU64::new(u64::MAX),
             started: Instant::now(),
         });
         let (shutdown, _) = watch::channel(false);
@@ -220,7 +226,7 @@ impl Manager {
     }
 
     pub fn config(&self) -> EngineConfig {
-        self.inner.config()
+        (*self.inner.config()).clone()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -255,7 +261,7 @@ impl Manager {
             .inner
             .guarded(|| self.inner.store.renew(id, ttl))
             .await?;
-        self.inner.timer.notify_one();
+        self.inner.wake_timer_before(lease.expires_at);
         Ok(lease)
     }
 
@@ -429,7 +435,7 @@ impl Manager {
         self.inner
             .breaker
             .set_config(config.circuit_breaker.clone());
-        *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         self.inner.timer.notify_one();
         self.inner.publish_local(Event::new(
             EventType::ConfigReloaded,
@@ -457,11 +463,18 @@ impl Manager {
 }
 
 impl Inner {
-    fn config(&self) -> EngineConfig {
+    fn config(&self) -> Arc<EngineConfig> {
         self.config
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Wakes the expiry timer if `deadline` comes before the one it sleeps until.
+    fn wake_timer_before(&self, deadline: Option<Timestamp>) {
+        if deadline.is_some_and(|d| d.as_millis() < self.armed.load(Ordering::Acquire)) {
+            self.timer.notify_one();
+        }
     }
 
     /// Publishes an event that did not come from a store transition (breaker, health, config).
@@ -470,13 +483,7 @@ impl Inner {
         for o in self.observers.iter() {
             o.observe(&e);
         }
-        if self
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .events
-            .enabled
-        {
+        if self.config().events.enabled {
             self.bus.publish([e]);
         }
     }
@@ -510,7 +517,8 @@ impl Inner {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let retry = self.config().retry;
+        let cfg = self.config();
+        let retry = &cfg.retry;
         let mut attempt = 0;
         loop {
             let now = self.clock.now();
@@ -526,7 +534,7 @@ impl Inner {
                     self.breaker_moved(self.breaker.on_failure(now));
                     if retry.enabled && attempt + 1 < retry.max_attempts {
                         self.stats.retry();
-                        tokio::time::sleep(retry::backoff(&retry, attempt)).await;
+                        tokio::time::sleep(retry::backoff(retry, attempt)).await;
                         attempt += 1;
                         continue;
                     }

@@ -1,5 +1,6 @@
 //! The manager's background tasks: the expiry timer, the deadlock detector, the health check.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +27,17 @@ async fn expiry_timer(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
         let woken = inner.timer.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
+        // While re-reading, every request with a deadline wakes us (armed = none): nothing can
+        // slip in between the read and the sleep.
+        inner.armed.store(u64::MAX, Ordering::Release);
         let next = match inner.store.next_deadline().await {
             Ok(next) => next,
             // The backend is down: look again soon.
             Err(_) => Some(inner.now().plus(Duration::from_secs(1))),
         };
+        inner
+            .armed
+            .store(next.map_or(u64::MAX, |t| t.as_millis()), Ordering::Release);
         let due = async {
             match next {
                 Some(at) => inner.clock.sleep_until(at).await,
@@ -52,7 +59,7 @@ async fn expiry_timer(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
 
 async fn deadlock_detector(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let cfg = inner.config().deadlock_detection;
+        let cfg = inner.config().deadlock_detection.clone();
         let next = inner
             .now()
             .plus(cfg.check_interval.max(Duration::from_millis(10)));
