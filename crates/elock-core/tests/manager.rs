@@ -670,3 +670,19 @@ async fn an_earlier_deadline_wakes_a_timer_already_sleeping_on_a_later_one() {
         "handed off at 5s without any request"
     );
 }
+
+#[tokio::test]
+async fn statistics_follow_an_import_through_its_events() {
+    let (a, _) = manual(EngineConfig::default()).await;
+    lease(a.acquire(req("alice", &["r"])).await.unwrap());
+    a.acquire(LockRequest {
+        detach: true,
+        ..waiting("bob", &["r"], SEC)
+    })
+    .await
+    .unwrap();
+    let (b, _) = manual(EngineConfig::default()).await;
+    b.import(a.export().await.unwrap()).await.unwrap();
+    let s = b.stats().await.stats;
+    assert_eq!((s.active_locks, s.queue_depth), (1, 1));
+}

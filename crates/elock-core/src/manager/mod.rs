@@ -354,17 +354,6 @@ impl Manager {
             .inner
             .guarded(|| self.inner.store.import(snapshot.clone()))
             .await?;
-        // Imported records come without events: read the gauges again.
-        let held = self.inner.store.list(LeaseFilter::default()).await?.len();
-        let queued: usize = self
-            .inner
-            .store
-            .queues()
-            .await?
-            .iter()
-            .map(|q| q.depth)
-            .sum();
-        self.inner.stats.seed(held, queued);
         self.inner.timer.notify_one();
         Ok(report)
     }

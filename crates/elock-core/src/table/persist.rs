@@ -2,6 +2,7 @@
 //! every record, and a table rebuilt from records (checked for consistency).
 
 use crate::error::{Error, Result};
+use crate::event::{Event, EventType};
 use crate::model::{Lease, LeaseId, ResourceName, Ticket, TicketId, Timestamp};
 
 use super::{LockTable, TableConfig};
@@ -48,7 +49,8 @@ pub struct Skipped {
 impl LockTable {
     /// Adds what does not conflict with the current state: leases whose id is new and whose
     /// resources are free (ids and fencing tokens kept), then tickets whose id is new (in their
-    /// original order, behind those already queued). Fencing counters only move up. Leases already
+    /// original order, behind those already queued). Fencing counters only move up. Like every
+    /// transition it records its events (`lock.acquired`, `queue.enqueued`, reason `imported`). Leases already
     /// past their deadline expire at once, like any other.
     pub fn import(&mut self, mut snapshot: Snapshot, now: Timestamp) -> ImportReport {
         let now = self.advance(now);
@@ -102,6 +104,10 @@ impl LockTable {
             if let Some(c) = &mut self.changes {
                 c.leases.push(lease.id);
             }
+            self.events.push(
+                Event::for_lease(EventType::LockAcquired, now, &lease, true)
+                    .with_reason("imported"),
+            );
             self.leases.insert(lease.id, Box::new(lease));
             report.leases += 1;
         }
@@ -116,6 +122,9 @@ impl LockTable {
             }
             ticket.seq = self.next_seq;
             self.next_seq += 1;
+            self.events.push(
+                Event::for_ticket(EventType::QueueEnqueued, now, &ticket).with_reason("imported"),
+            );
             self.insert_ticket(ticket, now);
             report.tickets += 1;
         }

@@ -1065,7 +1065,23 @@ pub async fn export_and_import_keep_ids_tokens_and_order(f: &dyn StoreFactory) {
     let b = Harness::new(f, TableConfig::default()).await;
     b.clock.set(a.now());
     let conflicting = granted(b.acquire(b.req("zed", &["r9"])).await.unwrap());
+    b.events();
     let report = b.store.import(snapshot.clone()).await.unwrap();
+    let kinds: Vec<_> = b
+        .events()
+        .iter()
+        .map(|e| (e.kind, e.reason.clone()))
+        .collect();
+    let imported = Some("imported".to_string());
+    assert_eq!(
+        kinds,
+        vec![
+            (EventType::LockAcquired, imported.clone()),
+            (EventType::QueueEnqueued, imported.clone()),
+            (EventType::QueueEnqueued, imported)
+        ],
+        "an import is announced like any other transition"
+    );
     assert_eq!(
         (report.leases, report.tickets, report.skipped.len()),
         (1, 2, 0),
