@@ -686,3 +686,31 @@ async fn statistics_follow_an_import_through_its_events() {
     let s = b.stats().await.stats;
     assert_eq!((s.active_locks, s.queue_depth), (1, 1));
 }
+
+#[tokio::test]
+async fn with_events_off_nothing_is_published_but_waits_still_end() {
+    let mut config = EngineConfig::default();
+    config.events.enabled = false;
+    let (m, _) = manual(config).await;
+    let mut events = m.subscribe();
+    let a = lease(m.acquire(req("alice", &["r"])).await.unwrap());
+    let m2 = m.clone();
+    let waiter = tokio::spawn(async move { m2.acquire(waiting("bob", &["r"], 60 * SEC)).await });
+    eventually(async || queue_depth(&m, "r").await == 1).await;
+    m.release(a.id).await.unwrap();
+    assert_eq!(
+        lease(waiter.await.unwrap().unwrap()).owner.as_str(),
+        "bob",
+        "waiters do not need the bus"
+    );
+    assert_eq!(
+        m.stats().await.stats.active_locks,
+        1,
+        "statistics still follow"
+    );
+    let nothing = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+    assert!(
+        nothing.is_err(),
+        "no event reaches subscribers: {nothing:?}"
+    );
+}

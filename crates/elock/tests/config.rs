@@ -91,3 +91,30 @@ async fn reload_applies_live_settings_through_the_endpoint_and_sighup() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn metrics_and_audit_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("elock.yaml");
+    std::fs::write(
+        &config,
+        "metrics:\n  enabled: false\naudit:\n  enabled: false\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let api = server.client();
+    assert_eq!(
+        api.post("/api/v1/locks", json!({"resource": "r", "owner": "a"}))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(api.get("/metrics").await.0, 404);
+    let (status, audit) = api.get("/api/v1/audit").await;
+    assert_eq!((status, audit["enabled"].as_bool()), (200, Some(false)));
+    assert!(
+        !data.join("audit.jsonl").exists(),
+        "no audit file is written"
+    );
+}

@@ -20,7 +20,7 @@ mod tasks;
 pub mod waiters;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     stats: Arc<stats::Stats>,
     observers: Arc<[Arc<dyn EventObserver>]>,
     waiters: Arc<waiters::Waiters>,
+    /// `events.enabled`, shared with the dispatcher; reloadable.
+    events_enabled: Arc<AtomicBool>,
     history: DeadlockHistory,
     timer: Notify,
     /// The deadline the expiry timer sleeps until (ms; `u64::MAX`: none, or re-reading). A
@@ -147,12 +149,14 @@ pub trait EventObserver: Send + Sync + 'static {
     fn observe(&self, event: &Event);
 }
 
-/// The manager's event sink: statistics, observers, waiters, then the bus, in commit order.
+/// The manager's event sink: statistics, observers, waiters, then the bus (when
+/// `events.enabled`), in commit order.
 struct Dispatcher {
     stats: Arc<stats::Stats>,
     observers: Arc<[Arc<dyn EventObserver>]>,
     waiters: Arc<waiters::Waiters>,
     bus: Arc<EventBus>,
+    events_enabled: Arc<AtomicBool>,
 }
 
 impl EventSink for Dispatcher {
@@ -164,7 +168,9 @@ impl EventSink for Dispatcher {
             }
             self.waiters.route(e);
         }
-        self.bus.publish(events);
+        if self.events_enabled.load(Ordering::Relaxed) {
+            self.bus.publish(events);
+        }
     }
 }
 
@@ -190,12 +196,14 @@ impl Manager {
         let bus = Arc::new(EventBus::new(config.events.buffer_size, &config.instance));
         let stats = Arc::new(stats::Stats::new());
         let waiters = Arc::new(waiters::Waiters::default());
+        let events_enabled = Arc::new(AtomicBool::new(config.events.enabled));
         store.set_table_config(config.table_config()).await?;
         store.attach_sink(Arc::new(Dispatcher {
             stats: stats.clone(),
             observers: observers.clone(),
             waiters: waiters.clone(),
             bus: bus.clone(),
+            events_enabled: events_enabled.clone(),
         }))?;
         let held = store.list(LeaseFilter::default()).await?.len();
         let queued: usize = store.queues().await?.iter().map(|q| q.depth).sum();
@@ -209,6 +217,7 @@ impl Manager {
             stats,
             observers,
             waiters,
+            events_enabled,
             history: DeadlockHistory::new(1000),
             timer: Notify::new(),
             armed: AtomicU64::new(u64::MAX),
@@ -424,6 +433,9 @@ impl Manager {
         self.inner
             .breaker
             .set_config(config.circuit_breaker.clone());
+        self.inner
+            .events_enabled
+            .store(config.events.enabled, Ordering::Relaxed);
         *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
         self.inner.timer.notify_one();
         self.inner.publish_local(Event::new(
@@ -472,7 +484,7 @@ impl Inner {
         for o in self.observers.iter() {
             o.observe(&e);
         }
-        if self.config().events.enabled {
+        if self.events_enabled.load(Ordering::Relaxed) {
             self.bus.publish([e]);
         }
     }
