@@ -42,14 +42,6 @@ impl Waiters {
             .remove(ticket);
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Hands the outcome an event carries to the ticket's waiter, if one is registered.
     pub fn route(&self, e: &Event) {
         let outcome = match e.kind {

@@ -13,7 +13,7 @@
 mod codec;
 mod committer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -51,7 +51,6 @@ struct Shared {
 
 pub struct DurableStore {
     shared: Arc<Shared>,
-    dir: PathBuf,
     committer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -76,13 +75,8 @@ impl DurableStore {
             .map_err(|e| Error::Storage(format!("cannot start the commit thread: {e}")))?;
         Ok(DurableStore {
             shared,
-            dir: dir.to_path_buf(),
             committer: Mutex::new(Some(committer)),
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     pub fn stats(&self) -> DurableStoreStats {
