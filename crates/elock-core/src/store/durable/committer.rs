@@ -20,7 +20,10 @@ use tokio::sync::watch;
 use crate::event::Event;
 use crate::store::SinkSlot;
 
-use super::codec::{write_batch, Write};
+use super::codec::Write;
+
+/// Writes one batch in one transaction (the real one is `codec::write_batch`; tests inject failures).
+pub(super) type BatchWriter = fn(&Database, &[Write]) -> crate::error::Result<()>;
 
 /// The longest the committer waits for in-flight requests to join a batch.
 pub(super) const LINGER: Duration = Duration::from_micros(200);
@@ -73,7 +76,7 @@ impl GroupCommit {
     }
 
     /// The committer thread's loop: runs until shutdown with nothing left to write.
-    pub fn run(&self, db: Database, sink: &SinkSlot) {
+    pub fn run(&self, db: Database, write_batch: BatchWriter, sink: &SinkSlot) {
         let mut last_batch = 0usize;
         loop {
             let (writes, events, seq) = {

@@ -57,6 +57,15 @@ pub struct DurableStore {
 impl DurableStore {
     /// Opens the store in `dir` (created if missing). A damaged or unreadable store is an error.
     pub fn open(dir: &Path, config: TableConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::open_with(dir, config, clock, codec::write_batch)
+    }
+
+    fn open_with(
+        dir: &Path,
+        config: TableConfig,
+        clock: Arc<dyn Clock>,
+        write_batch: committer::BatchWriter,
+    ) -> Result<Self> {
         let (db, snapshot) = codec::open(dir)?;
         let mut table = LockTable::restore(config, snapshot).map_err(|e| {
             Error::Storage(format!("{}: {e}", dir.join(codec::FILE_NAME).display()))
@@ -71,7 +80,7 @@ impl DurableStore {
         let s = shared.clone();
         let committer = std::thread::Builder::new()
             .name("elock-commit".into())
-            .spawn(move || s.group.run(db, &s.sink))
+            .spawn(move || s.group.run(db, write_batch, &s.sink))
             .map_err(|e| Error::Storage(format!("cannot start the commit thread: {e}")))?;
         Ok(DurableStore {
             shared,
@@ -257,5 +266,66 @@ impl Store for DurableStore {
 
     async fn snapshot(&self) -> Result<crate::table::Snapshot> {
         Ok(self.table().snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
+    use crate::table::{AcquireRequest, WaitMode};
+
+    fn failing_disk(_: &redb::Database, _: &[codec::Write]) -> Result<()> {
+        Err(Error::Storage(
+            "embedded store: cannot commit: No space left on device".into(),
+        ))
+    }
+
+    fn req(n: u128, resource: &str) -> AcquireRequest {
+        AcquireRequest {
+            lease_id: LeaseId::from_u128(n),
+            ticket_id: TicketId::from_u128(n),
+            owner: Owner::new("o").unwrap(),
+            resources: vec![ResourceName::new(resource).unwrap()],
+            priority: Priority::Normal,
+            ttl: Some(Duration::from_secs(60)),
+            metadata: None,
+            wait: WaitMode::Try,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_is_reported_and_the_store_then_refuses_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DurableStore::open_with(
+            dir.path(),
+            TableConfig::default(),
+            ManualClock::at_epoch_2026(),
+            failing_disk,
+        )
+        .unwrap();
+        match store.acquire(req(1, "r")).await {
+            Err(Error::Storage(msg)) => assert!(msg.contains("No space left"), "{msg}"),
+            other => panic!("an unacknowledged grant must not be reported as done: {other:?}"),
+        }
+        for attempt in [
+            store.acquire(req(2, "other")).await.map(drop),
+            store.flush().await,
+            store.ping().await.map(drop),
+        ] {
+            assert!(matches!(attempt, Err(Error::Storage(_))), "{attempt:?}");
+        }
+        drop(store);
+        // A restart recovers the last committed state: nothing was committed.
+        let store = DurableStore::open(
+            dir.path(),
+            TableConfig::default(),
+            ManualClock::at_epoch_2026(),
+        )
+        .unwrap();
+        assert!(store.list(Default::default()).await.unwrap().is_empty());
     }
 }
