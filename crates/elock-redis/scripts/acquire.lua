@@ -1,0 +1,94 @@
+-- acquire: try-lock, re-entry, grant, or enqueue (ops.rs: LockTable::acquire).
+-- ARGV[8]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det}
+local req = cjson.decode(ARGV[8])
+local now = advance(clock())
+
+local resources, seen = {}, {}
+for _, r in ipairs(req.res) do
+  if not seen[r] then
+    seen[r] = true
+    resources[#resources + 1] = r
+  end
+end
+if #resources == 0 then
+  return answer(now, 'err', fail('no_resources'))
+end
+if #resources > 64 then
+  return answer(now, 'err', fail('too_many_resources', { n = #resources }))
+end
+local bad = validate_ttl(req.ttl)
+if bad then
+  return answer(now, 'err', bad)
+end
+
+-- A retried request (same ids) gets the answer it got the first time.
+local existing = get_lease(req.lid)
+if existing then
+  if existing.owner ~= req.owner then
+    return answer(now, 'err', fail('lease_id_in_use', { id = req.lid }))
+  end
+  return answer(now, 'ok', { granted = lease_out(existing), reentrant = false })
+end
+if get_ticket(req.tid) then
+  return answer(now, 'ok', { queued = ticket_view(req.tid, now, true) })
+end
+
+-- Re-entry: the owner already holds every requested resource in one lease.
+local first = holder(resources[1])
+if first then
+  local l = get_lease(first)
+  local all = l.owner == req.owner
+  for _, r in ipairs(resources) do
+    all = all and holds(l, r)
+  end
+  if all then
+    return answer(now, 'ok', { granted = lease_out(l), reentrant = true })
+  end
+end
+
+local free = true
+for _, r in ipairs(resources) do
+  if holder(r) or (queue_len(r) > 0 and not would_lead(r, req.pri, now)) then
+    free = false
+    break
+  end
+end
+if free then
+  local lease = grant(req.lid, req.owner, resources, req.pri, req.ttl, req.meta, now)
+  emit({ k = 'lock.acquired', l = lease })
+  return answer(now, 'ok', { granted = lease_out(lease), reentrant = false })
+end
+
+local function locked()
+  for _, r in ipairs(resources) do
+    local h = holder(r)
+    if h then
+      return fail('locked', { resource = r, holder = lease_out(get_lease(h)) })
+    end
+  end
+  return fail('locked', { resource = resources[1] })
+end
+
+if not req.queue or (req.dl and req.dl <= now) then
+  return answer(now, 'err', locked())
+end
+for _, r in ipairs(resources) do
+  if queue_len(r) >= CFG.max_queue then
+    return answer(now, 'err', fail('queue_full', { resource = r, max = CFG.max_queue }))
+  end
+end
+if CFG.prevention then
+  local cycle = cycle_if_enqueued(req.owner, req.tid, resources, req.pri, now)
+  if cycle then
+    return answer(now, 'err', fail('deadlock', { cycle = cycle }))
+  end
+end
+local seq = tonumber(redis.call('HGET', META, 'seq') or 1)
+redis.call('HSET', META, 'seq', seq + 1)
+local t = {
+  id = req.tid, lid = req.lid, owner = req.owner, res = resources, pri = req.pri, at = now,
+  dl = req.dl, det = req.det, seq = seq, ttl = req.ttl, meta = req.meta,
+}
+emit({ k = 'queue.enqueued', t = t })
+insert_ticket(t, now)
+return answer(now, 'ok', { queued = ticket_view(t.id, now, true) })

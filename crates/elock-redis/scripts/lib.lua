@@ -1,0 +1,700 @@
+-- The lock table of elock-core (crates/elock-core/src/table), re-implemented on Redis data.
+--
+-- Every transition script is this library followed by one entry file; Redis runs each one
+-- atomically, so a grant and its handoff happen in one step. The conformance suite and the
+-- model-based property test hold these functions to the Rust table, result for result and event
+-- for event, so a change here is a change there.
+--
+-- Calling convention (every script):
+--   KEYS[1]  the shard's meta key, "<prefix>{<shard>}:meta"; every other key of the shard shares
+--            its prefix and hash tag, so all of them live in one Cluster slot.
+--   ARGV[1]  now in milliseconds, or "" to read Redis's own clock (TIME);
+--   ARGV[2..7] the table's settings: max_timeout_ms, allow_no_ttl (0/1), max_queue_size,
+--            starvation_threshold_ms, max_priority_boost, deadlock_prevention (0/1);
+--   ARGV[8..] the operation's arguments.
+-- Every script answers one JSON document: {now, ok | err, ev: [events]}.
+--
+-- Keys of a shard (P = the prefix with its hash tag):
+--   P..meta            hash: seq (next ticket sequence), last_now, aging_due
+--   P..l:<lease>       a lease (JSON)          P..t:<ticket>    a ticket (JSON)
+--   P..r:<resource>    hash: h (holder lease id), t (last fencing token minted)
+--   P..q:<resource>    zset: the queue; score = base priority * 2^48 + seq (four FIFO lanes)
+--   P..exp / P..dl     zsets: lease expiries / ticket deadlines (ms), ties by id
+--   P..stalled         zset (lexical): free resources with waiters whose head waits elsewhere
+--   P..holding         hash: owner -> resources held
+--   P..waiters         zset (lexical): owners with tickets;  P..ow:<owner> zset: their tickets by seq
+--   P..leases          zset: leases by acquired_at (listing);  P..tk  zset: tickets by seq
+--   P..rs / P..qs      zsets (lexical): resources ever granted / with a non-empty queue
+-- Ids are 32 lowercase hex digits, so that Redis's byte order is the Rust table's id order.
+
+local META = KEYS[1]
+local P = string.sub(META, 1, -5)
+local NOW_ARG = ARGV[1]
+local CFG = {
+  max_timeout = tonumber(ARGV[2]),
+  allow_no_ttl = ARGV[3] == '1',
+  max_queue = tonumber(ARGV[4]),
+  threshold = tonumber(ARGV[5]),
+  boost = tonumber(ARGV[6]),
+  prevention = ARGV[7] == '1',
+}
+local LANE = 281474976710656 -- 2^48: a lane's share of the queue score
+local EVENTS = {}
+local LEASES = {} -- cache of decoded leases (false: known absent)
+local TICKETS = {} -- cache of decoded tickets (false: known absent)
+
+local function key(kind, name)
+  return P .. kind .. ':' .. name
+end
+
+local K_EXP, K_DL, K_STALLED, K_HOLDING = P .. 'exp', P .. 'dl', P .. 'stalled', P .. 'holding'
+local K_WAITERS, K_LEASES, K_TK, K_RS, K_QS = P .. 'waiters', P .. 'leases', P .. 'tk', P .. 'rs', P .. 'qs'
+
+local function clock()
+  if NOW_ARG ~= '' then
+    return tonumber(NOW_ARG)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function emit(e)
+  EVENTS[#EVENTS + 1] = e
+end
+
+local function answer(now, field, value)
+  local out = { now = now, ev = EVENTS }
+  out[field] = value
+  if #EVENTS == 0 then
+    out.ev = nil
+  end
+  return cjson.encode(out)
+end
+
+local function fail(code, fields)
+  local e = fields or {}
+  e.code = code
+  return e
+end
+
+-- Records -------------------------------------------------------------------------------------
+
+local function get_lease(id)
+  local l = LEASES[id]
+  if l == nil then
+    local s = redis.call('GET', key('l', id))
+    l = s and cjson.decode(s) or false
+    LEASES[id] = l
+  end
+  return l or nil
+end
+
+local function put_lease(l)
+  LEASES[l.id] = l
+  redis.call('SET', key('l', l.id), cjson.encode(l))
+end
+
+local function get_ticket(id)
+  local t = TICKETS[id]
+  if t == nil then
+    local s = redis.call('GET', key('t', id))
+    t = s and cjson.decode(s) or false
+    TICKETS[id] = t
+  end
+  return t or nil
+end
+
+local function holder(r)
+  local h = redis.call('HGET', key('r', r), 'h')
+  return h or nil
+end
+
+local function holds(lease, r)
+  for _, h in ipairs(lease.res) do
+    if h[1] == r then
+      return true
+    end
+  end
+  return false
+end
+
+local function names(lease)
+  local out = {}
+  for i, h in ipairs(lease.res) do
+    out[i] = h[1]
+  end
+  return out
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do
+    c[k] = v
+  end
+  return c
+end
+
+-- Aging (queue.rs: Aging) ---------------------------------------------------------------------
+
+local function cap(base)
+  return math.min(3, base + CFG.boost)
+end
+
+local function waited_steps(enq, now)
+  local waited = now - enq
+  if waited < 0 then
+    waited = 0
+  end
+  return math.floor(waited / CFG.threshold)
+end
+
+local function effective(base, enq, now)
+  if CFG.threshold == 0 then
+    return base
+  end
+  return math.min(base + waited_steps(enq, now), cap(base))
+end
+
+local function next_step(base, enq, now)
+  if CFG.threshold == 0 or effective(base, enq, now) >= cap(base) then
+    return nil
+  end
+  return enq + (waited_steps(enq, now) + 1) * CFG.threshold
+end
+
+-- (3 - effective priority, seq): smaller is nearer the head.
+local function order_key(t, now)
+  return 3 - effective(t.pri, t.at, now), t.seq
+end
+
+local function key_less(p1, s1, p2, s2)
+  return p1 < p2 or (p1 == p2 and s1 < s2)
+end
+
+-- Queues (queue.rs: Queue) --------------------------------------------------------------------
+
+local function queue_len(r)
+  return redis.call('ZCARD', key('q', r))
+end
+
+local function lane_head(r, lane)
+  local ids = redis.call('ZRANGEBYSCORE', key('q', r), lane * LANE, (lane + 1) * LANE - 1, 'LIMIT', 0, 1)
+  return ids[1]
+end
+
+local function lane_heads(r)
+  local out = {}
+  for lane = 0, 3 do
+    local id = lane_head(r, lane)
+    if id then
+      out[#out + 1] = id
+    end
+  end
+  return out
+end
+
+local function queue_head(r, now)
+  local best, bp, bs
+  for _, id in ipairs(lane_heads(r)) do
+    local p, s = order_key(get_ticket(id), now)
+    if not best or key_less(p, s, bp, bs) then
+      best, bp, bs = id, p, s
+    end
+  end
+  return best
+end
+
+local function would_lead(r, priority, now)
+  for _, id in ipairs(lane_heads(r)) do
+    local t = get_ticket(id)
+    if effective(t.pri, t.at, now) >= priority then
+      return false
+    end
+  end
+  return true
+end
+
+-- How many tickets of `lane` have an order key below (p, s), and the lane's first rank. Keys
+-- ascend along a lane, so this is a binary search over ranks.
+local function lane_partition(r, lane, p, s, now)
+  local q = key('q', r)
+  local start = 0
+  if lane > 0 then
+    start = redis.call('ZCOUNT', q, 0, lane * LANE - 1)
+  end
+  local n = redis.call('ZCOUNT', q, lane * LANE, (lane + 1) * LANE - 1)
+  local lo, hi = 0, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local id = redis.call('ZRANGE', q, start + mid, start + mid)[1]
+    local tp, ts = order_key(get_ticket(id), now)
+    if key_less(tp, ts, p, s) then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo, start
+end
+
+local function count_ahead(r, p, s, now)
+  local total = 0
+  for lane = 0, 3 do
+    total = total + lane_partition(r, lane, p, s, now)
+  end
+  return total
+end
+
+-- The ticket immediately ahead of order key (p, s) in r's queue, if any.
+local function ahead_of(r, p, s, now)
+  local best, bp, bs
+  for lane = 0, 3 do
+    local i, start = lane_partition(r, lane, p, s, now)
+    if i > 0 then
+      local id = redis.call('ZRANGE', key('q', r), start + i - 1, start + i - 1)[1]
+      local tp, ts = order_key(get_ticket(id), now)
+      if not best or key_less(bp, bs, tp, ts) then
+        best, bp, bs = id, tp, ts
+      end
+    end
+  end
+  return best
+end
+
+local function next_aging_step(r, now)
+  local best
+  for _, id in ipairs(lane_heads(r)) do
+    local t = get_ticket(id)
+    local step = next_step(t.pri, t.at, now)
+    if step and (not best or step < best) then
+      best = step
+    end
+  end
+  return best
+end
+
+-- Every ticket of r's queue in queue order at now.
+local function ordered(r, now)
+  local items = {}
+  for _, id in ipairs(redis.call('ZRANGE', key('q', r), 0, -1)) do
+    local p, s = order_key(get_ticket(id), now)
+    items[#items + 1] = { p, s, id }
+  end
+  table.sort(items, function(a, b)
+    return key_less(a[1], a[2], b[1], b[2])
+  end)
+  local out = {}
+  for i, it in ipairs(items) do
+    out[i] = it[3]
+  end
+  return out
+end
+
+-- Views ---------------------------------------------------------------------------------------
+
+local function ticket_view(id, now, with_lease)
+  local t = get_ticket(id)
+  local p, s = order_key(t, now)
+  local position = {}
+  for i, r in ipairs(t.res) do
+    position[i] = { r, count_ahead(r, p, s, now) + 1 }
+  end
+  local v = {
+    id = t.id, owner = t.owner, res = t.res, pri = t.pri, eff = effective(t.pri, t.at, now),
+    at = t.at, dl = t.dl, det = t.det, pos = position,
+  }
+  if with_lease then
+    v.lid = t.lid
+  end
+  return v
+end
+
+-- A lease as it stands at now: `expired` when past its deadline but not yet reaped.
+local function lease_at(l, now)
+  local c = copy(l)
+  if l.exp and l.exp <= now then
+    c.state = 'expired'
+  end
+  return c
+end
+
+-- Derived state -------------------------------------------------------------------------------
+
+local function set_aging_due(step)
+  local due = redis.call('HGET', META, 'aging_due')
+  if not due or step < tonumber(due) then
+    redis.call('HSET', META, 'aging_due', step)
+  end
+end
+
+-- Keeps `stalled` exact for r: free, with waiters whose head waits for something else.
+local function refresh_stalled(r, now)
+  if queue_len(r) > 0 and not holder(r) then
+    local step = next_aging_step(r, now)
+    redis.call('ZADD', K_STALLED, 0, r)
+    if step then
+      set_aging_due(step)
+    end
+  else
+    redis.call('ZREM', K_STALLED, r)
+  end
+end
+
+local function next_deadline()
+  local best
+  for _, k in ipairs({ K_EXP, K_DL }) do
+    local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local at = tonumber(first[2])
+      if not best or at < best then
+        best = at
+      end
+    end
+  end
+  local due = redis.call('HGET', META, 'aging_due')
+  if due and (not best or tonumber(due) < best) then
+    best = tonumber(due)
+  end
+  return best
+end
+
+-- Records in and out --------------------------------------------------------------------------
+
+-- Creates and records a lease, minting one fencing token per resource.
+local function grant(id, owner, resources, priority, ttl, meta, now)
+  local held = {}
+  for i, r in ipairs(resources) do
+    local rk = key('r', r)
+    local token = redis.call('HINCRBY', rk, 't', 1)
+    redis.call('HSET', rk, 'h', id)
+    held[i] = { r, token }
+    redis.call('ZREM', K_STALLED, r)
+    redis.call('ZADD', K_RS, 0, r)
+  end
+  local lease = { id = id, owner = owner, res = held, pri = priority, at = now, ttl = ttl, meta = meta }
+  if ttl then
+    lease.exp = now + ttl
+    redis.call('ZADD', K_EXP, lease.exp, id)
+  end
+  redis.call('HINCRBY', K_HOLDING, owner, #held)
+  redis.call('ZADD', K_LEASES, now, id)
+  put_lease(lease)
+  return lease
+end
+
+local function insert_ticket(t, now)
+  for _, r in ipairs(t.res) do
+    redis.call('ZADD', key('q', r), t.pri * LANE + t.seq, t.id)
+    redis.call('ZADD', K_QS, 0, r)
+  end
+  if t.dl then
+    redis.call('ZADD', K_DL, t.dl, t.id)
+  end
+  redis.call('ZADD', K_WAITERS, 0, t.owner)
+  redis.call('ZADD', key('ow', t.owner), t.seq, t.id)
+  redis.call('ZADD', K_TK, t.seq, t.id)
+  redis.call('SET', key('t', t.id), cjson.encode(t))
+  TICKETS[t.id] = t
+  for _, r in ipairs(t.res) do
+    refresh_stalled(r, now)
+  end
+end
+
+local function remove_lease(id, state)
+  local lease = copy(get_lease(id))
+  redis.call('DEL', key('l', id))
+  redis.call('ZREM', K_LEASES, id)
+  LEASES[id] = false
+  for _, h in ipairs(lease.res) do
+    local rk = key('r', h[1])
+    if redis.call('HGET', rk, 'h') == id then
+      redis.call('HDEL', rk, 'h')
+    end
+  end
+  if lease.exp then
+    redis.call('ZREM', K_EXP, id)
+  end
+  if redis.call('HINCRBY', K_HOLDING, lease.owner, -#lease.res) <= 0 then
+    redis.call('HDEL', K_HOLDING, lease.owner)
+  end
+  lease.state = state
+  return lease
+end
+
+local function remove_ticket(id)
+  local t = get_ticket(id)
+  for _, r in ipairs(t.res) do
+    local q = key('q', r)
+    redis.call('ZREM', q, id)
+    if redis.call('ZCARD', q) == 0 then
+      redis.call('ZREM', K_QS, r)
+    end
+  end
+  if t.dl then
+    redis.call('ZREM', K_DL, id)
+  end
+  local ow = key('ow', t.owner)
+  redis.call('ZREM', ow, id)
+  if redis.call('ZCARD', ow) == 0 then
+    redis.call('ZREM', K_WAITERS, t.owner)
+  end
+  redis.call('ZREM', K_TK, id)
+  redis.call('DEL', key('t', id))
+  TICKETS[id] = false
+  return t
+end
+
+-- Handoff and expiry (ops.rs) -----------------------------------------------------------------
+
+local function is_grantable(id, now)
+  for _, r in ipairs(get_ticket(id).res) do
+    if holder(r) or queue_head(r, now) ~= id then
+      return false
+    end
+  end
+  return true
+end
+
+local function grant_ticket(id, now)
+  local t = remove_ticket(id)
+  local lease = grant(t.lid, t.owner, t.res, t.pri, t.ttl, t.meta, now)
+  emit({ k = 'queue.granted', l = lease, tid = t.id, enq = t.at })
+end
+
+-- For each resource, grant its head ticket if that ticket can have all it asked for.
+local function hand_off(worklist, now)
+  for _, r in ipairs(worklist) do
+    if not holder(r) then
+      local head = queue_head(r, now)
+      if head and is_grantable(head, now) then
+        grant_ticket(head, now)
+      end
+    end
+    refresh_stalled(r, now)
+  end
+end
+
+local function append(list, items)
+  for _, v in ipairs(items) do
+    list[#list + 1] = v
+  end
+end
+
+local function expire_due_at(now)
+  local worklist, expired = {}, {}
+  while true do
+    local first = redis.call('ZRANGE', K_EXP, 0, 0, 'WITHSCORES')
+    if not first[1] or tonumber(first[2]) > now then
+      break
+    end
+    local lease = remove_lease(first[1], 'expired')
+    emit({ k = 'lock.expired', l = lease })
+    append(worklist, names(lease))
+    expired[#expired + 1] = lease
+  end
+  while true do
+    local first = redis.call('ZRANGE', K_DL, 0, 0, 'WITHSCORES')
+    if not first[1] or tonumber(first[2]) > now then
+      break
+    end
+    local t = remove_ticket(first[1])
+    emit({ k = 'queue.timeout', t = t, dl = tonumber(first[2]) })
+    append(worklist, t.res)
+  end
+  local due = redis.call('HGET', META, 'aging_due')
+  if due and tonumber(due) <= now then
+    redis.call('HDEL', META, 'aging_due')
+    append(worklist, redis.call('ZRANGE', K_STALLED, 0, -1))
+  end
+  hand_off(worklist, now)
+  return expired
+end
+
+-- Moves the shard's clock to now (never backwards) and applies everything due by then.
+local function advance(now)
+  local last = tonumber(redis.call('HGET', META, 'last_now') or 0)
+  if now < last then
+    now = last
+  else
+    redis.call('HSET', META, 'last_now', now)
+  end
+  local due = next_deadline()
+  if due and due <= now then
+    expire_due_at(now)
+  end
+  return now
+end
+
+local function validate_ttl(ttl)
+  if ttl == nil then
+    if not CFG.allow_no_ttl then
+      return fail('no_ttl')
+    end
+  elseif ttl <= 0 then
+    return fail('ttl_zero')
+  elseif ttl > CFG.max_timeout then
+    return fail('ttl_above', { ttl = ttl, max = CFG.max_timeout })
+  end
+  return nil
+end
+
+-- Deadlocks (deadlock.rs) ---------------------------------------------------------------------
+
+local function tickets_of(owner)
+  local out = {}
+  for i, id in ipairs(redis.call('ZRANGE', key('ow', owner), 0, -1)) do
+    out[i] = get_ticket(id)
+  end
+  return out
+end
+
+-- The edges out of owner: for each of its tickets (oldest first), each resource's holder and
+-- the owner of the ticket just ahead in that resource's queue. An edge: {ticket, resource, owner}.
+local function edges_of(owner, now)
+  local edges = {}
+  for _, t in ipairs(tickets_of(owner)) do
+    local p, s = order_key(t, now)
+    for _, r in ipairs(t.res) do
+      local h = holder(r)
+      if h then
+        edges[#edges + 1] = { t.id, r, get_lease(h).owner }
+      end
+      local ahead = ahead_of(r, p, s, now)
+      if ahead then
+        edges[#edges + 1] = { t.id, r, get_ticket(ahead).owner }
+      end
+    end
+  end
+  return edges
+end
+
+local function cycle_edge(waiter, e)
+  return { waiter = waiter, ticket_id = e[1], resource = e[2], blocker = e[3] }
+end
+
+local function is_waiting(owner)
+  return redis.call('ZSCORE', K_WAITERS, owner) ~= false
+end
+
+-- The cycle that a new ticket of owner on resources would close, if any.
+local function cycle_if_enqueued(owner, ticket_id, resources, priority, now)
+  if not redis.call('HGET', K_HOLDING, owner) and not is_waiting(owner) then
+    return nil
+  end
+  local seq = tonumber(redis.call('HGET', META, 'seq') or 1)
+  local p, s = 3 - priority, seq
+  local first = {}
+  for _, r in ipairs(resources) do
+    local h = holder(r)
+    if h then
+      first[#first + 1] = { ticket_id, r, get_lease(h).owner }
+    end
+    local ahead = ahead_of(r, p, s, now)
+    if ahead then
+      first[#first + 1] = { ticket_id, r, get_ticket(ahead).owner }
+    end
+  end
+  local came_from, frontier = {}, {}
+  for _, e in ipairs(first) do
+    if e[3] == owner then
+      return { cycle_edge(owner, e) }
+    end
+    if not came_from[e[3]] then
+      came_from[e[3]] = { owner, e }
+      frontier[#frontier + 1] = e[3]
+    end
+  end
+  local i = 1
+  while i <= #frontier do
+    local from = frontier[i]
+    i = i + 1
+    for _, e in ipairs(edges_of(from, now)) do
+      if e[3] == owner then
+        local path = { cycle_edge(from, e) }
+        local at = from
+        while at ~= owner do
+          local prev = came_from[at]
+          path[#path + 1] = cycle_edge(prev[1], prev[2])
+          at = prev[1]
+        end
+        local out = {}
+        for j = #path, 1, -1 do
+          out[#out + 1] = path[j]
+        end
+        return out
+      end
+      if not came_from[e[3]] and e[3] ~= owner then
+        came_from[e[3]] = { from, e }
+        frontier[#frontier + 1] = e[3]
+      end
+    end
+  end
+  return nil
+end
+
+-- Every cycle found by a depth-first search of the wait-for graph (each owner in at most one).
+local function find_deadlocks(now)
+  local done, cycles = {}, {}
+  for _, start in ipairs(redis.call('ZRANGE', K_WAITERS, 0, -1)) do
+    if not done[start] then
+      local path = { { start, edges_of(start, now), 0 } }
+      local on_path = { [start] = true }
+      while #path > 0 do
+        local top = path[#path]
+        if top[3] >= #top[2] then
+          on_path[top[1]] = nil
+          done[top[1]] = true
+          path[#path] = nil
+        else
+          top[3] = top[3] + 1
+          local e = top[2][top[3]]
+          if on_path[e[3]] then
+            local from
+            for j, node in ipairs(path) do
+              if node[1] == e[3] then
+                from = j
+                break
+              end
+            end
+            local cycle = {}
+            for j = from, #path do
+              local node = path[j]
+              cycle[#cycle + 1] = cycle_edge(node[1], node[2][node[3]])
+            end
+            cycles[#cycles + 1] = cycle
+            for _, node in ipairs(path) do
+              done[node[1]] = true
+            end
+            break
+          end
+          if not done[e[3]] then
+            on_path[e[3]] = true
+            path[#path + 1] = { e[3], edges_of(e[3], now), 0 }
+          end
+        end
+      end
+    end
+  end
+  return cycles
+end
+
+-- Transitions shared by several scripts ----------------------------------------------------------
+
+local function cancel_ticket(id, reason, cycle, now)
+  if not get_ticket(id) then
+    return nil, fail('ticket_not_found', { id = id })
+  end
+  local view = ticket_view(id, now, true)
+  local t = remove_ticket(id)
+  emit({ k = 'queue.cancelled', t = t, reason = reason, cycle = cycle })
+  hand_off(t.res, now)
+  return view
+end
+
+local function lease_out(l)
+  local c = copy(l)
+  if not c.state then
+    c.state = 'held'
+  end
+  return c
+end

@@ -1,0 +1,11 @@
+-- release: free a lease and hand its resources off (ops.rs: LockTable::release).
+-- ARGV[8]: lease id
+local id = ARGV[8]
+local now = advance(clock())
+if not get_lease(id) then
+  return answer(now, 'err', fail('lease_not_found', { id = id }))
+end
+local lease = remove_lease(id, 'released')
+emit({ k = 'lock.released', l = lease })
+hand_off(names(lease), now)
+return answer(now, 'ok', lease)

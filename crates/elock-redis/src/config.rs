@@ -1,0 +1,116 @@
+//! How to reach Redis (SPEC 5, `redis.*`).
+
+use std::time::Duration;
+
+#[derive(Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `host:port` (or full `redis://` / `rediss://` URLs). One for a single node; any number of
+    /// seed nodes for a Cluster.
+    pub addresses: Vec<String>,
+    pub cluster_mode: bool,
+    pub username: Option<String>,
+    /// Read from the environment by the caller (`redis.password-env`), never from the file.
+    pub password: Option<String>,
+    /// Single node only: Redis Cluster has one database.
+    pub db: i64,
+    /// `rediss://`: TLS to every node.
+    pub tls: bool,
+    /// Prepended to every key, so several installations can share one Redis.
+    pub key_prefix: String,
+    /// Connections the client may open (reported as the pool size; requests are multiplexed).
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            addresses: vec!["127.0.0.1:6379".into()],
+            cluster_mode: false,
+            username: None,
+            password: None,
+            db: 0,
+            tls: false,
+            key_prefix: "elock:".into(),
+            pool_size: 20,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("addresses", &self.addresses)
+            .field("cluster_mode", &self.cluster_mode)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .field("tls", &self.tls)
+            .field("key_prefix", &self.key_prefix)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// One URL per address, with the scheme, credentials-free (they go through the client
+    /// builder), and the database for a single node.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.addresses
+            .iter()
+            .map(|a| {
+                let bare = a
+                    .trim_start_matches("redis://")
+                    .trim_start_matches("rediss://")
+                    .trim_end_matches('/');
+                let scheme = if self.tls || a.starts_with("rediss://") {
+                    "rediss"
+                } else {
+                    "redis"
+                };
+                let auth = match (&self.username, &self.password) {
+                    (_, None) => String::new(),
+                    (None, Some(p)) => format!(":{}@", urlencode(p)),
+                    (Some(u), Some(p)) => format!("{}:{}@", urlencode(u), urlencode(p)),
+                };
+                if self.cluster_mode {
+                    format!("{scheme}://{bare}")
+                } else {
+                    format!("{scheme}://{auth}{bare}/{}", self.db)
+                }
+            })
+            .collect()
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_carry_scheme_database_and_escaped_credentials() {
+        let c = RedisConfig {
+            addresses: vec!["10.0.0.1:6380".into()],
+            password: Some("p@ss word".into()),
+            db: 3,
+            tls: true,
+            ..RedisConfig::default()
+        };
+        assert_eq!(c.node_urls(), ["rediss://:p%40ss%20word@10.0.0.1:6380/3"]);
+        assert!(!format!("{c:?}").contains("p@ss"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Connections to Redis: one node through a connection manager that reconnects by itself, or a
+//! Cluster through the cluster client (which follows slot moves). Both multiplex every request
+//! over a few connections, so a handle is cheap to clone.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, RedisResult, ScriptInvocation};
+
+use crate::config::RedisConfig;
+
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    pub async fn open(config: &RedisConfig) -> RedisResult<Conn> {
+        if config.cluster_mode {
+            let mut b = redis::cluster::ClusterClientBuilder::new(config.node_urls())
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(3);
+            if let Some(u) = &config.username {
+                b = b.username(u);
+            }
+            if let Some(p) = &config.password {
+                b = b.password(p);
+            }
+            if config.tls {
+                b = b.tls(redis::TlsMode::Secure);
+            }
+            let client = b.build()?;
+            Ok(Conn::Cluster(client.get_async_connection().await?))
+        } else {
+            let client = redis::Client::open(config.node_urls()[0].as_str())?;
+            let cm = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_millis(500));
+            Ok(Conn::Single(
+                ConnectionManager::new_with_config(client, cm).await?,
+            ))
+        }
+    }
+
+    pub async fn invoke<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> RedisResult<T> {
+        match self {
+            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
+            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
+        }
+    }
+
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
+        match self {
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! elock's Redis and Redis Cluster store.
+//!
+//! The lock table of elock-core re-implemented as Lua scripts over Redis data (`scripts/*.lua`):
+//! one script per transition, so a grant, its fencing token and its handoff commit atomically,
+//! and several elock servers can share one Redis. The conformance suite and the model-based
+//! property test of elock-core run unchanged against it (tests/).
+
+mod config;
+mod connection;
+mod scripts;
+mod store;
+mod wire;
+
+#[cfg(feature = "testkit")]
+pub mod testing;
+
+pub use config::RedisConfig;
+pub use store::{RedisStore, TimeSource};
