@@ -1,6 +1,6 @@
 -- acquire: try-lock, re-entry, grant, or enqueue (ops.rs: LockTable::acquire).
--- ARGV[8]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det}
-local req = cjson.decode(ARGV[8])
+-- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det}
+local req = cjson.decode(ARGV[9])
 local now = advance(clock())
 
 local resources, seen = {}, {}

@@ -1,6 +1,6 @@
 -- import: add the records of a snapshot that do not conflict (persist.rs: LockTable::import).
--- ARGV[8]: {fences: [[resource, token]], leases: [...] by (acquired_at, id), tickets: [...] by seq}
-local snap = cjson.decode(ARGV[8])
+-- ARGV[9]: {fences: [[resource, token]], leases: [...] by (acquired_at, id), tickets: [...] by seq}
+local snap = cjson.decode(ARGV[9])
 local now = advance(clock())
 local report = { leases = 0, tickets = 0, skipped = {} }
 

@@ -11,8 +11,13 @@
 --   ARGV[1]  now in milliseconds, or "" to read Redis's own clock (TIME);
 --   ARGV[2..7] the table's settings: max_timeout_ms, allow_no_ttl (0/1), max_queue_size,
 --            starvation_threshold_ms, max_priority_boost, deadlock_prevention (0/1);
---   ARGV[8..] the operation's arguments.
--- Every script answers one JSON document: {now, ok | err, ev: [events]}.
+--   ARGV[8]  who is calling and how to tell the other servers: "<mode>:<origin>", mode "s"
+--            (sharded pub/sub: SPUBLISH, Cluster), "p" (PUBLISH, single node) or "-" (nobody);
+--   ARGV[9..] the operation's arguments.
+-- Every script answers one JSON document: {now, ok | err, ev: [events]}. Transitions that
+-- caused events also publish {o: origin, now, ev} on P..events, so that the other elock
+-- servers sharing this Redis wake their waiters (each server also re-checks on its own, so a
+-- lost message only delays a waiter).
 --
 -- Keys of a shard (P = the prefix with its hash tag):
 --   P..meta            hash: seq (next ticket sequence), last_now, aging_due
@@ -38,6 +43,8 @@ local CFG = {
   boost = tonumber(ARGV[6]),
   prevention = ARGV[7] == '1',
 }
+local NOTIFY_MODE = string.sub(ARGV[8], 1, 1)
+local ORIGIN = string.sub(ARGV[8], 3)
 local LANE = 281474976710656 -- 2^48: a lane's share of the queue score
 local EVENTS = {}
 local LEASES = {} -- cache of decoded leases (false: known absent)
@@ -67,6 +74,9 @@ local function answer(now, field, value)
   out[field] = value
   if #EVENTS == 0 then
     out.ev = nil
+  elseif NOTIFY_MODE ~= '-' then
+    local note = cjson.encode({ o = ORIGIN, now = now, ev = EVENTS })
+    redis.call(NOTIFY_MODE == 's' and 'SPUBLISH' or 'PUBLISH', P .. 'events', note)
   end
   return cjson.encode(out)
 end

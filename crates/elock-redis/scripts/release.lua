@@ -1,6 +1,6 @@
 -- release: free a lease and hand its resources off (ops.rs: LockTable::release).
--- ARGV[8]: lease id
-local id = ARGV[8]
+-- ARGV[9]: lease id
+local id = ARGV[9]
 local now = advance(clock())
 if not get_lease(id) then
   return answer(now, 'err', fail('lease_not_found', { id = id }))

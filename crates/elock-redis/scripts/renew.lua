@@ -1,14 +1,14 @@
 -- renew: expires_at = now + ttl (ops.rs: LockTable::renew).
--- ARGV[8]: lease id; ARGV[9]: ttl in ms, or "" to keep the lease's own
-local id = ARGV[8]
+-- ARGV[9]: lease id; ARGV[10]: ttl in ms, or "" to keep the lease's own
+local id = ARGV[9]
 local now = advance(clock())
 local lease = get_lease(id)
 if not lease then
   return answer(now, 'err', fail('lease_not_found', { id = id }))
 end
 local ttl = lease.ttl
-if ARGV[9] ~= '' then
-  ttl = tonumber(ARGV[9])
+if ARGV[10] ~= '' then
+  ttl = tonumber(ARGV[10])
 end
 if ttl then
   local bad = validate_ttl(ttl)

@@ -1,6 +1,6 @@
 -- resolve-deadlocks: cancel one waiter of each cycle, chosen by policy (deadlock.rs).
--- ARGV[8]: lowest_priority | youngest | oldest | fewest_locks
-local policy = ARGV[8]
+-- ARGV[9]: lowest_priority | youngest | oldest | fewest_locks
+local policy = ARGV[9]
 local now = advance(clock())
 local records = {}
 

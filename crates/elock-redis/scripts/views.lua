@@ -1,7 +1,7 @@
 -- Read-only views of the shard at now (query.rs, deadlock.rs): nothing is written.
--- ARGV[8]: which view; ARGV[9]: its argument.
+-- ARGV[9]: which view; ARGV[10]: its argument.
 local now = clock()
-local view, arg = ARGV[8], ARGV[9]
+local view, arg = ARGV[9], ARGV[10]
 
 if view == 'ticket' then
   if not get_ticket(arg) then
@@ -45,7 +45,7 @@ elseif view == 'deadlocks' then
 elseif view == 'next_deadline' then
   return answer(now, 'ok', next_deadline() or false)
 elseif view == 'leases_page' or view == 'tickets_page' or view == 'fences_page' then
-  -- One page of records for listings and snapshots: up to 500 from rank ARGV[9].
+  -- One page of records for listings and snapshots: up to 500 from rank ARGV[10].
   local start = tonumber(arg)
   local out = {}
   if view == 'fences_page' then

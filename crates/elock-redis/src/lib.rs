@@ -7,6 +7,7 @@
 
 mod config;
 mod connection;
+mod listener;
 mod scripts;
 mod store;
 mod wire;
@@ -15,4 +16,4 @@ mod wire;
 pub mod testing;
 
 pub use config::RedisConfig;
-pub use store::{RedisStore, TimeSource};
+pub use store::{RedisStore, TimeSource, RECHECK_INTERVAL};

@@ -40,10 +40,33 @@ pub struct RedisStore {
     scripts: Scripts,
     time: TimeSource,
     table: RwLock<TableConfig>,
-    sink: SinkSlot,
+    sink: Arc<SinkSlot>,
     /// The key every script is called with; the shard's other keys share its prefix and tag.
     meta_key: String,
+    /// ARGV[8] of every script: how to tell the other servers, and who we are.
+    notify: String,
+    listener: tokio::task::JoinHandle<()>,
     config: RedisConfig,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// How often a waiter re-reads its ticket, in case a pub/sub message was lost.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 fn backend(e: redis::RedisError) -> Error {
@@ -60,13 +83,25 @@ impl RedisStore {
                 config.addresses.join(", ")
             ))
         })?;
+        let origin = format!("{:016x}", rand_u64());
+        let tag = format!("{}{{0}}:", config.key_prefix);
+        let sink = Arc::new(SinkSlot::default());
+        let listener = crate::listener::spawn(
+            config.clone(),
+            format!("{tag}events"),
+            origin.clone(),
+            sink.clone(),
+        );
+        let mode = if config.cluster_mode { 's' } else { 'p' };
         let store = RedisStore {
             conn,
             scripts: Scripts::default(),
             time,
             table: RwLock::new(table),
-            sink: SinkSlot::default(),
-            meta_key: format!("{}{{0}}:meta", config.key_prefix),
+            sink,
+            meta_key: format!("{tag}meta"),
+            notify: format!("{mode}:{origin}"),
+            listener,
             config,
         };
         store.run(&store.scripts.recover, &[]).await?.1?;
@@ -97,6 +132,7 @@ impl RedisStore {
                 .arg(t.max_priority_boost)
                 .arg(u8::from(t.deadlock_prevention));
         }
+        inv.arg(&self.notify);
         for a in extra {
             inv.arg(a);
         }
@@ -169,6 +205,10 @@ impl Store for RedisStore {
 
     fn attach_sink(&self, sink: Arc<dyn EventSink>) -> Result<()> {
         self.sink.set(sink)
+    }
+
+    fn recheck_interval(&self) -> Option<Duration> {
+        Some(RECHECK_INTERVAL)
     }
 
     async fn apply(&self, op: Op) -> Result<Outcome> {
@@ -369,6 +409,31 @@ impl Store for RedisStore {
             TimeSource::Clock(c) => Ok(c.now()),
             TimeSource::Redis => Ok(self.view("now", "").await?.0),
         }
+    }
+
+    async fn backend_gauges(&self) -> Result<Vec<(&'static str, i64)>> {
+        let info: String = self
+            .conn
+            .query(redis::cmd("INFO").arg("memory"))
+            .await
+            .map_err(backend)?;
+        let used = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        // Requests are multiplexed: one connection for commands and one for events per node
+        // this client talks to.
+        let per_node = if self.config.cluster_mode {
+            self.config.addresses.len() as i64
+        } else {
+            1
+        };
+        Ok(vec![
+            ("redis_memory_used_bytes", used),
+            ("redis_pool_active_connections", 2 * per_node),
+            ("redis_pool_max_connections", self.config.pool_size as i64),
+        ])
     }
 
     async fn ping(&self) -> Result<Duration> {

@@ -132,9 +132,20 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
             return other;
         }
     }
-    let outcome = tokio::select! {
-        o = granted => o.ok(),
-        _ = inner.clock.sleep_until(deadline.plus(DEADLINE_GRACE)) => None,
+    tokio::pin!(granted);
+    let recheck = inner.store.recheck_interval();
+    let outcome = loop {
+        tokio::select! {
+            o = &mut granted => break o.ok(),
+            _ = inner.clock.sleep_until(deadline.plus(DEADLINE_GRACE)) => break None,
+            // A shared store: another server may settle the ticket and its message be lost.
+            _ = sleep_or_never(recheck) => {
+                if let Some(o) = recheck_ticket(inner, ticket, lease, deadline).await {
+                    inner.waiters.remove(&ticket);
+                    break Some(o);
+                }
+            }
+        }
     };
     guard.disarm();
     let waited = inner.now().since(now);
@@ -165,6 +176,32 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
                 },
             )
         }
+    }
+}
+
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the ticket again: still queued (`None`), granted, or gone without a grant.
+async fn recheck_ticket(
+    inner: &Arc<Inner>,
+    ticket: TicketId,
+    lease: LeaseId,
+    deadline: crate::model::Timestamp,
+) -> Option<WaitOutcome> {
+    match inner.store.get_ticket(ticket).await {
+        Ok(None) => {}
+        _ => return None,
+    }
+    match inner.store.get_lease(lease).await {
+        Ok(Some(l)) => Some(WaitOutcome::Granted(l)),
+        Ok(None) if inner.now() >= deadline => Some(WaitOutcome::TimedOut),
+        Ok(None) => Some(WaitOutcome::Cancelled("cancelled".into())),
+        Err(_) => None,
     }
 }
 

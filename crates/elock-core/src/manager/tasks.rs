@@ -23,6 +23,9 @@ pub(super) fn spawn_all(inner: &Arc<Inner>, shutdown: &watch::Sender<bool>) -> V
 /// Sleeps until the store's next deadline (or until woken because an earlier one may exist),
 /// then expires what is due: handoff happens at the deadline, not at the next sweep.
 async fn expiry_timer(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    // The deadline the last expiry ran for: if the store reports it again (its clock, e.g.
+    // Redis's, is behind ours), look again shortly instead of spinning.
+    let mut fired: Option<crate::model::Timestamp> = None;
     loop {
         let woken = inner.timer.notified();
         tokio::pin!(woken);
@@ -35,6 +38,18 @@ async fn expiry_timer(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
             // The backend is down: look again soon.
             Err(_) => Some(inner.now().plus(Duration::from_secs(1))),
         };
+        // A shared store: other servers add deadlines this one does not hear of.
+        let next = match inner.store.recheck_interval() {
+            Some(d) => {
+                let soon = inner.now().plus(d);
+                Some(next.map_or(soon, |n| n.min(soon)))
+            }
+            None => next,
+        };
+        let next = match next {
+            Some(n) if fired == Some(n) => Some(n.max(inner.now()).plus(Duration::from_millis(10))),
+            other => other,
+        };
         inner
             .armed
             .store(next.map_or(u64::MAX, |t| t.as_millis()), Ordering::Release);
@@ -46,6 +61,7 @@ async fn expiry_timer(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = due => {
+                fired = next;
                 if let Err(e) = inner.guarded(|| inner.store.expire_due()).await {
                     tracing::warn!(error = %e, "expiry failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;

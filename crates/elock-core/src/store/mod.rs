@@ -58,6 +58,19 @@ pub trait Store: Send + Sync + 'static {
     /// Where the events of committed transitions go. Called once, by the manager.
     fn attach_sink(&self, sink: Arc<dyn EventSink>) -> Result<()>;
 
+    /// For stores shared by several servers: how often a waiter re-reads its ticket and the
+    /// expiry timer looks again, because another server may have changed them without this one
+    /// hearing of it. `None`: every change goes through this process.
+    fn recheck_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Backend gauges for /metrics (Redis: `redis_memory_used_bytes`, ...), without the
+    /// `atlantis_enhanced_locking_` prefix. Empty for stores in this process.
+    async fn backend_gauges(&self) -> Result<Vec<(&'static str, i64)>> {
+        Ok(Vec::new())
+    }
+
     /// Applies one lock-table transition atomically, at the store's current time.
     async fn apply(&self, op: Op) -> Result<Outcome>;
 

@@ -198,10 +198,30 @@ fn check(c: &Config) -> Vec<(&'static str, String)> {
         ));
     }
     if el.backend == Backend::Redis {
-        p.push((
-            "enhanced-locking.backend",
-            "redis: the Redis store is not in this build yet; use embedded".into(),
-        ));
+        if c.redis.addresses.is_empty() {
+            p.push((
+                "redis.addresses",
+                "[]: expected at least one host:port".into(),
+            ));
+        }
+        if !c.redis.cluster_mode && c.redis.addresses.len() > 1 {
+            p.push((
+                "redis.addresses",
+                format!(
+                    "{} addresses with cluster-mode false: expected one (or set cluster-mode: true)",
+                    c.redis.addresses.len()
+                ),
+            ));
+        }
+        if c.redis.cluster_mode && c.redis.db != 0 {
+            p.push((
+                "redis.db",
+                format!("{}: Redis Cluster has only database 0", c.redis.db),
+            ));
+        }
+        if c.redis.pool_size == 0 {
+            p.push(("redis.pool-size", "0: expected at least 1".into()));
+        }
     }
     let q = &c.priority_queue;
     if q.max_queue_size == 0 {

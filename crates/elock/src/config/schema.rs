@@ -227,6 +227,30 @@ impl Default for Audit {
 }
 
 impl Config {
+    /// The Redis store's connection settings; the password comes from `redis.password` (the
+    /// variable or flag) or else from the variable `redis.password-env` names.
+    pub fn redis_config(&self) -> Result<elock_redis::RedisConfig, String> {
+        let r = &self.redis;
+        let password = match (&r.password, r.password_env.as_str()) {
+            (Some(p), _) => Some(p.clone()),
+            (None, "") => None,
+            (None, var) => Some(std::env::var(var).map_err(|_| {
+                format!("redis.password-env: the environment variable {var:?} is not set")
+            })?),
+        };
+        Ok(elock_redis::RedisConfig {
+            addresses: r.addresses.clone(),
+            cluster_mode: r.cluster_mode,
+            username: (!r.username.is_empty()).then(|| r.username.clone()),
+            password,
+            db: r.db as i64,
+            tls: r.tls,
+            key_prefix: r.key_prefix.clone(),
+            pool_size: r.pool_size,
+            ..elock_redis::RedisConfig::default()
+        })
+    }
+
     /// Where audit records go, if auditing is on.
     pub fn audit_path(&self) -> Option<PathBuf> {
         self.audit.enabled.then(|| {

@@ -76,10 +76,29 @@ pub struct Metrics {
     retries: Counter,
     backend_health: Gauge,
     health_score: Gauge,
+    /// The store's own gauges (Redis: memory and connections), registered when it has them.
+    backend: Vec<(&'static str, Gauge)>,
 }
 
+/// The gauges of the Redis store (SPEC 6), with their help text.
+const REDIS_GAUGES: [(&str, &str); 3] = [
+    (
+        "redis_memory_used_bytes",
+        "Memory Redis reports in use (INFO memory: used_memory)",
+    ),
+    (
+        "redis_pool_active_connections",
+        "Connections open to Redis (requests are multiplexed over them)",
+    ),
+    (
+        "redis_pool_max_connections",
+        "The configured connection pool size (redis.pool-size)",
+    ),
+];
+
 impl Metrics {
-    pub fn new() -> Arc<Metrics> {
+    /// `redis`: also register the Redis store's gauges.
+    pub fn new(redis: bool) -> Arc<Metrics> {
         let mut m = Metrics {
             registry: Registry::default(),
             acquisitions: Family::default(),
@@ -99,7 +118,16 @@ impl Metrics {
             retries: Counter::default(),
             backend_health: Gauge::default(),
             health_score: Gauge::default(),
+            backend: Vec::new(),
         };
+        if redis {
+            for (n, help) in REDIS_GAUGES {
+                let g = Gauge::default();
+                m.registry
+                    .register(format!("{PREFIX}_{n}"), help, g.clone());
+                m.backend.push((n, g));
+            }
+        }
         let r = &mut m.registry;
         let name = |n: &str| format!("{PREFIX}_{n}");
         r.register(
@@ -231,6 +259,15 @@ impl Metrics {
         self.health_score.set(stats.health_score as i64);
         let health = manager.store().ping().await.is_ok();
         self.backend_health.set(health as i64);
+        if !self.backend.is_empty() {
+            if let Ok(values) = manager.store().backend_gauges().await {
+                for (n, v) in values {
+                    if let Some((_, g)) = self.backend.iter().find(|(k, _)| *k == n) {
+                        g.set(v);
+                    }
+                }
+            }
+        }
         let delta = stats.stats.retries.saturating_sub(self.retries.get());
         self.retries.inc_by(delta);
         let mut by_priority = std::collections::BTreeMap::new();

@@ -173,13 +173,22 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
                 .map_err(|e| e.to_string())?,
         ),
         Backend::Memory => Arc::new(InMemoryStore::new(engine.table_config(), clock.clone())),
-        Backend::Redis => {
-            return Err("the Redis store is not in this build yet; use the embedded backend".into())
-        }
+        Backend::Redis => Arc::new(
+            elock_redis::RedisStore::open(
+                cfg.redis_config()?,
+                engine.table_config(),
+                elock_redis::TimeSource::Redis,
+            )
+            .await
+            .map_err(|e| format!("{e} (redis.addresses)"))?,
+        ),
     };
     let auth = auth::Auth::new(&cfg.auth.tokens)?;
     let audit = audit::AuditLog::start(cfg.audit_path()).await?;
-    let metrics = cfg.metrics.enabled.then(metrics::Metrics::new);
+    let metrics = cfg
+        .metrics
+        .enabled
+        .then(|| metrics::Metrics::new(el.backend == Backend::Redis));
     let observers: Vec<Arc<dyn EventObserver>> = metrics
         .iter()
         .map(|m| m.clone() as Arc<dyn EventObserver>)
