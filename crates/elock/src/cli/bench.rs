@@ -8,7 +8,10 @@
 //!   fencing token);
 //! - `priority-mix`: workers of priorities critical 10%, high 20%, normal 60%, low 10% contend for
 //!   four resources (latency: wait per priority);
-//! - `baseline`: GET /healthz with the same client and concurrency.
+//! - `baseline`: GET /healthz with the same client and concurrency;
+//! - `redis-baseline`: raw `SET key NX PX 30000` + `DEL key` cycles against `--redis`, with the
+//!   same concurrency over one multiplexed connection (latency: the SET): the baseline for a
+//!   server on the Redis store.
 //!
 //! `--rate R` offers R operations per second in total (paced per worker) instead of running flat
 //! out: latency at a given load.
@@ -32,6 +35,10 @@ pub enum Scenario {
     Hot,
     PriorityMix,
     Baseline,
+    RedisBaseline,
+    /// acquire + release straight on the Redis store in this process (no HTTP): the Lua
+    /// transitions against `redis-baseline` on the same Redis.
+    RedisStore,
 }
 
 pub struct BenchArgs {
@@ -39,6 +46,8 @@ pub struct BenchArgs {
     pub concurrency: usize,
     pub duration: Duration,
     pub rate: Option<f64>,
+    /// For `redis-baseline`.
+    pub redis: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -120,7 +129,9 @@ pub async fn run(client: &Client, args: BenchArgs, out: Format) -> Result<(), Cl
         let r = results.lock().unwrap();
         let name = format!("{scenario:?}")
             .to_lowercase()
-            .replace("prioritymix", "priority-mix");
+            .replace("prioritymix", "priority-mix")
+            .replace("redisbaseline", "redis-baseline")
+            .replace("redisstore", "redis-store");
         let mut labels: Vec<_> = r.latencies.keys().cloned().collect();
         labels.sort();
         for label in labels {
@@ -141,9 +152,11 @@ pub async fn run(client: &Client, args: BenchArgs, out: Format) -> Result<(), Cl
     match out {
         Format::Json => output::json(&serde_json::to_value(&rows).unwrap_or(Value::Null)),
         Format::Table => {
+            // Against Redis's own raw cycles when measured, else against /healthz.
             let baseline = rows
                 .iter()
-                .find(|r| r.scenario == "baseline")
+                .find(|r| r.scenario == "redis-baseline")
+                .or_else(|| rows.iter().find(|r| r.scenario == "baseline"))
                 .map(|r| r.ops_per_sec);
             let cells: Vec<Vec<String>> = rows
                 .iter()
@@ -193,9 +206,54 @@ async fn run_scenario(
         .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
     let run_id = std::process::id();
     let concurrency = args.concurrency;
+    let redis = match (scenario, &args.redis) {
+        (Scenario::RedisBaseline, Some(addr)) => {
+            let url = if addr.contains("://") {
+                addr.clone()
+            } else {
+                format!("redis://{addr}")
+            };
+            match redis::Client::open(url.as_str()) {
+                Ok(c) => c.get_multiplexed_async_connection().await.ok(),
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    if scenario == Scenario::RedisBaseline && redis.is_none() {
+        eprintln!("elock bench: cannot connect to Redis at {:?}", args.redis);
+        results.lock().unwrap().errors += 1;
+        return;
+    }
+    let store = match (scenario, &args.redis) {
+        (Scenario::RedisStore, Some(addr)) => {
+            let config = elock_redis::RedisConfig {
+                addresses: vec![addr.clone()],
+                key_prefix: format!("bench-{run_id}:"),
+                ..elock_redis::RedisConfig::default()
+            };
+            match elock_redis::RedisStore::open(
+                config,
+                elock_core::table::TableConfig::default(),
+                elock_redis::TimeSource::Redis,
+            )
+            .await
+            {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    eprintln!("elock bench: {e}");
+                    results.lock().unwrap().errors += 1;
+                    return;
+                }
+            }
+        }
+        _ => None,
+    };
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
         let (client, results, releases) = (client.clone(), results.clone(), releases.clone());
+        let mut redis = redis.clone();
+        let store = store.clone();
         workers.push(tokio::spawn(async move {
             let priority = match w % 10 {
                 0 => "critical",
@@ -217,6 +275,43 @@ async fn run_scenario(
                     Scenario::Baseline => {
                         let t = Instant::now();
                         client.call(Method::GET, "/healthz", &[], None).await.map(|_| ("", t.elapsed())).map_err(|_| ())
+                    }
+                    Scenario::RedisBaseline => {
+                        let conn = redis.as_mut().expect("connected above");
+                        let key = format!("bench/{run_id}/raw/{w}/{}", i % 64);
+                        let t = Instant::now();
+                        let set: redis::RedisResult<Option<String>> = redis::cmd("SET").arg(&key).arg(w).arg("NX").arg("PX").arg(30_000).query_async(conn).await;
+                        let took = t.elapsed();
+                        let del: redis::RedisResult<i64> = redis::cmd("DEL").arg(&key).query_async(conn).await;
+                        match (set, del) {
+                            (Ok(Some(_)), Ok(_)) => Ok(("", took)),
+                            _ => Err(()),
+                        }
+                    }
+                    Scenario::RedisStore => {
+                        use elock_core::store::Store;
+                        let store = store.as_ref().expect("opened above");
+                        let req = elock_core::table::AcquireRequest {
+                            lease_id: elock_core::model::LeaseId::random(),
+                            ticket_id: elock_core::model::TicketId::random(),
+                            owner: elock_core::model::Owner::new(&format!("bench-{w}")).expect("a valid owner"),
+                            resources: vec![elock_core::model::ResourceName::new(&format!("bench/{run_id}/s/{w}/{}", i % 64)).expect("a valid name")],
+                            priority: elock_core::model::Priority::Normal,
+                            ttl: Some(Duration::from_secs(30)),
+                            metadata: None,
+                            wait: elock_core::table::WaitMode::Try,
+                        };
+                        let t = Instant::now();
+                        match store.acquire(req).await {
+                            Ok(a) => {
+                                let took = t.elapsed();
+                                match a.lease() {
+                                    Some(l) if store.release(l.id).await.is_ok() => Ok(("", took)),
+                                    _ => Err(()),
+                                }
+                            }
+                            Err(_) => Err(()),
+                        }
                     }
                     Scenario::Uncontended => {
                         let body = json!({"resource": format!("bench/{run_id}/u/{w}/{}", i % 64), "owner": format!("bench-{w}")});

@@ -290,6 +290,10 @@ enum Command {
         /// Offered operations per second in total (default: as fast as possible).
         #[arg(long)]
         rate: Option<f64>,
+        /// The Redis (host:port) that `--scenario redis-baseline` drives directly with raw
+        /// `SET NX PX` + `DEL` cycles: the baseline for a server on the Redis store.
+        #[arg(long)]
+        redis: Option<String>,
     },
 }
 
@@ -844,7 +848,14 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
             concurrency,
             duration,
             rate,
+            redis,
         } => {
+            let needs_redis = [bench::Scenario::RedisBaseline, bench::Scenario::RedisStore];
+            if scenarios.iter().any(|s| needs_redis.contains(s)) && redis.is_none() {
+                return Err(CliError::usage(
+                    "--scenario redis-baseline and redis-store need --redis HOST:PORT",
+                ));
+            }
             let duration = elock_core::model::parse_duration("duration", &duration)
                 .map_err(|e| CliError::usage(e.to_string()))?;
             let scenarios = if scenarios.is_empty() {
@@ -867,6 +878,7 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
                     concurrency: concurrency.max(1),
                     duration,
                     rate,
+                    redis,
                 },
                 out,
             )
