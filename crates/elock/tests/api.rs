@@ -3,15 +3,10 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::Server;
-
-/// resource → (the client inside its critical section, the last fencing token seen).
-type Occupancy = HashMap<String, (Option<usize>, u64)>;
 
 fn lease_id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
@@ -20,37 +15,7 @@ fn lease_id(v: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_on_ten_resources_never_share_a_critical_section() {
     let server = Server::start();
-    let api = server.client();
-    let inside: Arc<Mutex<Occupancy>> = Arc::default();
-    let mut tasks = Vec::new();
-    for c in 0..50usize {
-        let (api, inside) = (api.clone(), inside.clone());
-        tasks.push(tokio::spawn(async move {
-            for round in 0..6usize {
-                let resource = format!("proj/{}", (c * 7 + round * 3) % 10);
-                let (status, lease) = api
-                    .post("/api/v1/locks", json!({"resource": resource, "owner": format!("client-{c}"), "wait": "60s", "ttl": "60s"}))
-                    .await;
-                assert_eq!(status, 201, "{lease}");
-                let token = lease["resources"][0]["fencing_token"].as_u64().unwrap();
-                {
-                    let mut map = inside.lock().unwrap();
-                    let entry = map.entry(resource.clone()).or_insert((None, 0));
-                    assert!(entry.0.is_none(), "client {c} entered {resource} while client {:?} was inside", entry.0);
-                    assert!(token > entry.1, "{resource}: token {token} after {}", entry.1);
-                    *entry = (Some(c), token);
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                inside.lock().unwrap().get_mut(&resource).unwrap().0 = None;
-                let (status, _) = api.delete(&format!("/api/v1/locks/{}", lease_id(&lease))).await;
-                assert_eq!(status, 200);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let total: u64 = inside.lock().unwrap().values().map(|(_, t)| *t).sum();
+    let total = support::mutual_exclusion_run(&[server.client()]).await;
     assert_eq!(total, 300, "every grant minted exactly one token");
 }
 

@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use elock_redis::testing::{unique_prefix, RedisServer};
@@ -32,46 +31,13 @@ fn elock_on(redis: &RedisServer, prefix: &str) -> (Server, tempfile::TempDir) {
     (server, dir)
 }
 
-/// Per resource: who is inside, and the last fencing token seen.
-type Occupancy = HashMap<String, (Option<usize>, u64)>;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_over_two_servers_never_share_a_critical_section() {
     let redis = RedisServer::start(&[]);
     let prefix = unique_prefix();
     let (a, _da) = elock_on(&redis, &prefix);
     let (b, _db) = elock_on(&redis, &prefix);
-    let apis = [a.client(), b.client()];
-    let inside: Arc<Mutex<Occupancy>> = Arc::default();
-    let mut tasks = Vec::new();
-    for c in 0..50usize {
-        let (api, inside) = (apis[c % 2].clone(), inside.clone());
-        tasks.push(tokio::spawn(async move {
-            for round in 0..6usize {
-                let resource = format!("proj/{}", (c * 7 + round * 3) % 10);
-                let (status, lease) = api
-                    .post("/api/v1/locks", json!({"resource": resource, "owner": format!("client-{c}"), "wait": "60s", "ttl": "60s"}))
-                    .await;
-                assert_eq!(status, 201, "{lease}");
-                let token = lease["resources"][0]["fencing_token"].as_u64().unwrap();
-                {
-                    let mut map = inside.lock().unwrap();
-                    let entry = map.entry(resource.clone()).or_insert((None, 0));
-                    assert!(entry.0.is_none(), "client {c} entered {resource} while client {:?} was inside", entry.0);
-                    assert!(token > entry.1, "{resource}: token {token} after {}", entry.1);
-                    *entry = (Some(c), token);
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                inside.lock().unwrap().get_mut(&resource).unwrap().0 = None;
-                let (status, _) = api.delete(&format!("/api/v1/locks/{}", lease_id(&lease))).await;
-                assert_eq!(status, 200);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let total: u64 = inside.lock().unwrap().values().map(|(_, t)| *t).sum();
+    let total = support::mutual_exclusion_run(&[a.client(), b.client()]).await;
     assert_eq!(total, 300, "every grant minted exactly one token");
 }
 
