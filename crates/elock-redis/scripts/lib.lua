@@ -89,14 +89,19 @@ end
 
 -- Records -------------------------------------------------------------------------------------
 
-local function get_lease(id)
-  local l = LEASES[id]
-  if l == nil then
-    local s = redis.call('GET', key('l', id))
-    l = s and cjson.decode(s) or false
-    LEASES[id] = l
+-- A record by id, decoded once per script; `false` in the cache means known absent.
+local function cached(cache, kind, id)
+  local v = cache[id]
+  if v == nil then
+    local s = redis.call('GET', key(kind, id))
+    v = s and cjson.decode(s) or false
+    cache[id] = v
   end
-  return l or nil
+  return v or nil
+end
+
+local function get_lease(id)
+  return cached(LEASES, 'l', id)
 end
 
 local function put_lease(l)
@@ -105,13 +110,7 @@ local function put_lease(l)
 end
 
 local function get_ticket(id)
-  local t = TICKETS[id]
-  if t == nil then
-    local s = redis.call('GET', key('t', id))
-    t = s and cjson.decode(s) or false
-    TICKETS[id] = t
-  end
-  return t or nil
+  return cached(TICKETS, 't', id)
 end
 
 local function holder(r)

@@ -85,6 +85,22 @@ async fn a_release_on_one_server_hands_off_to_a_waiter_on_the_other() {
     let took = granted.duration_since(released);
     // Pub/sub wakes the waiter; the 1 s re-check is only the fallback.
     assert!(took < Duration::from_millis(500), "handoff took {took:?}");
+    // The Redis gauges of SPEC 6 are exported, read from INFO.
+    let metrics = reqwest::get(format!("{}/metrics", b.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let used: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("atlantis_enhanced_locking_redis_memory_used_bytes "))
+        .unwrap_or_else(|| panic!("no Redis memory gauge in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(used > 0);
+    assert!(metrics.contains("atlantis_enhanced_locking_redis_pool_max_connections 20"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

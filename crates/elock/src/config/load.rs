@@ -382,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn redis_settings_that_cannot_work_are_refused_naming_the_key() {
+        let f = file("enhanced-locking:\n  backend: redis\nredis:\n  addresses: [\"a:1\", \"b:2\"]\n  pool-size: 0\n");
+        let errors = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(
+            errors.contains("redis.addresses") && errors.contains("cluster-mode"),
+            "{errors}"
+        );
+        assert!(errors.contains("redis.pool-size"), "{errors}");
+        let f =
+            file("enhanced-locking:\n  backend: redis\nredis:\n  cluster-mode: true\n  db: 2\n");
+        let errors = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(errors.contains("redis.db"), "{errors}");
+        let f = file("enhanced-locking:\n  backend: redis\nredis:\n  password-env: ELOCK_TEST_UNSET_PASSWORD\n");
+        let c = load(Some(f.path()), &[]).unwrap();
+        assert!(c
+            .redis_config()
+            .unwrap_err()
+            .contains("ELOCK_TEST_UNSET_PASSWORD"));
+    }
+
+    #[test]
     fn a_misspelt_key_is_refused_naming_it_and_the_file() {
         let f = file("priority-queue:\n  max-queue-sise: 10\n");
         let errors = load(Some(f.path()), &[]).unwrap_err();
