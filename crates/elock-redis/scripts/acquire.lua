@@ -1,5 +1,6 @@
 -- acquire: try-lock, re-entry, grant, or enqueue (ops.rs: LockTable::acquire).
--- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det}
+-- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det, sh?, all?}
+-- With `sh` (the shards of a lease that spans several) this takes one part of it: try-lock only.
 local req = cjson.decode(ARGV[9])
 local now = advance(clock())
 
@@ -55,6 +56,11 @@ for _, r in ipairs(resources) do
 end
 if free then
   local lease = grant(req.lid, req.owner, resources, req.pri, req.ttl, req.meta, now)
+  if req.sh then
+    lease.sh, lease.all = req.sh, req.all
+    put_lease(lease)
+    redis.call('ZADD', K_PARTS, now, req.lid)
+  end
   emit({ k = 'lock.acquired', l = lease })
   return answer(now, 'ok', { granted = lease_out(lease), reentrant = false })
 end
@@ -69,7 +75,7 @@ local function locked()
   return fail('locked', { resource = resources[1] })
 end
 
-if not req.queue or (req.dl and req.dl <= now) then
+if req.sh or not req.queue or (req.dl and req.dl <= now) then
   return answer(now, 'err', locked())
 end
 for _, r in ipairs(resources) do

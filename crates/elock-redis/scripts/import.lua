@@ -41,6 +41,9 @@ for _, lease in ipairs(snap.leases or {}) do
     if lease.exp then
       redis.call('ZADD', K_EXP, lease.exp, lease.id)
     end
+    if lease.sh then
+      redis.call('ZADD', K_PARTS, lease.at, lease.id)
+    end
     redis.call('HINCRBY', K_HOLDING, lease.owner, #lease.res)
     redis.call('ZADD', K_LEASES, lease.at, lease.id)
     put_lease(lease)

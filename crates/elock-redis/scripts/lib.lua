@@ -30,6 +30,10 @@
 --   P..waiters         zset (lexical): owners with tickets;  P..ow:<owner> zset: their tickets by seq
 --   P..leases          zset: leases by acquired_at (listing);  P..tk  zset: tickets by seq
 --   P..rs / P..qs      zsets (lexical): resources ever granted / with a non-empty queue
+--   P..parts           zset: this shard's parts of leases that span shards, by acquired_at
+-- A lease whose resources live in several shards is one part per shard, all with the same id;
+-- each part lists the shards (`sh`) and every resource of the lease in request order (`all`).
+-- crates/elock-redis/src/cross.rs takes and gives back the parts; see docs/redis.md.
 -- Ids are 32 lowercase hex digits, so that Redis's byte order is the Rust table's id order.
 
 local META = KEYS[1]
@@ -56,6 +60,7 @@ end
 
 local K_EXP, K_DL, K_STALLED, K_HOLDING = P .. 'exp', P .. 'dl', P .. 'stalled', P .. 'holding'
 local K_WAITERS, K_LEASES, K_TK, K_RS, K_QS = P .. 'waiters', P .. 'leases', P .. 'tk', P .. 'rs', P .. 'qs'
+local K_PARTS = P .. 'parts'
 
 local function clock()
   if NOW_ARG ~= '' then
@@ -422,6 +427,9 @@ local function remove_lease(id, state)
   end
   if lease.exp then
     redis.call('ZREM', K_EXP, id)
+  end
+  if lease.sh then
+    redis.call('ZREM', K_PARTS, id)
   end
   if redis.call('HINCRBY', K_HOLDING, lease.owner, -#lease.res) <= 0 then
     redis.call('HDEL', K_HOLDING, lease.owner)

@@ -42,6 +42,20 @@ elseif view == 'queues' then
   return answer(now, 'ok', out)
 elseif view == 'deadlocks' then
   return answer(now, 'ok', find_deadlocks(now))
+elseif view == 'edges' then
+  -- The wait-for graph's edges out of every waiting owner of this shard (cycles across shards).
+  local out = {}
+  for _, owner in ipairs(redis.call('ZRANGE', K_WAITERS, 0, -1)) do
+    local edges = {}
+    for i, e in ipairs(edges_of(owner, now)) do
+      edges[i] = cycle_edge(owner, e)
+    end
+    out[#out + 1] = { owner, edges }
+  end
+  return answer(now, 'ok', out)
+elseif view == 'parts' then
+  -- Parts of leases spanning shards acquired at or before ARGV[10] (ms): candidates for the sweep.
+  return answer(now, 'ok', redis.call('ZRANGEBYSCORE', K_PARTS, 0, tonumber(arg), 'LIMIT', 0, 500))
 elseif view == 'next_deadline' then
   return answer(now, 'ok', next_deadline() or false)
 elseif view == 'leases_page' or view == 'tickets_page' or view == 'fences_page' then

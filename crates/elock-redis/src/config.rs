@@ -19,6 +19,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Connections the client may open (reported as the pool size; requests are multiplexed).
     pub pool_size: u32,
+    /// How many hash tags (`{0}` .. `{n-1}`) the lock table is spread over; more than one lets a
+    /// Cluster put shards on different masters. Must stay the same for the life of the data.
+    pub shards: usize,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
 }
@@ -34,6 +37,7 @@ impl Default for RedisConfig {
             tls: false,
             key_prefix: "elock:".into(),
             pool_size: 20,
+            shards: 1,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
         }
@@ -51,6 +55,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("tls", &self.tls)
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
+            .field("shards", &self.shards)
             .finish()
     }
 }

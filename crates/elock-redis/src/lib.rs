@@ -7,8 +7,11 @@
 
 mod config;
 mod connection;
+mod cross;
+mod deadlocks;
 mod listener;
 mod scripts;
+mod shards;
 mod store;
 mod wire;
 
@@ -16,4 +19,6 @@ mod wire;
 pub mod testing;
 
 pub use config::RedisConfig;
+pub use cross::SWEEP_GRACE;
+pub use shards::{ShardMap, MAX_SHARDS};
 pub use store::{RedisStore, TimeSource, RECHECK_INTERVAL};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis::{PushInfo, PushKind, Value};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use elock_core::model::Timestamp;
@@ -29,19 +29,21 @@ struct Note {
     ev: Vec<WireEvent>,
 }
 
-/// Subscribes to `channel` and publishes other servers' events to `sink` until aborted.
+/// Subscribes to every shard's channel and publishes other servers' events to `sink` (and wakes
+/// `changed`) until aborted.
 pub fn spawn(
     config: RedisConfig,
-    channel: String,
+    channels: Vec<String>,
     origin: String,
     sink: Arc<SinkSlot>,
+    changed: Arc<Notify>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
-            match subscribe(&config, &channel, tx).await {
+            match subscribe(&config, &channels, tx).await {
                 Ok(_conn) => {
-                    tracing::debug!(%channel, "listening for other servers' events");
+                    tracing::debug!(?channels, "listening for other servers' events");
                     while let Some(push) = rx.recv().await {
                         if push.kind == PushKind::Disconnection {
                             tracing::warn!("the Redis event subscription was disconnected; it resubscribes by itself");
@@ -51,7 +53,9 @@ pub fn spawn(
                             continue;
                         }
                         if let Some(Value::BulkString(bytes)) = push.data.get(1) {
-                            deliver(bytes, &origin, &sink);
+                            if deliver(bytes, &origin, &sink) {
+                                changed.notify_waiters();
+                            }
                         }
                     }
                 }
@@ -67,7 +71,7 @@ pub fn spawn(
 /// The connection must be kept alive while messages are read: it is returned to the caller.
 async fn subscribe(
     config: &RedisConfig,
-    channel: &str,
+    channels: &[String],
     tx: mpsc::UnboundedSender<PushInfo>,
 ) -> redis::RedisResult<Box<dyn Send>> {
     if config.cluster_mode {
@@ -85,7 +89,9 @@ async fn subscribe(
             b = b.tls(redis::TlsMode::Secure);
         }
         let mut conn = b.build()?.get_async_connection().await?;
-        conn.ssubscribe(channel).await?;
+        for channel in channels {
+            conn.ssubscribe(channel).await?;
+        }
         Ok(Box::new(conn))
     } else {
         let url = format!("{}?protocol=resp3", config.node_urls()[0]);
@@ -95,21 +101,22 @@ async fn subscribe(
             .set_automatic_resubscription()
             .set_connection_timeout(Some(config.connect_timeout));
         let mut conn = redis::aio::ConnectionManager::new_with_config(client, cm).await?;
-        conn.subscribe(channel).await?;
+        conn.subscribe(channels).await?;
         Ok(Box::new(conn))
     }
 }
 
-fn deliver(bytes: &[u8], origin: &str, sink: &SinkSlot) {
+/// Publishes another server's events; true if there were any.
+fn deliver(bytes: &[u8], origin: &str, sink: &SinkSlot) -> bool {
     let note: Note = match serde_json::from_slice(bytes) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "an unreadable event message on the Redis channel");
-            return;
+            return false;
         }
     };
     if note.o == origin {
-        return; // Our own: already published when the script answered.
+        return false; // Our own: already published when the script answered.
     }
     let now = Timestamp::from_millis(note.now);
     match note
@@ -118,7 +125,13 @@ fn deliver(bytes: &[u8], origin: &str, sink: &SinkSlot) {
         .map(|e| e.into_event(now))
         .collect::<elock_core::Result<Vec<_>>>()
     {
-        Ok(events) => sink.publish(events),
-        Err(e) => tracing::warn!(error = %e, "an event from another server could not be read"),
+        Ok(events) => {
+            sink.publish(events);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "an event from another server could not be read");
+            false
+        }
     }
 }

@@ -5,6 +5,9 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::future::try_join_all;
+use tokio::sync::Notify;
+
 use async_trait::async_trait;
 use redis::Script;
 use serde_json::Value;
@@ -17,13 +20,15 @@ use elock_core::model::{
 };
 use elock_core::store::{EventSink, SinkSlot, Store};
 use elock_core::table::{
-    Acquired, CancelReason, LeaseFilter, Op, Outcome, QueueSummary, ResourceInfo, Snapshot,
-    TableConfig, WaitMode,
+    AcquireRequest, Acquired, CancelReason, LeaseFilter, Op, Outcome, QueueSummary, ResourceInfo,
+    Snapshot, TableConfig, WaitMode,
 };
 
 use crate::config::RedisConfig;
 use crate::connection::Conn;
+use crate::cross;
 use crate::scripts::Scripts;
+use crate::shards::ShardMap;
 use crate::wire::{self, hex, Answer, WireEdge, WireLease, WireTicket};
 
 /// Where the time used for expiry and aging comes from.
@@ -35,21 +40,38 @@ pub enum TimeSource {
     Clock(Arc<dyn Clock>),
 }
 
-pub struct RedisStore {
+/// The Redis store; cheap to share (`Arc` inside), so that work which must finish even when its
+/// caller goes away (taking or giving back the parts of a lease spanning shards) can run on its
+/// own task.
+#[derive(Clone)]
+pub struct RedisStore(pub(crate) Arc<Core>);
+
+impl std::ops::Deref for RedisStore {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.0
+    }
+}
+
+pub struct Core {
     conn: Conn,
-    scripts: Scripts,
-    time: TimeSource,
+    pub(crate) scripts: Scripts,
+    pub(crate) time: TimeSource,
     table: RwLock<TableConfig>,
     sink: Arc<SinkSlot>,
-    /// The key every script is called with; the shard's other keys share its prefix and tag.
-    meta_key: String,
+    pub(crate) shards: ShardMap,
+    /// Per shard, the key every script is called with; the shard's other keys share its prefix
+    /// and tag.
+    meta_keys: Vec<String>,
     /// ARGV[8] of every script: how to tell the other servers, and who we are.
     notify: String,
+    /// Woken whenever events arrive (ours or other servers'): waits across shards try again.
+    pub(crate) changed: Arc<Notify>,
     listener: tokio::task::JoinHandle<()>,
     config: RedisConfig,
 }
 
-impl Drop for RedisStore {
+impl Drop for Core {
     fn drop(&mut self) {
         self.listener.abort();
     }
@@ -84,32 +106,51 @@ impl RedisStore {
             ))
         })?;
         let origin = format!("{:016x}", rand_u64());
-        let tag = format!("{}{{0}}:", config.key_prefix);
+        let shards = ShardMap::new(config.shards);
+        let tags: Vec<String> = (0..shards.len())
+            .map(|k| format!("{}{{{k}}}:", config.key_prefix))
+            .collect();
         let sink = Arc::new(SinkSlot::default());
+        let changed = Arc::new(Notify::new());
         let listener = crate::listener::spawn(
             config.clone(),
-            format!("{tag}events"),
+            tags.iter().map(|t| format!("{t}events")).collect(),
             origin.clone(),
             sink.clone(),
+            changed.clone(),
         );
         let mode = if config.cluster_mode { 's' } else { 'p' };
-        let store = RedisStore {
+        let store = RedisStore(Arc::new(Core {
             conn,
             scripts: Scripts::default(),
             time,
             table: RwLock::new(table),
             sink,
-            meta_key: format!("{tag}meta"),
+            shards,
+            meta_keys: tags.iter().map(|t| format!("{t}meta")).collect(),
             notify: format!("{mode}:{origin}"),
+            changed,
             listener,
             config,
-        };
-        store.run(&store.scripts.recover, &[]).await?.1?;
+        }));
+        store
+            .each_shard(|k| store.run(k, &store.scripts.recover, &[]))
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Result<Vec<_>>>()?;
         Ok(store)
     }
+}
 
+impl Core {
     pub fn config(&self) -> &RedisConfig {
         &self.config
+    }
+
+    /// Which shard holds what.
+    pub fn shard_map(&self) -> ShardMap {
+        self.shards
     }
 
     fn now_arg(&self) -> String {
@@ -119,9 +160,32 @@ impl RedisStore {
         }
     }
 
-    /// Runs a script with the common arguments and `extra`; publishes the events it caused.
-    async fn run(&self, script: &Script, extra: &[String]) -> Result<(Timestamp, Result<Value>)> {
-        let mut inv = script.key(&self.meta_key);
+    /// Runs `f` on every shard at once; the answers in shard order.
+    pub(crate) async fn each_shard<'a, T, F, Fut>(&'a self, f: F) -> Result<Vec<T>>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + 'a,
+    {
+        try_join_all((0..self.shards.len()).map(f)).await
+    }
+
+    /// The shard an id points to first, then the others (ids made elsewhere carry no hint).
+    pub(crate) fn search_order(&self, id: &[u8; 16]) -> Vec<usize> {
+        let home = self.shards.home_of(id);
+        std::iter::once(home)
+            .chain((0..self.shards.len()).filter(move |k| *k != home))
+            .collect()
+    }
+
+    /// Runs a script on shard `shard` with the common arguments and `extra`; publishes the
+    /// events it caused.
+    pub(crate) async fn run(
+        &self,
+        shard: usize,
+        script: &Script,
+        extra: &[String],
+    ) -> Result<(Timestamp, Result<Value>)> {
+        let mut inv = script.key(&self.meta_keys[shard]);
         inv.arg(self.now_arg());
         {
             let t = self.table.read().unwrap_or_else(|p| p.into_inner());
@@ -144,7 +208,10 @@ impl RedisStore {
             .into_iter()
             .map(|e| e.into_event(now))
             .collect::<Result<Vec<Event>>>()?;
-        self.sink.publish(events);
+        if !events.is_empty() {
+            self.sink.publish(events);
+            self.changed.notify_waiters();
+        }
         let result = match (answer.ok, answer.err) {
             (_, Some(err)) => Err(err.into_error()?),
             (Some(v), None) => Ok(v),
@@ -153,17 +220,39 @@ impl RedisStore {
         Ok((now, result))
     }
 
-    async fn view(&self, which: &str, arg: &str) -> Result<(Timestamp, Value)> {
+    pub(crate) async fn view(
+        &self,
+        shard: usize,
+        which: &str,
+        arg: &str,
+    ) -> Result<(Timestamp, Value)> {
         let (now, v) = self
-            .run(&self.scripts.views, &[which.to_string(), arg.to_string()])
+            .run(
+                shard,
+                &self.scripts.views,
+                &[which.to_string(), arg.to_string()],
+            )
             .await?;
         Ok((now, v?))
     }
 
-    async fn pages<T: serde::de::DeserializeOwned>(&self, which: &str) -> Result<Vec<T>> {
+    /// Every page of a listing view, from every shard.
+    pub(crate) async fn pages<T: serde::de::DeserializeOwned>(
+        &self,
+        which: &str,
+    ) -> Result<Vec<T>> {
+        let all = self.each_shard(|k| self.shard_pages(k, which)).await?;
+        Ok(all.into_iter().flatten().collect())
+    }
+
+    async fn shard_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        shard: usize,
+        which: &str,
+    ) -> Result<Vec<T>> {
         let mut out = Vec::new();
         loop {
-            let (_, v) = self.view(which, &out.len().to_string()).await?;
+            let (_, v) = self.view(shard, which, &out.len().to_string()).await?;
             let page: Vec<T> = wire::lua_vec(v).map_err(wire::corrupt)?;
             let n = page.len();
             out.extend(page);
@@ -173,21 +262,142 @@ impl RedisStore {
         }
     }
 
+    /// Every lease of every shard, the parts of leases spanning shards put together.
     async fn leases(&self) -> Result<Vec<Lease>> {
-        self.pages::<WireLease>("leases_page")
-            .await?
-            .into_iter()
-            .map(WireLease::into_lease)
-            .collect()
+        let wire = self.pages::<WireLease>("leases_page").await?;
+        let mut out = cross::merge_all(wire)?;
+        out.sort_by_key(|l| (l.acquired_at, l.id));
+        Ok(out)
+    }
+
+    /// A lease's record (or part) by id: the shard its id points to first, then the others.
+    pub(crate) async fn find_lease(
+        &self,
+        id: &str,
+        bytes: &[u8; 16],
+    ) -> Result<Option<(usize, WireLease)>> {
+        for k in self.search_order(bytes) {
+            let (_, v) = self.view(k, "lease", id).await?;
+            if !matches!(v, Value::Bool(false) | Value::Null) {
+                return Ok(Some((k, decode(v)?)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs a transition on a lease by id: on the shard its id points to, and if the lease is
+    /// not there, on the shard that has it. The answer is the lease (or part) as the script
+    /// returned it, and the shard.
+    async fn on_lease(
+        &self,
+        script: &Script,
+        id: LeaseId,
+        extra: &[String],
+    ) -> Result<(usize, WireLease)> {
+        let mut args = vec![hex(id.as_bytes())];
+        args.extend_from_slice(extra);
+        // The script is the look-up: where the lease is not, it only catches up with the time
+        // and answers not found (as the table, which catches up everywhere on every call).
+        let mut first = None;
+        for k in self.search_order(id.as_bytes()) {
+            match self.run(k, script, &args).await?.1 {
+                Ok(v) => return Ok((k, decode(v)?)),
+                Err(e @ Error::NotFound { .. }) => {
+                    first.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first.unwrap_or_else(|| wire::corrupt("no shard answered")))
+    }
+
+    fn acquire_body(
+        req: &AcquireRequest,
+        resources: &[ResourceName],
+        part_of: Option<&[usize]>,
+    ) -> Result<String> {
+        let (deadline, detached, queue) = match req.wait {
+            WaitMode::Try => (None, false, false),
+            WaitMode::Queue { deadline, detached } => (deadline, detached, true),
+        };
+        let mut r = serde_json::json!({
+            "lid": hex(req.lease_id.as_bytes()),
+            "tid": hex(req.ticket_id.as_bytes()),
+            "owner": req.owner.as_str(),
+            "res": resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "pri": req.priority.level(),
+            "queue": queue,
+            "det": detached,
+        });
+        if let Some(ttl) = req.ttl {
+            r["ttl"] = (ttl.as_millis() as u64).into();
+        }
+        if let Some(d) = deadline {
+            r["dl"] = d.as_millis().into();
+        }
+        if let Some(m) = &req.metadata {
+            r["meta"] = serde_json::to_string(m.as_map())
+                .map_err(wire::corrupt)?
+                .into();
+        }
+        if let Some(sh) = part_of {
+            r["sh"] = sh.into();
+            r["all"] = cross::distinct(&req.resources)
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .into();
+        }
+        if resources.is_empty() {
+            // Lua would see an empty table as an object: say it is a list.
+            r["res"] = Value::Object(Default::default());
+        }
+        Ok(r.to_string())
+    }
+
+    /// One acquire script on one shard: the whole request, or one part of a request spanning
+    /// shards (`part_of`: every shard of it).
+    pub(crate) async fn acquire_on(
+        &self,
+        shard: usize,
+        req: &AcquireRequest,
+        resources: &[ResourceName],
+        part_of: Option<&[usize]>,
+    ) -> Result<AcquireAnswer> {
+        let body = Self::acquire_body(req, resources, part_of)?;
+        let (_, v) = self.run(shard, &self.scripts.acquire, &[body]).await?;
+        let v = v?;
+        if let Some(l) = v.get("granted") {
+            Ok(AcquireAnswer::Granted {
+                lease: decode(l.clone())?,
+                reentrant: v.get("reentrant").and_then(Value::as_bool).unwrap_or(false),
+            })
+        } else if let Some(t) = v.get("queued") {
+            Ok(AcquireAnswer::Queued(
+                decode::<wire::WireView>(t.clone())?.into_view()?,
+            ))
+        } else {
+            Err(wire::corrupt(format!("acquire answered {v}")))
+        }
+    }
+
+    /// The current time as a shard sees it (the time source's in tests).
+    pub(crate) async fn shard_now(&self, shard: usize) -> Result<Timestamp> {
+        match &self.time {
+            TimeSource::Clock(c) => Ok(c.now()),
+            TimeSource::Redis => Ok(self.view(shard, "now", "").await?.0),
+        }
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(wire::corrupt)
+/// What one acquire script answered.
+pub(crate) enum AcquireAnswer {
+    Granted { lease: WireLease, reentrant: bool },
+    Queued(TicketView),
 }
 
-fn lease_of(v: Value) -> Result<Lease> {
-    decode::<WireLease>(v)?.into_lease()
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(wire::corrupt)
 }
 
 fn with_state_at(mut l: Lease, now: Timestamp) -> Lease {
@@ -211,64 +421,48 @@ impl Store for RedisStore {
         Some(RECHECK_INTERVAL)
     }
 
+    fn new_ids(&self, resources: &[ResourceName]) -> (LeaseId, TicketId) {
+        let home = self.shards.groups(resources).first().map_or(0, |(k, _)| *k);
+        (
+            LeaseId::from_bytes(self.shards.stamp(*LeaseId::random().as_bytes(), home)),
+            TicketId::from_bytes(self.shards.stamp(*TicketId::random().as_bytes(), home)),
+        )
+    }
+
     async fn apply(&self, op: Op) -> Result<Outcome> {
         match op {
             Op::Acquire(req) => {
-                let (deadline, detached, queue) = match req.wait {
-                    WaitMode::Try => (None, false, false),
-                    WaitMode::Queue { deadline, detached } => (deadline, detached, true),
-                };
-                let mut r = serde_json::json!({
-                    "lid": hex(req.lease_id.as_bytes()),
-                    "tid": hex(req.ticket_id.as_bytes()),
-                    "owner": req.owner.as_str(),
-                    "res": req.resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-                    "pri": req.priority.level(),
-                    "queue": queue,
-                    "det": detached,
-                });
-                if let Some(ttl) = req.ttl {
-                    r["ttl"] = (ttl.as_millis() as u64).into();
+                let groups = self.shards.groups(&req.resources);
+                if groups.len() > 1 {
+                    return cross::acquire(self, req, groups)
+                        .await
+                        .map(Outcome::Acquired);
                 }
-                if let Some(d) = deadline {
-                    r["dl"] = d.as_millis().into();
-                }
-                if let Some(m) = &req.metadata {
-                    r["meta"] = serde_json::to_string(m.as_map())
-                        .map_err(wire::corrupt)?
-                        .into();
-                }
-                if req.resources.is_empty() {
-                    // Lua would see an empty table as an object: say it is a list.
-                    r["res"] = Value::Object(Default::default());
-                }
-                let (_, v) = self.run(&self.scripts.acquire, &[r.to_string()]).await?;
-                let v = v?;
-                if let Some(l) = v.get("granted") {
-                    Ok(Outcome::Acquired(Acquired::Granted {
-                        lease: lease_of(l.clone())?,
-                        reentrant: v.get("reentrant").and_then(Value::as_bool).unwrap_or(false),
-                    }))
-                } else if let Some(t) = v.get("queued") {
-                    Ok(Outcome::Acquired(Acquired::Queued {
-                        ticket: decode::<wire::WireView>(t.clone())?.into_view()?,
-                    }))
-                } else {
-                    Err(wire::corrupt(format!("acquire answered {v}")))
-                }
+                let shard = groups.first().map_or(0, |(k, _)| *k);
+                Ok(Outcome::Acquired(
+                    match self.acquire_on(shard, &req, &req.resources, None).await? {
+                        AcquireAnswer::Granted { lease, reentrant } => Acquired::Granted {
+                            lease: lease.into_lease()?,
+                            reentrant,
+                        },
+                        AcquireAnswer::Queued(ticket) => Acquired::Queued { ticket },
+                    },
+                ))
             }
             Op::Release(id) => {
-                let (_, v) = self
-                    .run(&self.scripts.release, &[hex(id.as_bytes())])
-                    .await?;
-                Ok(Outcome::Lease(lease_of(v?)?))
+                let (k, part) = self.on_lease(&self.scripts.release, id, &[]).await?;
+                cross::after_release(self, k, part)
+                    .await
+                    .map(Outcome::Lease)
             }
             Op::Renew { lease_id, ttl } => {
                 let ttl = ttl.map_or(String::new(), |d| (d.as_millis() as u64).to_string());
-                let (_, v) = self
-                    .run(&self.scripts.renew, &[hex(lease_id.as_bytes()), ttl])
+                let (k, part) = self
+                    .on_lease(&self.scripts.renew, lease_id, std::slice::from_ref(&ttl))
                     .await?;
-                Ok(Outcome::Lease(lease_of(v?)?))
+                cross::after_renew(self, k, part, &ttl)
+                    .await
+                    .map(Outcome::Lease)
             }
             Op::Cancel { ticket_id, reason } => {
                 let cycle = match &reason {
@@ -279,67 +473,90 @@ impl Store for RedisStore {
                     _ => String::new(),
                 };
                 let args = [hex(ticket_id.as_bytes()), reason.name().to_string(), cycle];
-                let (_, v) = self.run(&self.scripts.cancel, &args).await?;
-                Ok(Outcome::Ticket(decode::<wire::WireView>(v?)?.into_view()?))
+                let mut first = None;
+                for k in self.search_order(ticket_id.as_bytes()) {
+                    match self.run(k, &self.scripts.cancel, &args).await?.1 {
+                        Ok(v) => {
+                            return Ok(Outcome::Ticket(decode::<wire::WireView>(v)?.into_view()?))
+                        }
+                        Err(e @ Error::NotFound { .. }) => {
+                            first.get_or_insert(e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(first.unwrap_or_else(|| wire::corrupt("no shard answered")))
             }
             Op::ForceRelease { resource, reason } => {
+                let k = self.shards.of_resource(resource.as_str());
                 let args = [resource.to_string(), reason];
-                let (_, v) = self.run(&self.scripts.force_release, &args).await?;
-                Ok(Outcome::Lease(lease_of(v?)?))
+                let (_, v) = self.run(k, &self.scripts.force_release, &args).await?;
+                cross::after_release(self, k, decode(v?)?)
+                    .await
+                    .map(Outcome::Lease)
             }
             Op::ExpireDue => {
-                let (_, v) = self.run(&self.scripts.expire_due, &[]).await?;
-                let leases: Vec<WireLease> = wire::lua_vec(v?).map_err(wire::corrupt)?;
-                Ok(Outcome::Leases(
-                    leases
-                        .into_iter()
-                        .map(WireLease::into_lease)
-                        .collect::<Result<_>>()?,
-                ))
+                let all = self
+                    .each_shard(|k| async move {
+                        let (_, v) = self.run(k, &self.scripts.expire_due, &[]).await?;
+                        wire::lua_vec::<_, WireLease>(v?).map_err(wire::corrupt)
+                    })
+                    .await?;
+                let mut leases = all
+                    .into_iter()
+                    .flatten()
+                    .map(WireLease::into_lease)
+                    .collect::<Result<Vec<_>>>()?;
+                leases.sort_by_key(|l| (l.expires_at, l.id));
+                if self.shards.len() > 1 {
+                    cross::sweep(self).await?;
+                }
+                Ok(Outcome::Leases(leases))
             }
             Op::ResolveDeadlocks(policy) => {
                 let name = serde_json::to_value(policy).map_err(wire::corrupt)?;
                 let name = name.as_str().unwrap_or("lowest_priority").to_string();
-                let (_, v) = self.run(&self.scripts.resolve_deadlocks, &[name]).await?;
-                let records: Vec<wire::WireRecord> = wire::lua_vec(v?).map_err(wire::corrupt)?;
-                Ok(Outcome::Deadlocks(
-                    records
-                        .into_iter()
-                        .map(|r| r.into_record(policy))
-                        .collect::<Result<_>>()?,
-                ))
+                let all = self
+                    .each_shard(|k| {
+                        let name = name.clone();
+                        async move {
+                            let (_, v) = self
+                                .run(k, &self.scripts.resolve_deadlocks, &[name])
+                                .await?;
+                            wire::lua_vec::<_, wire::WireRecord>(v?).map_err(wire::corrupt)
+                        }
+                    })
+                    .await?;
+                let mut records = all
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.into_record(policy))
+                    .collect::<Result<Vec<_>>>()?;
+                if self.shards.len() > 1 {
+                    records.extend(crate::deadlocks::resolve_across(self, policy).await?);
+                }
+                Ok(Outcome::Deadlocks(records))
             }
-            Op::Import(snapshot) => {
-                let mut s = *snapshot;
-                s.leases.sort_by_key(|l| (l.acquired_at, l.id));
-                s.tickets.sort_by_key(|t| t.seq);
-                let body = serde_json::json!({
-                    "fences": s.fences.iter().map(|(r, t)| (r.as_str(), t)).collect::<Vec<_>>(),
-                    "leases": s.leases.iter().map(WireLease::from_lease).collect::<Vec<_>>(),
-                    "tickets": s.tickets.iter().map(WireTicket::from_ticket).collect::<Vec<_>>(),
-                });
-                let (_, v) = self.run(&self.scripts.import, &[body.to_string()]).await?;
-                Ok(Outcome::Imported(
-                    decode::<wire::WireReport>(v?)?.into_report()?,
-                ))
-            }
+            Op::Import(snapshot) => cross::import(self, *snapshot).await.map(Outcome::Imported),
         }
     }
 
     async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>> {
-        let (_, v) = self.view("lease", &hex(id.as_bytes())).await?;
-        match v {
-            Value::Bool(false) | Value::Null => Ok(None),
-            v => Ok(Some(lease_of(v)?)),
-        }
+        let Some((_, part)) = self.find_lease(&hex(id.as_bytes()), id.as_bytes()).await? else {
+            return Ok(None);
+        };
+        cross::whole(self, part).await.map(Some)
     }
 
     async fn get_ticket(&self, id: TicketId) -> Result<Option<TicketView>> {
-        let (_, v) = self.view("ticket", &hex(id.as_bytes())).await?;
-        match v {
-            Value::Bool(false) | Value::Null => Ok(None),
-            v => Ok(Some(decode::<wire::WireView>(v)?.into_view()?)),
+        let hex_id = hex(id.as_bytes());
+        for k in self.search_order(id.as_bytes()) {
+            let (_, v) = self.view(k, "ticket", &hex_id).await?;
+            if !matches!(v, Value::Bool(false) | Value::Null) {
+                return Ok(Some(decode::<wire::WireView>(v)?.into_view()?));
+            }
         }
+        Ok(None)
     }
 
     async fn list(&self, filter: LeaseFilter) -> Result<Vec<Lease>> {
@@ -354,11 +571,17 @@ impl Store for RedisStore {
     }
 
     async fn resource(&self, resource: ResourceName) -> Result<ResourceInfo> {
-        let (_, v) = self.view("resource", resource.as_str()).await?;
+        let k = self.shards.of_resource(resource.as_str());
+        let (_, v) = self.view(k, "resource", resource.as_str()).await?;
         let w: wire::WireResource = decode(v)?;
+        let holder = match w.holder {
+            Some(part) if part.sh.is_some() => Some(cross::whole(self, part).await?),
+            Some(l) => Some(l.into_lease()?),
+            None => None,
+        };
         Ok(ResourceInfo {
             resource,
-            holder: w.holder.map(WireLease::into_lease).transpose()?,
+            holder,
             queue: w
                 .queue
                 .into_iter()
@@ -369,12 +592,17 @@ impl Store for RedisStore {
     }
 
     async fn queues(&self) -> Result<Vec<QueueSummary>> {
-        let (now, v) = self.view("queues", "").await?;
-        let qs: Vec<wire::WireQueue> = wire::lua_vec(v).map_err(wire::corrupt)?;
-        let mut out = qs
-            .into_iter()
-            .map(|q| {
-                Ok(QueueSummary {
+        let all = self
+            .each_shard(|k| async move {
+                let (now, v) = self.view(k, "queues", "").await?;
+                let qs: Vec<wire::WireQueue> = wire::lua_vec(v).map_err(wire::corrupt)?;
+                Ok((now, qs))
+            })
+            .await?;
+        let mut out = Vec::new();
+        for (now, qs) in all {
+            for q in qs {
+                out.push(QueueSummary {
                     resource: ResourceName::new(&q.r).map_err(wire::corrupt)?,
                     depth: q.depth,
                     by_priority: (0..4u8)
@@ -382,9 +610,9 @@ impl Store for RedisStore {
                         .map(|p| (Priority::from_level_saturating(p), q.by[p as usize]))
                         .collect(),
                     oldest_wait: now.since(Timestamp::from_millis(q.oldest)),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                });
+            }
+        }
         out.sort_by(|a, b| {
             b.depth
                 .cmp(&a.depth)
@@ -394,21 +622,26 @@ impl Store for RedisStore {
     }
 
     async fn find_deadlocks(&self) -> Result<Vec<Cycle>> {
-        let (_, v) = self.view("deadlocks", "").await?;
+        if self.shards.len() > 1 {
+            return crate::deadlocks::find_across(self).await;
+        }
+        let (_, v) = self.view(0, "deadlocks", "").await?;
         let cycles: Vec<Vec<WireEdge>> = wire::lua_vec(v).map_err(wire::corrupt)?;
         cycles.into_iter().map(wire::cycle).collect()
     }
 
     async fn next_deadline(&self) -> Result<Option<Timestamp>> {
-        let (_, v) = self.view("next_deadline", "").await?;
-        Ok(v.as_u64().map(Timestamp::from_millis))
+        let all = self
+            .each_shard(|k| async move {
+                let (_, v) = self.view(k, "next_deadline", "").await?;
+                Ok(v.as_u64().map(Timestamp::from_millis))
+            })
+            .await?;
+        Ok(all.into_iter().flatten().min())
     }
 
     async fn now(&self) -> Result<Timestamp> {
-        match &self.time {
-            TimeSource::Clock(c) => Ok(c.now()),
-            TimeSource::Redis => Ok(self.view("now", "").await?.0),
-        }
+        self.shard_now(0).await
     }
 
     async fn backend_gauges(&self) -> Result<Vec<(&'static str, i64)>> {
@@ -459,12 +692,13 @@ impl Store for RedisStore {
 
     async fn snapshot(&self) -> Result<Snapshot> {
         let leases = self.leases().await?;
-        let tickets = self
+        let mut tickets = self
             .pages::<WireTicket>("tickets_page")
             .await?
             .into_iter()
             .map(WireTicket::into_ticket)
             .collect::<Result<Vec<_>>>()?;
+        tickets.sort_by_key(|t| (t.seq, t.id));
         let mut fences = self
             .pages::<(String, u64)>("fences_page")
             .await?

@@ -272,6 +272,7 @@ pub fn config_for(cluster: bool) -> RedisConfig {
 /// reopen connects again to the same data.
 pub struct RedisFactory {
     cluster: bool,
+    shards: usize,
     current: Mutex<Option<RedisConfig>>,
 }
 
@@ -279,6 +280,7 @@ impl RedisFactory {
     pub fn single() -> Self {
         RedisFactory {
             cluster: false,
+            shards: 1,
             current: Mutex::new(None),
         }
     }
@@ -286,8 +288,15 @@ impl RedisFactory {
     pub fn cluster() -> Self {
         RedisFactory {
             cluster: true,
+            shards: 1,
             current: Mutex::new(None),
         }
+    }
+
+    /// The same, with the lock table spread over `n` shards (`redis.shards`).
+    pub fn with_shards(mut self, n: usize) -> Self {
+        self.shards = n;
+        self
     }
 }
 
@@ -295,9 +304,10 @@ impl RedisFactory {
 impl StoreFactory for RedisFactory {
     async fn open(&self, config: TableConfig, clock: Arc<ManualClock>) -> Arc<dyn Store> {
         let cluster = self.cluster;
-        let redis = tokio::task::spawn_blocking(move || config_for(cluster))
+        let mut redis = tokio::task::spawn_blocking(move || config_for(cluster))
             .await
             .unwrap();
+        redis.shards = self.shards;
         *self.current.lock().unwrap() = Some(redis.clone());
         Arc::new(
             RedisStore::open(redis, config, TimeSource::Clock(clock))

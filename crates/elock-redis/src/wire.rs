@@ -117,6 +117,12 @@ pub struct WireLease {
     pub meta: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// A part of a lease spanning shards: every shard holding a part, ascending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sh: Option<Vec<usize>>,
+    /// A part of a lease spanning shards: every resource of the lease, in request order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all: Option<Vec<String>>,
 }
 
 impl WireLease {
@@ -135,6 +141,8 @@ impl WireLease {
             ttl: l.ttl.map(ms),
             meta: metadata_text(&l.metadata),
             state: None,
+            sh: None,
+            all: None,
         }
     }
 

@@ -87,9 +87,10 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
             ),
         ));
     }
+    let (lease_id, ticket_id) = inner.store.new_ids(&req.resources);
     let mut op = AcquireRequest {
-        lease_id: LeaseId::random(),
-        ticket_id: TicketId::random(),
+        lease_id,
+        ticket_id,
         owner: req.owner,
         resources: req.resources,
         priority,

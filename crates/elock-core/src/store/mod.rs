@@ -71,6 +71,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Ids for a new acquire request. A store that spreads its data (the Redis store's shards)
+    /// may put a placement hint in them, so that look-ups by id go straight to the right place;
+    /// the default is 128 random bits each.
+    fn new_ids(&self, resources: &[ResourceName]) -> (LeaseId, TicketId) {
+        let _ = resources;
+        (LeaseId::random(), TicketId::random())
+    }
+
     /// Applies one lock-table transition atomically, at the store's current time.
     async fn apply(&self, op: Op) -> Result<Outcome>;
 

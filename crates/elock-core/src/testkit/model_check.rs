@@ -81,6 +81,12 @@ fn config() -> impl Strategy<Value = TableConfig> {
 /// Runs `cases` random sequences against stores from `factory`. Panics with the shrunk failing
 /// sequence on the first disagreement.
 pub fn run(factory: Arc<dyn StoreFactory>, cases: u32) {
+    run_with_resources(factory, cases, RESOURCES);
+}
+
+/// The same with other names for the four resources (a sharded store: names that hash to one
+/// shard, away from the default one).
+pub fn run_with_resources(factory: Arc<dyn StoreFactory>, cases: u32, names: [&'static str; 4]) {
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -93,7 +99,7 @@ pub fn run(factory: Arc<dyn StoreFactory>, cases: u32) {
     let result = runner.run(
         &(config(), prop::collection::vec(step(), 1..80)),
         |(config, steps)| {
-            rt.block_on(check(&*factory, config, steps));
+            rt.block_on(check_named(&*factory, config, steps, names));
             Ok(())
         },
     );
@@ -110,6 +116,7 @@ struct Run {
     leases: Vec<LeaseId>,
     tickets: Vec<TicketId>,
     next: u128,
+    names: [&'static str; 4],
 }
 
 async fn attach(store: &Arc<dyn Store>) -> Arc<RecordingSink> {
@@ -119,6 +126,15 @@ async fn attach(store: &Arc<dyn Store>) -> Arc<RecordingSink> {
 }
 
 pub async fn check(factory: &dyn StoreFactory, config: TableConfig, steps: Vec<Step>) {
+    check_named(factory, config, steps, RESOURCES).await
+}
+
+async fn check_named(
+    factory: &dyn StoreFactory,
+    config: TableConfig,
+    steps: Vec<Step>,
+    names: [&'static str; 4],
+) {
     let clock = ManualClock::at_epoch_2026();
     let store = factory.open(config.clone(), clock.clone()).await;
     let sink = attach(&store).await;
@@ -130,6 +146,7 @@ pub async fn check(factory: &dyn StoreFactory, config: TableConfig, steps: Vec<S
         leases: Vec::new(),
         tickets: Vec::new(),
         next: 1,
+        names,
     };
     for (i, step) in steps.into_iter().enumerate() {
         let op = match step {
@@ -195,7 +212,7 @@ impl Run {
                     owner: Owner::new(OWNERS[owner]).unwrap(),
                     resources: resources
                         .iter()
-                        .map(|r| ResourceName::new(RESOURCES[*r]).unwrap())
+                        .map(|r| ResourceName::new(self.names[*r]).unwrap())
                         .collect(),
                     priority: Priority::from_level_saturating(priority),
                     ttl: match ttl {
@@ -227,7 +244,7 @@ impl Run {
                 reason: CancelReason::Cancelled,
             },
             Step::ForceRelease(r) => Op::ForceRelease {
-                resource: ResourceName::new(RESOURCES[r]).unwrap(),
+                resource: ResourceName::new(self.names[r]).unwrap(),
                 reason: "model".into(),
             },
             Step::ExpireDue => Op::ExpireDue,
@@ -264,7 +281,7 @@ impl Run {
             self.model.find_deadlocks(now),
             "step {i}: deadlocks"
         );
-        for r in RESOURCES {
+        for r in self.names {
             let r = ResourceName::new(r).unwrap();
             assert_eq!(
                 s.resource(r.clone()).await.unwrap(),

@@ -222,6 +222,16 @@ fn check(c: &Config) -> Vec<(&'static str, String)> {
         if c.redis.pool_size == 0 {
             p.push(("redis.pool-size", "0: expected at least 1".into()));
         }
+        if c.redis.shards == 0 || c.redis.shards as usize > elock_redis::MAX_SHARDS {
+            p.push((
+                "redis.shards",
+                format!(
+                    "{}: expected 1 to {}",
+                    c.redis.shards,
+                    elock_redis::MAX_SHARDS
+                ),
+            ));
+        }
     }
     let q = &c.priority_queue;
     if q.max_queue_size == 0 {
@@ -390,6 +400,12 @@ mod tests {
             "{errors}"
         );
         assert!(errors.contains("redis.pool-size"), "{errors}");
+        let f = file("enhanced-locking:\n  backend: redis\nredis:\n  shards: 0\n");
+        let errors = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(
+            errors.contains("redis.shards") && errors.contains("1 to 1024"),
+            "{errors}"
+        );
         let f =
             file("enhanced-locking:\n  backend: redis\nredis:\n  cluster-mode: true\n  db: 2\n");
         let errors = load(Some(f.path()), &[]).unwrap_err().join("\n");

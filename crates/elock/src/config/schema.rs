@@ -119,6 +119,9 @@ pub struct Redis {
     pub tls: bool,
     pub key_prefix: String,
     pub pool_size: u32,
+    /// How many hash tags the lock table is spread over (1: one slot; more lets a Cluster use
+    /// several masters). Fixed for the life of the data.
+    pub shards: u32,
 }
 
 impl Default for Redis {
@@ -133,6 +136,7 @@ impl Default for Redis {
             tls: false,
             key_prefix: "elock:".into(),
             pool_size: 20,
+            shards: 1,
         }
     }
 }
@@ -247,6 +251,7 @@ impl Config {
             tls: r.tls,
             key_prefix: r.key_prefix.clone(),
             pool_size: r.pool_size,
+            shards: r.shards as usize,
             ..elock_redis::RedisConfig::default()
         })
     }
