@@ -13,6 +13,9 @@
 //!   same concurrency over one multiplexed connection (latency: the SET): the baseline for a
 //!   server on the Redis store.
 //!
+//! `--peer URL` sends every other worker to a second server sharing the same store (Redis), so
+//! that `hot` measures handoffs across servers.
+//!
 //! `--rate R` offers R operations per second in total (paced per worker) instead of running flat
 //! out: latency at a given load.
 
@@ -39,15 +42,28 @@ pub enum Scenario {
     /// acquire + release straight on the Redis store in this process (no HTTP): the Lua
     /// transitions against `redis-baseline` on the same Redis.
     RedisStore,
+    /// Redis memory per held lease: INFO used_memory before and after taking 100,000 leases
+    /// on the Redis store (then released). Ignores `--duration`.
+    RedisMemory,
 }
+
+/// How many leases `redis-memory` holds at once.
+pub const MEMORY_LEASES: usize = 100_000;
 
 pub struct BenchArgs {
     pub scenarios: Vec<Scenario>,
     pub concurrency: usize,
     pub duration: Duration,
     pub rate: Option<f64>,
-    /// For `redis-baseline`.
+    /// For `redis-baseline` and `redis-store`.
     pub redis: Option<String>,
+    /// `redis-store` on a Cluster (`redis` lists seed nodes, comma-separated).
+    pub redis_cluster: bool,
+    /// `redis-store`: `redis.shards`.
+    pub redis_shards: usize,
+    /// A second server on the same store: odd workers use it (`hot` then reports handoffs
+    /// within one server and across servers apart).
+    pub peer: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -60,6 +76,9 @@ pub struct Row {
     p99_ms: f64,
     max_ms: f64,
     errors: u64,
+    /// `redis-memory`: Redis used_memory growth divided by the leases held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_per_lease: Option<f64>,
 }
 
 fn row(name: String, h: &Histogram<u64>, elapsed: Duration, errors: u64, count: u64) -> Row {
@@ -73,6 +92,7 @@ fn row(name: String, h: &Histogram<u64>, elapsed: Duration, errors: u64, count: 
         p99_ms: ms(h.value_at_quantile(0.99)),
         max_ms: ms(h.max()),
         errors,
+        bytes_per_lease: None,
     }
 }
 
@@ -98,9 +118,20 @@ impl Results {
 }
 
 pub async fn run(client: &Client, args: BenchArgs, out: Format) -> Result<(), CliError> {
-    client.call(Method::GET, "/healthz", &[], None).await?;
+    let redis_only = [
+        Scenario::RedisBaseline,
+        Scenario::RedisStore,
+        Scenario::RedisMemory,
+    ];
+    if !args.scenarios.iter().all(|s| redis_only.contains(s)) {
+        client.call(Method::GET, "/healthz", &[], None).await?;
+    }
     let mut rows = Vec::new();
     for scenario in &args.scenarios {
+        if *scenario == Scenario::RedisMemory {
+            rows.push(redis_memory(&args).await?);
+            continue;
+        }
         let progress = ProgressBar::new(args.duration.as_millis() as u64);
         progress.set_style(
             ProgressStyle::with_template("{prefix:>13} [{bar:30}] {elapsed}/{duration} {msg}")
@@ -186,6 +217,14 @@ pub async fn run(client: &Client, args: BenchArgs, out: Format) -> Result<(), Cl
                 ],
                 &cells,
             );
+            for r in &rows {
+                if let Some(b) = r.bytes_per_lease {
+                    println!(
+                        "{}: {b:.0} bytes of Redis memory per held lease ({} leases)",
+                        r.scenario, r.operations
+                    );
+                }
+            }
         }
     }
     Ok(())
@@ -200,7 +239,12 @@ async fn run_scenario(
     let deadline = Instant::now() + args.duration;
     let client = Arc::new(Client::new(&client.url(""), None).with_http(client));
     // fencing token → when its release was sent (hot scenario).
-    let releases: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let releases: Arc<Mutex<HashMap<u64, (Instant, usize)>>> = Arc::default();
+    // `--peer`: odd workers talk to a second server sharing the same store.
+    let peer = args
+        .peer
+        .as_ref()
+        .map(|u| Arc::new(Client::new(u, None).with_http(&client)));
     let pace = args
         .rate
         .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
@@ -226,22 +270,11 @@ async fn run_scenario(
         return;
     }
     let store = match (scenario, &args.redis) {
-        (Scenario::RedisStore, Some(addr)) => {
-            let config = elock_redis::RedisConfig {
-                addresses: vec![addr.clone()],
-                key_prefix: format!("bench-{run_id}:"),
-                ..elock_redis::RedisConfig::default()
-            };
-            match elock_redis::RedisStore::open(
-                config,
-                elock_core::table::TableConfig::default(),
-                elock_redis::TimeSource::Redis,
-            )
-            .await
-            {
+        (Scenario::RedisStore, Some(_)) => {
+            match open_redis_store(args, format!("bench-{run_id}:")).await {
                 Ok(s) => Some(Arc::new(s)),
                 Err(e) => {
-                    eprintln!("elock bench: {e}");
+                    eprintln!("{}", e.message);
                     results.lock().unwrap().errors += 1;
                     return;
                 }
@@ -251,7 +284,13 @@ async fn run_scenario(
     };
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
-        let (client, results, releases) = (client.clone(), results.clone(), releases.clone());
+        let side = usize::from(peer.is_some() && w % 2 == 1);
+        let client = if side == 1 {
+            peer.clone().expect("a peer")
+        } else {
+            client.clone()
+        };
+        let (results, releases, has_peer) = (results.clone(), releases.clone(), peer.is_some());
         let mut redis = redis.clone();
         let store = store.clone();
         workers.push(tokio::spawn(async move {
@@ -272,6 +311,8 @@ async fn run_scenario(
                 }
                 i += 1;
                 let outcome: Result<(&str, Duration), ()> = match scenario {
+                    // Runs on its own (`redis_memory`), never here.
+                    Scenario::RedisMemory => Err(()),
                     Scenario::Baseline => {
                         let t = Instant::now();
                         client.call(Method::GET, "/healthz", &[], None).await.map(|_| ("", t.elapsed())).map_err(|_| ())
@@ -291,11 +332,13 @@ async fn run_scenario(
                     Scenario::RedisStore => {
                         use elock_core::store::Store;
                         let store = store.as_ref().expect("opened above");
+                        let resources = vec![elock_core::model::ResourceName::new(&format!("bench/{run_id}/s/{w}/{}", i % 64)).expect("a valid name")];
+                        let (lease_id, ticket_id) = store.new_ids(&resources);
                         let req = elock_core::table::AcquireRequest {
-                            lease_id: elock_core::model::LeaseId::random(),
-                            ticket_id: elock_core::model::TicketId::random(),
+                            lease_id,
+                            ticket_id,
                             owner: elock_core::model::Owner::new(&format!("bench-{w}")).expect("a valid owner"),
-                            resources: vec![elock_core::model::ResourceName::new(&format!("bench/{run_id}/s/{w}/{}", i % 64)).expect("a valid name")],
+                            resources,
                             priority: elock_core::model::Priority::Normal,
                             ttl: Some(Duration::from_secs(30)),
                             metadata: None,
@@ -339,16 +382,22 @@ async fn run_scenario(
                                 let granted = Instant::now();
                                 let token = lease["resources"][0]["fencing_token"].as_u64().unwrap_or(0);
                                 let id = lease["id"].as_str().unwrap_or_default().to_string();
+                                let mut label = if scenario == Scenario::Hot { "" } else { p };
                                 let sample = if scenario == Scenario::Hot {
                                     let prev = releases.lock().unwrap().remove(&(token.saturating_sub(1)));
-                                    prev.map(|r| granted.duration_since(r))
+                                    prev.map(|(r, from)| {
+                                        if has_peer {
+                                            label = if from == side { "same server" } else { "across servers" };
+                                        }
+                                        granted.duration_since(r)
+                                    })
                                 } else {
                                     Some(granted.duration_since(t))
                                 };
-                                releases.lock().unwrap().insert(token, Instant::now());
+                                releases.lock().unwrap().insert(token, (Instant::now(), side));
                                 let _ = client.call(Method::DELETE, &format!("/api/v1/locks/{id}"), &[], None).await;
                                 match sample {
-                                    Some(d) => Ok((if scenario == Scenario::Hot { "" } else { p }, d)),
+                                    Some(d) => Ok((label, d)),
                                     None => Ok(("first", Duration::ZERO)),
                                 }
                             }
@@ -371,4 +420,126 @@ async fn run_scenario(
     for w in workers {
         let _ = w.await;
     }
+}
+
+async fn open_redis_store(
+    args: &BenchArgs,
+    prefix: String,
+) -> Result<elock_redis::RedisStore, CliError> {
+    let addr = args
+        .redis
+        .as_ref()
+        .ok_or_else(|| CliError::usage("this scenario needs --redis HOST:PORT"))?;
+    let config = elock_redis::RedisConfig {
+        addresses: addr.split(',').map(|a| a.trim().to_string()).collect(),
+        cluster_mode: args.redis_cluster,
+        shards: args.redis_shards,
+        key_prefix: prefix,
+        ..elock_redis::RedisConfig::default()
+    };
+    elock_redis::RedisStore::open(
+        config,
+        elock_core::table::TableConfig::default(),
+        elock_redis::TimeSource::Redis,
+    )
+    .await
+    .map_err(|e| CliError::usage(format!("elock bench: {e}")))
+}
+
+/// `redis-memory`: fills the store with [`MEMORY_LEASES`] held leases, one resource each, and
+/// reads Redis's used_memory before and after (INFO memory of the node it reaches: measure
+/// against a single node).
+async fn redis_memory(args: &BenchArgs) -> Result<Row, CliError> {
+    use elock_core::store::Store;
+    let run_id = std::process::id();
+    let store = Arc::new(open_redis_store(args, format!("benchmem-{run_id}:")).await?);
+    let used = |store: Arc<elock_redis::RedisStore>| async move {
+        store
+            .backend_gauges()
+            .await
+            .ok()
+            .and_then(|g| g.into_iter().find(|(n, _)| *n == "redis_memory_used_bytes"))
+            .map_or(0, |(_, v)| v)
+    };
+    let before = used(store.clone()).await;
+    let progress = ProgressBar::new(MEMORY_LEASES as u64);
+    progress.set_prefix("redis-memory");
+    let started = Instant::now();
+    let results = Arc::new(Mutex::new(Results::default()));
+    let ids = Arc::new(Mutex::new(Vec::with_capacity(MEMORY_LEASES)));
+    let workers = args.concurrency.max(1);
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (store, results, ids, progress) = (
+            store.clone(),
+            results.clone(),
+            ids.clone(),
+            progress.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in (w..MEMORY_LEASES).step_by(workers) {
+                let resources = vec![elock_core::model::ResourceName::new(&format!(
+                    "atlantis/acme/infra-{}/modules/vpc/default/{i}",
+                    i % 100
+                ))
+                .expect("a valid name")];
+                let (lease_id, ticket_id) = store.new_ids(&resources);
+                let req = elock_core::table::AcquireRequest {
+                    lease_id,
+                    ticket_id,
+                    owner: elock_core::model::Owner::new(&format!("pr-{}", i % 5000))
+                        .expect("a valid owner"),
+                    resources,
+                    priority: elock_core::model::Priority::Normal,
+                    ttl: Some(Duration::from_secs(3600)),
+                    metadata: None,
+                    wait: elock_core::table::WaitMode::Try,
+                };
+                let t = Instant::now();
+                let got = store.acquire(req).await;
+                let mut r = results.lock().unwrap();
+                match got {
+                    Ok(a) => {
+                        r.record("", t.elapsed());
+                        r.operations += 1;
+                        if let Some(l) = a.lease() {
+                            ids.lock().unwrap().push(l.id);
+                        }
+                    }
+                    Err(_) => r.errors += 1,
+                }
+                progress.inc(1);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed();
+    let after = used(store.clone()).await;
+    progress.finish_and_clear();
+    let ids: Vec<_> = std::mem::take(&mut *ids.lock().unwrap());
+    let held = ids.len().max(1);
+    // Leave Redis as it was.
+    let chunks: Vec<Vec<_>> = ids
+        .chunks(held.div_ceil(workers))
+        .map(|c| c.to_vec())
+        .collect();
+    let mut releases = Vec::new();
+    for chunk in chunks {
+        let store = store.clone();
+        releases.push(tokio::spawn(async move {
+            for id in chunk {
+                let _ = store.release(id).await;
+            }
+        }));
+    }
+    for r in releases {
+        let _ = r.await;
+    }
+    let r = results.lock().unwrap();
+    let h = r.latencies.get("").cloned().unwrap_or_else(histogram);
+    let mut row = row("redis-memory".into(), &h, elapsed, r.errors, r.operations);
+    row.bytes_per_lease = Some((after - before) as f64 / held as f64);
+    Ok(row)
 }

@@ -294,6 +294,17 @@ enum Command {
         /// `SET NX PX` + `DEL` cycles: the baseline for a server on the Redis store.
         #[arg(long)]
         redis: Option<String>,
+        /// `--scenario redis-store` on a Redis Cluster: `--redis` is then a comma-separated list
+        /// of seed nodes.
+        #[arg(long)]
+        redis_cluster: bool,
+        /// `--scenario redis-store`: how many shards (`redis.shards`) to spread the table over.
+        #[arg(long, default_value_t = 1)]
+        redis_shards: usize,
+        /// A second server sharing the first one's store: every other worker uses it, and `hot`
+        /// reports handoffs within one server and across servers apart.
+        #[arg(long)]
+        peer: Option<String>,
     },
 }
 
@@ -849,11 +860,24 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
             duration,
             rate,
             redis,
+            redis_cluster,
+            redis_shards,
+            peer,
         } => {
-            let needs_redis = [bench::Scenario::RedisBaseline, bench::Scenario::RedisStore];
+            if redis_shards == 0 || redis_shards > elock_redis::MAX_SHARDS {
+                return Err(CliError::usage(format!(
+                    "--redis-shards {redis_shards}: expected 1 to {}",
+                    elock_redis::MAX_SHARDS
+                )));
+            }
+            let needs_redis = [
+                bench::Scenario::RedisBaseline,
+                bench::Scenario::RedisStore,
+                bench::Scenario::RedisMemory,
+            ];
             if scenarios.iter().any(|s| needs_redis.contains(s)) && redis.is_none() {
                 return Err(CliError::usage(
-                    "--scenario redis-baseline and redis-store need --redis HOST:PORT",
+                    "--scenario redis-baseline, redis-store and redis-memory need --redis HOST:PORT",
                 ));
             }
             let duration = elock_core::model::parse_duration("duration", &duration)
@@ -879,6 +903,9 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
                     duration,
                     rate,
                     redis,
+                    redis_cluster,
+                    redis_shards,
+                    peer,
                 },
                 out,
             )
