@@ -48,16 +48,48 @@ impl Conn {
     }
 
     pub async fn invoke<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> RedisResult<T> {
-        match self {
-            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
-            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
+        let once = || async {
+            match self {
+                Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
+                Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
+            }
+        };
+        match once().await {
+            Err(e) if dropped(&e) => {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                once().await
+            }
+            other => other,
         }
     }
 
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        match self {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        let once = || async {
+            match self {
+                Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+                Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            }
+        };
+        match once().await {
+            Err(e) if dropped(&e) => {
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                once().await
+            }
+            other => other,
         }
     }
+}
+
+/// How long a call that found its connection dropped waits for the reconnection before its one
+/// retry.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
+/// A connection that was closed under us (Redis restarted, a proxy or `CLIENT KILL` cut it): the
+/// connection manager reconnects, and the call is tried once more. Every script is safe to run
+/// again: an acquire with the same ids answers what it answered the first time, a renewal renews
+/// again, views read; a release whose first run had reached Redis answers `lease_not_found` the
+/// second time (the lease is released either way). Timeouts are not retried (a slow Redis gets
+/// no more load).
+fn dropped(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() && !e.is_timeout()
 }

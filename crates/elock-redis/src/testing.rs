@@ -92,6 +92,30 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        // A free port can be handed to two tests at once (it is free until someone binds it):
+        // the server that answers must be ours, else take another port (a restart keeps its
+        // port: the data and the clients expect it).
+        let restart = self.dir.path().join(".started").exists();
+        for _ in 0..20 {
+            match self.spawn_once() {
+                Ok(()) => {
+                    let _ = std::fs::write(self.dir.path().join(".started"), b"");
+                    return;
+                }
+                Err(true) if !restart => self.port = free_port(),
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "redis-server on port {} did not start; its log: {}",
+            self.port,
+            std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+        );
+    }
+
+    /// Starts the server and waits until it answers as itself. `Err(true)`: it exited (its port
+    /// was taken); `Err(false)`: it never answered.
+    fn spawn_once(&mut self) -> Result<(), bool> {
         let mut cmd = Command::new(binary("redis-server"));
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -113,19 +137,23 @@ impl RedisServer {
                 Ok(())
             });
         }
-        self.child = Some(cmd.spawn().expect("start redis-server"));
+        let child = cmd.spawn().expect("start redis-server");
+        let me = format!("process_id:{}\r\n", child.id());
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if raw_command(self.port, &["PING"]).is_ok_and(|r| r.starts_with("+PONG")) {
-                return;
+            if let Some(c) = self.child.as_mut() {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    self.child = None;
+                    return Err(true);
+                }
+            }
+            if raw_command(self.port, &["INFO", "server"]).is_ok_and(|r| r.contains(&me)) {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "redis-server on port {} did not answer within 10 s; its log: {}",
-            self.port,
-            std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-        );
+        Err(false)
     }
 
     pub fn port(&self) -> u16 {

@@ -530,6 +530,9 @@ impl Inner {
                 });
             }
             let result = call().await;
+            // The outcome counts when it is known: a call that timed out after longer than
+            // the breaker's timeout must still open it.
+            let now = self.clock.now();
             match &result {
                 Err(e) if e.is_backend_failure() => {
                     self.breaker_moved(self.breaker.on_failure(now));
