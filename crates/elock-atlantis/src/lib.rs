@@ -6,6 +6,7 @@ pub mod gojson;
 pub mod gotime;
 pub mod keys;
 pub mod model;
+pub mod redact;
 
 pub use gotime::GoTime;
 pub use keys::LockKey;

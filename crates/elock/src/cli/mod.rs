@@ -1,5 +1,6 @@
 //! The command line: `elock serve`, and the client commands of SPEC 4.
 
+mod atlantis;
 mod bench;
 mod client;
 mod output;
@@ -274,6 +275,9 @@ enum Command {
     },
     /// Exit 0 when the server is healthy or degraded, non-zero otherwise (probes, cron).
     HealthCheck,
+    /// Atlantis's data: import its bbolt file.
+    #[command(subcommand)]
+    Atlantis(AtlantisCommand),
     /// Load generator: ops/s and p50/p95/p99/max per scenario, with a /healthz baseline.
     ///
     /// Example: elock bench --scenario baseline --scenario uncontended --concurrency 50 --duration 10s
@@ -305,6 +309,28 @@ enum Command {
         /// reports handoffs within one server and across servers apart.
         #[arg(long)]
         peer: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AtlantisCommand {
+    /// Import Atlantis's locks from its bbolt file (admin).
+    ///
+    /// Every project lock of `runLocks` becomes a lease on its lock key, owned by
+    /// `{repo}#{pull}`, with no expiry and the Atlantis JSON in `metadata.atlantis`; the apply
+    /// lock of `globalLocks` a lease on `global/apply/lock`. Pull statuses (`pulls`) are
+    /// skipped. The file is only read, never written (stop Atlantis first or copy the file: bbolt
+    /// holds a lock on it while Atlantis runs). Importing twice changes nothing.
+    ///
+    /// The VCS token inside each lock's CloneURL is replaced by `<redacted>` unless
+    /// --include-secrets is given.
+    ///
+    /// Example: elock atlantis import-boltdb /var/lib/atlantis/atlantis.db
+    ImportBoltdb {
+        file: PathBuf,
+        /// Keep the credentials of CloneURL in the imported locks.
+        #[arg(long)]
+        include_secrets: bool,
     },
 }
 
@@ -806,6 +832,10 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
             });
         }
         Command::Events { types } => follow_events(client, types, out).await?,
+        Command::Atlantis(AtlantisCommand::ImportBoltdb {
+            file,
+            include_secrets,
+        }) => atlantis::import_boltdb(client, &file, include_secrets, out).await?,
         Command::Export { file } => {
             let answer = client
                 .call(Method::GET, "/api/v1/export", &[], None)

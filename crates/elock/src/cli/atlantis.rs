@@ -1,0 +1,316 @@
+//! `elock atlantis ...`: Atlantis's data brought into elock.
+//!
+//! `import-boltdb FILE` reads Atlantis's bbolt file (never writing it) and imports, through the
+//! server's import (admin), every project lock of `runLocks` as a lease (SPEC 8: resource = the
+//! lock key, owner `{repo}#{pull}`, no expiry, the ProjectLock JSON in `metadata.atlantis`) and
+//! the apply command lock of `globalLocks` as a lease on `global/apply/lock`. Legacy three-part
+//! keys are imported under their current key (from the lock's own fields). The VCS credentials
+//! in each lock's `CloneURL` are left out (as in Atlantis's `SanitizedCloneURL`) unless
+//! `--include-secrets` is given: elock never needs them. `pulls` holds pull
+//! request statuses, not locks: counted and skipped. Importing the same file again changes
+//! nothing: every lock is then reported as already present.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use elock_atlantis::bolt::{Bolt, Entry};
+use elock_atlantis::{CommandLock, LockKey, ProjectLock};
+use elock_core::model::{
+    HeldResource, Lease, LeaseId, LeaseState, Metadata, Owner, Priority, ResourceName, Timestamp,
+};
+use elock_core::table::Snapshot;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::client::{CliError, Client};
+use super::output::{self, Format};
+
+/// The resource of Atlantis's global apply lock.
+pub const APPLY_LOCK_RESOURCE: &str = "global/apply/lock";
+/// The owner of an imported apply lock (Atlantis does not record who took it).
+pub const APPLY_LOCK_OWNER: &str = "atlantis";
+/// Import requests stay well under the server's 256 KiB body limit.
+const CHUNK_BYTES: usize = 160 * 1024;
+
+/// What an import did, lock by lock.
+#[derive(Default, serde::Serialize)]
+pub struct ImportSummary {
+    pub file: String,
+    pub imported: usize,
+    pub already_present: usize,
+    pub legacy_keys: usize,
+    /// Locks whose pull request description was left out to fit (see `MAX_ATLANTIS_JSON`).
+    pub bodies_omitted: usize,
+    pub pulls_skipped: usize,
+    pub skipped: Vec<(String, String)>,
+    pub seconds: f64,
+    pub locks_per_second: f64,
+}
+
+/// Above this, a lock's JSON goes without its pull request's description (`Pull.Body`), which
+/// Atlantis shows but never needs to lock or unlock, so that it fits in a lease's metadata.
+const MAX_ATLANTIS_JSON: usize = 12 * 1024;
+
+/// The lease an Atlantis project lock becomes (token: the resource's next fencing token), and
+/// whether the pull request's description had to be left out.
+pub fn lease_for_lock(
+    lock: &ProjectLock,
+    token: u64,
+    include_secrets: bool,
+) -> Result<(Lease, bool), String> {
+    let redacted;
+    let lock = if include_secrets {
+        lock
+    } else {
+        redacted = lock.redacted();
+        &redacted
+    };
+    let key = LockKey::of(lock).to_string();
+    let mut json = lock.to_go_json();
+    let mut omitted = false;
+    if json.len() > MAX_ATLANTIS_JSON && !lock.pull.body.is_empty() {
+        let mut lighter = lock.clone();
+        lighter.pull.body = String::new();
+        json = lighter.to_go_json();
+        omitted = true;
+    }
+    let atlantis: Value = serde_json::from_slice(&json).map_err(|e| format!("not JSON: {e}"))?;
+    lease(
+        &key,
+        &format!("{}#{}", lock.project.repo_full_name, lock.pull.num),
+        lock.time.unix_millis(),
+        token,
+        atlantis,
+    )
+    .map(|l| (l, omitted))
+}
+
+fn lease(
+    resource: &str,
+    owner: &str,
+    at: u64,
+    token: u64,
+    atlantis: Value,
+) -> Result<Lease, String> {
+    Ok(Lease {
+        id: LeaseId::random(),
+        owner: Owner::new(owner).map_err(|e| e.to_string())?,
+        resources: vec![HeldResource {
+            resource: ResourceName::new(resource).map_err(|e| e.to_string())?,
+            fencing_token: token,
+        }],
+        priority: Priority::Normal,
+        acquired_at: Timestamp::from_millis(at),
+        expires_at: None,
+        ttl: None,
+        metadata: Some(Metadata::new(json!({ "atlantis": atlantis })).map_err(|e| e.to_string())?),
+        state: LeaseState::Held,
+    })
+}
+
+pub async fn import_boltdb(
+    client: &Client,
+    file: &Path,
+    include_secrets: bool,
+    out: Format,
+) -> Result<(), CliError> {
+    let started = Instant::now();
+    let db = Bolt::open(file).map_err(|e| CliError::usage(e.to_string()))?;
+    let mut summary = ImportSummary {
+        file: file.display().to_string(),
+        ..ImportSummary::default()
+    };
+    // Fencing counters already in elock: an imported lease takes the next token.
+    let export = client
+        .call(Method::GET, "/api/v1/export", &[], None)
+        .await?;
+    let fences: HashMap<String, u64> = export["fences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| Some((f[0].as_str()?.to_string(), f[1].as_u64()?)))
+        .collect();
+    let next = |r: &str| fences.get(r).copied().unwrap_or(0) + 1;
+
+    let mut leases: Vec<(String, Lease)> = Vec::new();
+    let skip = |key: &[u8], why: String, s: &mut ImportSummary| {
+        s.skipped
+            .push((String::from_utf8_lossy(key).into_owned(), why));
+    };
+    for e in db
+        .bucket(b"runLocks")
+        .map_err(|e| CliError::usage(e.to_string()))?
+        .unwrap_or_default()
+    {
+        let Entry::Value { key, value } = e else {
+            skip(e.key(), "a nested bucket, not a lock".into(), &mut summary);
+            continue;
+        };
+        let lock = match ProjectLock::from_json(&value) {
+            Ok(l) => l,
+            Err(err) => {
+                skip(&key, format!("not a ProjectLock: {err}"), &mut summary);
+                continue;
+            }
+        };
+        let current = LockKey::of(&lock).to_string();
+        if current.as_bytes() != key.as_slice() {
+            if LockKey::of(&lock).legacy().to_string().as_bytes() == key.as_slice() {
+                summary.legacy_keys += 1;
+            } else {
+                skip(
+                    &key,
+                    format!("the key does not match its lock (expected {current:?})"),
+                    &mut summary,
+                );
+                continue;
+            }
+        }
+        match lease_for_lock(&lock, next(&current), include_secrets) {
+            Ok((l, omitted)) => {
+                summary.bodies_omitted += usize::from(omitted);
+                leases.push((current, l))
+            }
+            Err(err) => skip(&key, err, &mut summary),
+        }
+    }
+    for e in db
+        .bucket(b"globalLocks")
+        .map_err(|e| CliError::usage(e.to_string()))?
+        .unwrap_or_default()
+    {
+        match &e {
+            Entry::Value { key, value } if key.as_slice() == b"apply/lock" => {
+                match CommandLock::from_json(value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| {
+                        let v: Value =
+                            serde_json::from_slice(&c.to_go_json()).map_err(|e| e.to_string())?;
+                        lease(
+                            APPLY_LOCK_RESOURCE,
+                            APPLY_LOCK_OWNER,
+                            c.lock_metadata.unix_time.max(0) as u64 * 1000,
+                            next(APPLY_LOCK_RESOURCE),
+                            v,
+                        )
+                    }) {
+                    Ok(l) => leases.push((APPLY_LOCK_RESOURCE.into(), l)),
+                    Err(err) => skip(key, err, &mut summary),
+                }
+            }
+            other => skip(
+                other.key(),
+                "not a command lock elock knows".into(),
+                &mut summary,
+            ),
+        }
+    }
+    summary.pulls_skipped = db
+        .bucket(b"pulls")
+        .map_err(|e| CliError::usage(e.to_string()))?
+        .map_or(0, |v| v.len());
+
+    let progress = ProgressBar::new(leases.len() as u64);
+    progress.set_style(
+        ProgressStyle::with_template("importing [{bar:30}] {pos}/{len} locks {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut chunks: Vec<Vec<Lease>> = vec![Vec::new()];
+    let mut size = 0;
+    let mut keys: HashMap<String, String> = HashMap::new();
+    for (key, l) in leases {
+        size += serde_json::to_vec(&l).map_or(0, |v| v.len());
+        keys.insert(l.id.to_string(), key);
+        chunks.last_mut().expect("one chunk at least").push(l);
+        if size >= CHUNK_BYTES {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+    }
+    // A few requests in flight: the server commits them together.
+    use futures_util::stream::{self, StreamExt};
+    let mut answers = stream::iter(chunks.into_iter().filter(|c| !c.is_empty()))
+        .map(|c| async {
+            let n = c.len() as u64;
+            let owners: HashMap<String, String> = c
+                .iter()
+                .map(|l| (l.id.to_string(), l.owner.to_string()))
+                .collect();
+            (n, owners, send(client, c).await)
+        })
+        .buffer_unordered(4);
+    while let Some((n, owners, report)) = answers.next().await {
+        tally(report?, &owners, &keys, &mut summary);
+        progress.inc(n);
+    }
+    drop(answers);
+    progress.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.locks_per_second =
+        (summary.imported + summary.already_present) as f64 / summary.seconds.max(1e-9);
+    match out {
+        Format::Json => output::json(&serde_json::to_value(&summary).unwrap_or(Value::Null)),
+        Format::Table => {
+            println!(
+                "{}: imported {} lock(s), {} already present ({} under a legacy three-part key, {} without their pull request description, too long to keep), {} pull status(es) skipped, {:.2}s ({:.0} locks/s); the file was not modified",
+                summary.file,
+                summary.imported,
+                summary.already_present,
+                summary.legacy_keys,
+                summary.bodies_omitted,
+                summary.pulls_skipped,
+                summary.seconds,
+                summary.locks_per_second
+            );
+            if !summary.skipped.is_empty() {
+                let rows: Vec<Vec<String>> = summary
+                    .skipped
+                    .iter()
+                    .map(|(k, r)| vec![k.clone(), r.clone()])
+                    .collect();
+                output::table(&["skipped key", "reason"], &rows);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Imports one chunk of leases.
+async fn send(client: &Client, leases: Vec<Lease>) -> Result<Value, CliError> {
+    let snapshot = Snapshot {
+        fences: Vec::new(),
+        leases,
+        tickets: Vec::new(),
+    };
+    let mut body = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
+    body["format"] = "elock-export/1".into();
+    body["exported_at"] = Timestamp::from_millis(0).to_string().into();
+    client
+        .call(Method::POST, "/api/v1/import", &[], Some(body))
+        .await
+}
+
+/// Counts one chunk's report. A lease refused because its resource is already held by the same
+/// owner (an earlier import of this file) counts as already present.
+fn tally(
+    report: Value,
+    owners: &HashMap<String, String>,
+    keys: &HashMap<String, String>,
+    summary: &mut ImportSummary,
+) {
+    summary.imported += report["leases"].as_u64().unwrap_or(0) as usize;
+    for s in report["skipped"].as_array().into_iter().flatten() {
+        let id = s["id"].as_str().unwrap_or_default();
+        let reason = s["reason"].as_str().unwrap_or_default();
+        let key = keys.get(id).cloned().unwrap_or_else(|| id.to_string());
+        match owners.get(id) {
+            Some(owner) if reason.ends_with(&format!("is held by {owner}")) => {
+                summary.already_present += 1;
+            }
+            _ => summary.skipped.push((key, reason.to_string())),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `elock atlantis import-boltdb` against a real server: Atlantis's bbolt fixtures (written by the
+//! real bbolt library) become leases exactly as SPEC 8 says, the file is never changed, and a
+//! second import changes nothing.
+
+mod support;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use support::Server;
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../elock-atlantis/tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn import(server: &Server, file: &str) -> Value {
+    let (code, out) = server.cli(&["--output", "json", "atlantis", "import-boltdb", file]);
+    assert_eq!(code, 0, "{out}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[tokio::test]
+async fn the_small_fixture_becomes_leases_once() {
+    let server = Server::start();
+    let file = fixture("atlantis-small.db");
+    let before = std::fs::read(&file).unwrap();
+    let first = import(&server, &file);
+    assert_eq!(first["imported"], 9, "{first}");
+    assert_eq!(first["legacy_keys"], 1);
+    assert_eq!(first["pulls_skipped"], 1);
+    assert_eq!(first["skipped"].as_array().unwrap().len(), 0, "{first}");
+    let again = import(&server, &file);
+    assert_eq!(again["imported"], 0, "{again}");
+    assert_eq!(again["already_present"], 9, "{again}");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the file is never modified"
+    );
+
+    let api = server.client();
+    let (_, list) = api.get("/api/v1/locks").await;
+    let leases = list["locks"].as_array().unwrap().clone();
+    assert_eq!(leases.len(), 9);
+    // A project lock: resource = its key, owner {repo}#{pull}, no expiry, the Go JSON kept.
+    let (_, info) = api
+        .get("/api/v1/resource?name=acme/infra/envs/prod/default/prod-app")
+        .await;
+    let holder = &info["holder"];
+    assert_eq!(holder["owner"], "acme/infra#43", "{info}");
+    assert!(holder["expires_at"].is_null());
+    let atlantis = &holder["metadata"]["atlantis"];
+    assert_eq!(atlantis["Project"]["ProjectName"], "prod-app");
+    assert_eq!(
+        atlantis["User"]["Teams"],
+        serde_json::json!(["platform", "sre"])
+    );
+    assert_eq!(holder["acquired_at"], "2025-03-04T10:16:30.123Z");
+    // The legacy three-part key is held under its current key.
+    let (_, info) = api
+        .get("/api/v1/resource?name=acme/legacy/./default/")
+        .await;
+    assert_eq!(info["holder"]["owner"], "acme/legacy#3", "{info}");
+    // The fake VCS token of the fixtures' CloneURLs is nowhere: not in answers, not in exports.
+    let (_, export) = api.get("/api/v1/export").await;
+    for text in [list.to_string(), export.to_string()] {
+        assert!(!text.contains("ghp_SECRETTOKEN123"), "the token leaked");
+        assert!(text.contains("atlantis-bot:<redacted>@github.com"));
+    }
+    // The apply lock.
+    let (_, info) = api.get("/api/v1/resource?name=global/apply/lock").await;
+    assert_eq!(
+        info["holder"]["metadata"]["atlantis"]["CommandName"], 0,
+        "{info}"
+    );
+}
+
+#[tokio::test]
+async fn include_secrets_keeps_the_clone_url_credentials() {
+    let server = Server::start();
+    let (code, out) = server.cli(&[
+        "atlantis",
+        "import-boltdb",
+        "--include-secrets",
+        &fixture("atlantis-small.db"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let (_, export) = server.client().get("/api/v1/export").await;
+    assert!(export.to_string().contains("ghp_SECRETTOKEN123"));
+}
+
+#[tokio::test]
+async fn the_large_fixture_imports_every_lock() {
+    let server = Server::start();
+    let report = import(&server, &fixture("atlantis-large.db"));
+    assert_eq!(report["imported"], 1509, "{report}");
+    assert_eq!(
+        report["bodies_omitted"], 1,
+        "the 30 KB description is left out, the lock kept"
+    );
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 0, "{report}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_bbolt_is_refused_naming_it() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("atlantis.db");
+    std::fs::write(&bad, b"not a database").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["atlantis", "import-boltdb", bad.to_str().unwrap()])
+        .env("ELOCK_SERVER", &server.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bbolt"), "{err}");
+}
