@@ -13,6 +13,9 @@
 //!   same concurrency over one multiplexed connection (latency: the SET): the baseline for a
 //!   server on the Redis store.
 //!
+//! - `atlantis-try-lock`: Atlantis's try-lock + unlock through the legacy adapter, each worker on
+//!   its own keys (latency: the try-lock), to compare with `uncontended`.
+//!
 //! `--peer URL` sends every other worker to a second server sharing the same store (Redis), so
 //! that `hot` measures handoffs across servers.
 //!
@@ -42,6 +45,9 @@ pub enum Scenario {
     /// acquire + release straight on the Redis store in this process (no HTTP): the Lua
     /// transitions against `redis-baseline` on the same Redis.
     RedisStore,
+    /// Atlantis's try-lock + unlock (`/api/atlantis/v1/...`) of each worker's own keys: the
+    /// legacy adapter against `uncontended` (elock's own acquire + release) in the same run.
+    AtlantisTryLock,
     /// Redis memory per held lease: INFO used_memory before and after taking 100,000 leases
     /// on the Redis store (then released). Ignores `--duration`.
     RedisMemory,
@@ -162,7 +168,8 @@ pub async fn run(client: &Client, args: BenchArgs, out: Format) -> Result<(), Cl
             .to_lowercase()
             .replace("prioritymix", "priority-mix")
             .replace("redisbaseline", "redis-baseline")
-            .replace("redisstore", "redis-store");
+            .replace("redisstore", "redis-store")
+            .replace("atlantistrylock", "atlantis-try-lock");
         let mut labels: Vec<_> = r.latencies.keys().cloned().collect();
         labels.sort();
         for label in labels {
@@ -354,6 +361,29 @@ async fn run_scenario(
                                 }
                             }
                             Err(_) => Err(()),
+                        }
+                    }
+                    Scenario::AtlantisTryLock => {
+                        let repo = format!("bench-{run_id}/w{w}");
+                        let path = format!("p{}", i % 64);
+                        let lock = json!({
+                            "Project": {"ProjectName": "", "RepoFullName": repo, "Path": path},
+                            "Pull": {"Num": w, "URL": format!("https://github.com/{repo}/pull/{w}")},
+                            "User": {"Username": format!("bench-{w}"), "Teams": null},
+                            "Workspace": "default",
+                            "Time": "2025-03-04T10:15:30.123456789Z",
+                        });
+                        let t = Instant::now();
+                        match client.call(Method::POST, "/api/atlantis/v1/try-lock", &[], Some(lock)).await {
+                            Ok(r) if r["LockAcquired"] == true => {
+                                let took = t.elapsed();
+                                let key = r["LockKey"].clone();
+                                match client.call(Method::POST, "/api/atlantis/v1/unlock", &[], Some(json!({"Key": key}))).await {
+                                    Ok(_) => Ok(("", took)),
+                                    Err(_) => Err(()),
+                                }
+                            }
+                            _ => Err(()),
                         }
                     }
                     Scenario::Uncontended => {

@@ -3,6 +3,7 @@
 mod atlantis;
 mod bench;
 mod client;
+mod compat;
 mod output;
 mod run;
 
@@ -278,6 +279,14 @@ enum Command {
     /// Atlantis's data: import its bbolt file.
     #[command(subcommand)]
     Atlantis(AtlantisCommand),
+    /// Run Atlantis's lock conformance list against a live server: PASS or FAIL per case.
+    ///
+    /// The cases use their own repository names, but take and release the server's global
+    /// apply lock: point it at a test server, not one an Atlantis is using. Exit 0 when every
+    /// case passes, 1 otherwise.
+    ///
+    /// Example: elock compat-test --server http://127.0.0.1:4142
+    CompatTest,
     /// Load generator: ops/s and p50/p95/p99/max per scenario, with a /healthz baseline.
     ///
     /// Example: elock bench --scenario baseline --scenario uncontended --concurrency 50 --duration 10s
@@ -832,6 +841,15 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
             });
         }
         Command::Events { types } => follow_events(client, types, out).await?,
+        Command::CompatTest => {
+            if !compat::run(client, out).await? {
+                return Err(CliError {
+                    exit: 1,
+                    message: "some Atlantis conformance cases failed".into(),
+                    body: None,
+                });
+            }
+        }
         Command::Atlantis(AtlantisCommand::ImportBoltdb {
             file,
             include_secrets,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+pub mod atlantis;
 mod audit;
 mod auth;
 mod body;
@@ -131,6 +132,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(audit::routes())
         .merge(openapi::routes())
         .merge(transfer::routes())
+        .merge(atlantis::routes())
         // Outermost last: count → audit → authorize → handler.
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

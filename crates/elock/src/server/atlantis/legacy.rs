@@ -1,0 +1,297 @@
+//! Atlantis's lock storage (`db.Database` in Atlantis v0.47) on elock's manager.
+//!
+//! An Atlantis project lock is a lease on the resource named by its key, owned by
+//! `{RepoFullName}#{Pull.Num}`, with no expiry and the ProjectLock JSON in `metadata.atlantis`
+//! (SPEC 8). The global apply lock is a lease on `global/apply/lock`. Each method behaves as the
+//! conformance list of `reference/atlantis.md` says, with Atlantis's bugs fixed: unlock-by-pull
+//! matches the repository exactly, and try-lock is atomic (it is elock's acquire).
+
+use std::collections::BTreeMap;
+
+use elock_atlantis::{CommandLock, LockKey, LockMetadata, Project, ProjectLock, PullRequest, User};
+use elock_core::error::Error;
+use elock_core::manager::{LockRequest, Manager, Ttl};
+use elock_core::model::{Lease, Metadata, Owner, Priority, ResourceName};
+use elock_core::table::{Acquired, LeaseFilter};
+use serde_json::{json, Value};
+
+/// The resource of Atlantis's global apply lock.
+pub const APPLY_LOCK: &str = "global/apply/lock";
+/// Who holds the apply lock (Atlantis does not record it).
+pub const APPLY_OWNER: &str = "atlantis";
+pub const LOCK_EXISTS: &str = "db transaction failed: lock already exists";
+pub const NO_LOCK: &str = "db transaction failed: no lock exists";
+
+/// What a legacy call can fail with.
+#[derive(Debug)]
+pub enum LegacyError {
+    /// Atlantis's own error message (409).
+    Atlantis(&'static str),
+    Engine(Error),
+}
+
+impl From<Error> for LegacyError {
+    fn from(e: Error) -> Self {
+        LegacyError::Engine(e)
+    }
+}
+
+pub type LegacyResult<T> = Result<T, LegacyError>;
+
+/// Atlantis's `TryLockResponse`.
+#[derive(serde::Serialize, Debug)]
+pub struct TryLockResponse {
+    #[serde(rename = "LockAcquired")]
+    pub lock_acquired: bool,
+    #[serde(rename = "CurrLock")]
+    pub curr_lock: ProjectLock,
+    #[serde(rename = "LockKey")]
+    pub lock_key: String,
+}
+
+fn owner_of(repo: &str, pull: i64) -> Result<Owner, Error> {
+    Owner::new(&format!("{repo}#{pull}"))
+}
+
+fn resource(key: &str) -> Result<ResourceName, Error> {
+    ResourceName::new(key)
+}
+
+/// The Atlantis lock a lease stands for: its metadata, or one made up from the lease when elock
+/// itself holds the resource (so that Atlantis sees who holds it).
+pub fn project_lock_of(lease: &Lease, key: &str) -> ProjectLock {
+    if let Some(l) = lease
+        .metadata
+        .as_ref()
+        .and_then(|m| m.as_map().get("atlantis"))
+        .and_then(|v| serde_json::from_value::<ProjectLock>(v.clone()).ok())
+        .filter(|l| !l.project.repo_full_name.is_empty())
+    {
+        return l;
+    }
+    let parsed = LockKey::parse(key).ok();
+    let pull = lease
+        .owner
+        .as_str()
+        .rsplit_once('#')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0);
+    ProjectLock {
+        project: Project {
+            project_name: parsed
+                .as_ref()
+                .and_then(|k| k.project.clone())
+                .unwrap_or_default(),
+            repo_full_name: parsed.as_ref().map(|k| k.repo.clone()).unwrap_or_default(),
+            path: parsed.as_ref().map(|k| k.path.clone()).unwrap_or_default(),
+            ..Project::default()
+        },
+        pull: PullRequest {
+            num: pull,
+            ..PullRequest::default()
+        },
+        user: User {
+            username: lease.owner.to_string(),
+            ..User::default()
+        },
+        workspace: parsed.map(|k| k.workspace).unwrap_or_default(),
+        time: elock_atlantis::GoTime::from_unix_millis(lease.acquired_at.as_millis()),
+        ..ProjectLock::default()
+    }
+}
+
+/// Atlantis's locks never expire: say how to allow that when the server refuses it.
+fn no_expiry_hint(e: Error) -> Error {
+    match e {
+        Error::InvalidRequest { field, .. } if field == "ttl" => Error::invalid(
+            "ttl",
+            "Atlantis locks never expire, and this server refuses leases without expiry: set \
+             enhanced-locking.allow-no-expiry: true (or enhanced-locking.enabled: false)",
+        ),
+        other => other,
+    }
+}
+
+/// Whether a lease is one of Atlantis's project locks (not the apply lock, not elock's own).
+fn is_project_lock(lease: &Lease) -> bool {
+    lease
+        .metadata
+        .as_ref()
+        .and_then(|m| m.as_map().get("atlantis"))
+        .is_some_and(|v| v.get("Project").is_some())
+}
+
+pub struct Legacy<'a> {
+    pub manager: &'a Manager,
+}
+
+impl Legacy<'_> {
+    /// The lease holding `key`, if any.
+    async fn holder(&self, key: &str) -> LegacyResult<Option<Lease>> {
+        Ok(self.manager.resource(resource(key)?).await?.holder)
+    }
+
+    /// Stores the lock if its key is free: `(true, lock)`; else `(false, the lock there)`, never
+    /// overwritten (also when the same pull holds it: the caller decides what that means).
+    pub async fn try_lock(&self, lock: ProjectLock) -> LegacyResult<TryLockResponse> {
+        let key = LockKey::of(&lock).to_string();
+        let value = serde_json::to_value(&lock).map_err(|e| Error::Internal(e.to_string()))?;
+        let req = LockRequest {
+            owner: owner_of(&lock.project.repo_full_name, lock.pull.num)?,
+            resources: vec![resource(&key)?],
+            priority: Priority::Normal,
+            ttl: Ttl::Never,
+            wait: std::time::Duration::ZERO,
+            detach: false,
+            metadata: Some(Metadata::new(json!({ "atlantis": value }))?),
+        };
+        let (acquired, curr) = match self.manager.acquire(req).await {
+            Ok(Acquired::Granted {
+                reentrant: false, ..
+            }) => (true, lock),
+            Ok(Acquired::Granted { lease, .. }) => (false, project_lock_of(&lease, &key)),
+            Ok(Acquired::Queued { .. }) => {
+                return Err(Error::Internal("a try-lock was queued".into()).into())
+            }
+            Err(Error::Locked {
+                holder: Some(h), ..
+            }) => (false, project_lock_of(&h, &key)),
+            Err(Error::Locked { holder: None, .. }) => (false, ProjectLock::default()),
+            Err(e) => return Err(no_expiry_hint(e).into()),
+        };
+        Ok(TryLockResponse {
+            lock_acquired: acquired,
+            curr_lock: curr,
+            lock_key: key,
+        })
+    }
+
+    /// Deletes the lock at `key` if `pull` (when given) holds it; returns what was deleted.
+    pub async fn unlock(&self, key: &str, pull: Option<i64>) -> LegacyResult<Option<ProjectLock>> {
+        for _ in 0..3 {
+            let Some(lease) = self.holder(key).await? else {
+                return Ok(None);
+            };
+            let lock = project_lock_of(&lease, key);
+            if pull.is_some_and(|p| p != lock.pull.num) {
+                return Ok(None);
+            }
+            match self.manager.release(lease.id).await {
+                Ok(_) => return Ok(Some(lock)),
+                // Released or replaced meanwhile: look again.
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every lock of exactly this repository and pull (Atlantis matched the key prefix, so
+    /// `owner/repo` also took `owner/repo2`'s locks).
+    pub async fn unlock_by_pull(&self, repo: &str, pull: i64) -> LegacyResult<Vec<ProjectLock>> {
+        let filter = LeaseFilter {
+            owner: Some(owner_of(repo, pull)?),
+            ..LeaseFilter::default()
+        };
+        let mut out = Vec::new();
+        for lease in self.manager.list(filter).await? {
+            if !is_project_lock(&lease) {
+                continue;
+            }
+            let key = lease.resources[0].resource.to_string();
+            let lock = project_lock_of(&lease, &key);
+            if lock.project.repo_full_name != repo || lock.pull.num != pull {
+                continue;
+            }
+            match self.manager.release(lease.id).await {
+                Ok(_) => out.push(lock),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every project lock by key (command locks are not listed).
+    pub async fn list(&self) -> LegacyResult<BTreeMap<String, ProjectLock>> {
+        let mut out = BTreeMap::new();
+        for lease in self.manager.list(LeaseFilter::default()).await? {
+            if is_project_lock(&lease) {
+                let key = lease.resources[0].resource.to_string();
+                out.insert(key.clone(), project_lock_of(&lease, &key));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The lock at `key`; a legacy three-part key finds the lock it was written for.
+    pub async fn get_lock(&self, key: &str) -> LegacyResult<Option<ProjectLock>> {
+        if let Ok(r) = resource(key) {
+            if let Some(lease) = self.manager.resource(r).await?.holder {
+                return Ok(Some(project_lock_of(&lease, key)));
+            }
+        }
+        Ok(self
+            .list()
+            .await?
+            .into_values()
+            .find(|l| LockKey::of(l).legacy().to_string() == key))
+    }
+
+    pub async fn lock_command(&self, unix_time: i64) -> LegacyResult<CommandLock> {
+        let lock = CommandLock {
+            lock_metadata: LockMetadata {
+                unix_time,
+                ..LockMetadata::default()
+            },
+            command_name: 0,
+            ..CommandLock::default()
+        };
+        let value = serde_json::from_slice::<Value>(&lock.to_go_json())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let req = LockRequest {
+            owner: Owner::new(APPLY_OWNER)?,
+            resources: vec![resource(APPLY_LOCK)?],
+            priority: Priority::Normal,
+            ttl: Ttl::Never,
+            wait: std::time::Duration::ZERO,
+            detach: false,
+            metadata: Some(Metadata::new(json!({ "atlantis": value }))?),
+        };
+        match self.manager.acquire(req).await {
+            Ok(Acquired::Granted {
+                reentrant: false, ..
+            }) => Ok(lock),
+            Ok(_) | Err(Error::Locked { .. }) => Err(LegacyError::Atlantis(LOCK_EXISTS)),
+            Err(e) => Err(no_expiry_hint(e).into()),
+        }
+    }
+
+    pub async fn unlock_command(&self) -> LegacyResult<()> {
+        let Some(lease) = self.holder(APPLY_LOCK).await? else {
+            return Err(LegacyError::Atlantis(NO_LOCK));
+        };
+        match self.manager.release(lease.id).await {
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { .. }) => Err(LegacyError::Atlantis(NO_LOCK)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn check_command(&self) -> LegacyResult<Option<CommandLock>> {
+        Ok(self.holder(APPLY_LOCK).await?.map(|lease| {
+            lease
+                .metadata
+                .as_ref()
+                .and_then(|m| m.as_map().get("atlantis"))
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_else(|| CommandLock {
+                    lock_metadata: LockMetadata {
+                        unix_time: (lease.acquired_at.as_millis() / 1000) as i64,
+                        ..LockMetadata::default()
+                    },
+                    ..CommandLock::default()
+                })
+        }))
+    }
+}

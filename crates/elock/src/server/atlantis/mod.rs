@@ -1,0 +1,411 @@
+//! Atlantis compatibility over HTTP (SPEC 8).
+//!
+//! - `/api/atlantis/v1/...`: Atlantis's lock storage interface (`legacy.rs`), bodies and
+//!   answers in Atlantis's own JSON (Go field names).
+//! - Atlantis's own endpoints, with its shapes, status codes and messages: `GET /api/locks`,
+//!   `GET /lock?id=` (the lock's page) and `DELETE /locks?id=`.
+
+pub mod legacy;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use elock_atlantis::{LockKey, Project, ProjectLock};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body;
+use super::error::ApiError;
+use super::App;
+use legacy::{Legacy, LegacyError};
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/atlantis/v1/try-lock", post(try_lock))
+        .route("/api/atlantis/v1/unlock", post(unlock))
+        .route(
+            "/api/atlantis/v1/unlock-if-owned-by-pull",
+            post(unlock_if_owned),
+        )
+        .route("/api/atlantis/v1/unlock-by-pull", post(unlock_by_pull))
+        .route("/api/atlantis/v1/locks", get(list))
+        .route("/api/atlantis/v1/lock", get(get_lock))
+        .route("/api/atlantis/v1/command-lock", get(check_command))
+        .route("/api/atlantis/v1/command-lock/lock", post(lock_command))
+        .route("/api/atlantis/v1/command-lock/unlock", post(unlock_command))
+        .route("/api/locks", get(atlantis_api_locks))
+        .route("/lock", get(lock_page))
+        .route("/locks", axum::routing::delete(delete_lock))
+}
+
+fn failed(e: LegacyError) -> Response {
+    match e {
+        LegacyError::Atlantis(message) => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": {"code": "locked", "message": message, "details": {}}})),
+        )
+            .into_response(),
+        LegacyError::Engine(e) => ApiError::from(e).into_response(),
+    }
+}
+
+fn answer<T: serde::Serialize>(r: Result<T, LegacyError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// A lock's key: `{"Key": ...}`, or Atlantis's `{"Project": {...}, "Workspace": ...}`.
+#[derive(Deserialize)]
+struct KeyBody {
+    #[serde(rename = "Key", default)]
+    key: Option<String>,
+    #[serde(rename = "Project", default)]
+    project: Option<Project>,
+    #[serde(rename = "Workspace", default)]
+    workspace: Option<String>,
+    #[serde(rename = "PullNum", default)]
+    pull_num: Option<i64>,
+}
+
+impl KeyBody {
+    fn key(&self) -> Result<String, ApiError> {
+        match (&self.key, &self.project, &self.workspace) {
+            (Some(k), _, _) => Ok(k.clone()),
+            (None, Some(p), Some(w)) => Ok(LockKey::of(&ProjectLock {
+                project: p.clone(),
+                workspace: w.clone(),
+                ..ProjectLock::default()
+            })
+            .to_string()),
+            _ => Err(ApiError::invalid(
+                "Key",
+                "give the lock's Key, or its Project and Workspace",
+            )),
+        }
+    }
+}
+
+async fn try_lock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+    let lock: ProjectLock = match body::json(&bytes) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    if lock.project.repo_full_name.is_empty() {
+        return ApiError::invalid("Project.RepoFullName", "Project.RepoFullName is required")
+            .into_response();
+    }
+    answer(
+        Legacy {
+            manager: &app.manager,
+        }
+        .try_lock(lock)
+        .await,
+    )
+}
+
+async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+    let b: KeyBody = match body::json(&bytes) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    match b.key() {
+        Ok(k) => answer(
+            Legacy {
+                manager: &app.manager,
+            }
+            .unlock(&k, None)
+            .await,
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn unlock_if_owned(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+    let b: KeyBody = match body::json(&bytes) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let Some(pull) = b.pull_num else {
+        return ApiError::invalid("PullNum", "PullNum is required").into_response();
+    };
+    match b.key() {
+        Ok(k) => answer(
+            Legacy {
+                manager: &app.manager,
+            }
+            .unlock(&k, Some(pull))
+            .await,
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ByPull {
+    #[serde(rename = "RepoFullName")]
+    repo_full_name: String,
+    #[serde(rename = "PullNum")]
+    pull_num: i64,
+}
+
+async fn unlock_by_pull(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+    let b: ByPull = match body::json(&bytes) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    answer(
+        Legacy {
+            manager: &app.manager,
+        }
+        .unlock_by_pull(&b.repo_full_name, b.pull_num)
+        .await,
+    )
+}
+
+async fn list(State(app): State<Arc<App>>) -> Response {
+    answer(
+        Legacy {
+            manager: &app.manager,
+        }
+        .list()
+        .await,
+    )
+}
+
+fn query_value(raw: Option<&str>, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or(""))
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+async fn get_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    let Some(key) = query_value(q.as_deref(), "key") else {
+        return ApiError::invalid("key", "the query needs key=<lock key>").into_response();
+    };
+    answer(
+        Legacy {
+            manager: &app.manager,
+        }
+        .get_lock(&key)
+        .await,
+    )
+}
+
+async fn check_command(State(app): State<Arc<App>>) -> Response {
+    answer(
+        Legacy {
+            manager: &app.manager,
+        }
+        .check_command()
+        .await,
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CommandBody {
+    #[serde(rename = "CommandName")]
+    command_name: i64,
+}
+
+async fn lock_command(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+    let b: CommandBody = match body::json(&bytes) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if b.command_name != 0 {
+        return ApiError::invalid(
+            "CommandName",
+            format!(
+                "CommandName {}: only 0 (apply) has a global lock",
+                b.command_name
+            ),
+        )
+        .into_response();
+    }
+    let now = (app.manager.clock().now().as_millis() / 1000) as i64;
+    answer(
+        Legacy {
+            manager: &app.manager,
+        }
+        .lock_command(now)
+        .await,
+    )
+}
+
+async fn unlock_command(State(app): State<Arc<App>>) -> Response {
+    answer(
+        Legacy {
+            manager: &app.manager,
+        }
+        .unlock_command()
+        .await
+        .map(|()| Value::Null),
+    )
+}
+
+/// Atlantis's `GET /api/locks`.
+async fn atlantis_api_locks(State(app): State<Arc<App>>) -> Response {
+    let locks = match (Legacy {
+        manager: &app.manager,
+    })
+    .list()
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => return failed(e),
+    };
+    let rows: Vec<Value> = locks
+        .iter()
+        .map(|(key, l)| {
+            json!({
+                "Name": key,
+                "ProjectName": l.project.project_name,
+                "ProjectRepo": l.project.repo_full_name,
+                "ProjectRepoPath": l.project.path,
+                "PullID": l.pull.num.to_string(),
+                "PullURL": l.pull.url,
+                "User": l.user.username,
+                "Workspace": l.workspace,
+                "Time": l.time,
+            })
+        })
+        .collect();
+    // Atlantis answers `null`, not `[]`, when there are none.
+    let rows = if rows.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(rows)
+    };
+    Json(json!({ "Locks": rows })).into_response()
+}
+
+/// The `id` of `?id=`, unescaped once more as Atlantis does (its links escape ids twice).
+fn lock_id(raw: Option<&str>) -> Result<String, (StatusCode, String)> {
+    let Some(id) = query_value(raw, "id").filter(|i| !i.is_empty()) else {
+        return Err((StatusCode::BAD_REQUEST, "No lock id in request".into()));
+    };
+    unescape(&id).ok_or((StatusCode::BAD_REQUEST, "Invalid lock id".into()))
+}
+
+/// Go's `url.QueryUnescape`: `%XX` and `+`; a malformed escape is an error.
+fn unescape(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Atlantis's `DELETE /locks?id=`.
+async fn delete_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    let id = match lock_id(q.as_deref()) {
+        Ok(id) => id,
+        Err((s, m)) => return text(s, m),
+    };
+    match (Legacy {
+        manager: &app.manager,
+    })
+    .unlock(&id, None)
+    .await
+    {
+        Ok(Some(_)) => text(StatusCode::OK, format!("Deleted lock id '{id}'")),
+        Ok(None) => text(StatusCode::NOT_FOUND, format!("No lock found at id '{id}'")),
+        Err(e) => failed(e),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// Atlantis's `GET /lock?id=`: the lock's page.
+async fn lock_page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+    let id = match lock_id(q.as_deref()) {
+        Ok(id) => id,
+        Err((s, m)) => return text(s, m),
+    };
+    let lock = match (Legacy {
+        manager: &app.manager,
+    })
+    .get_lock(&id)
+    .await
+    {
+        Ok(Some(l)) => l,
+        Ok(None) => return text(StatusCode::NOT_FOUND, format!("No lock found at id '{id}'")),
+        Err(e) => return failed(e),
+    };
+    let row = |k: &str, v: &str| format!("<tr><th>{k}</th><td>{}</td></tr>", html_escape(v));
+    let page = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>elock: lock {}</title></head><body><h1>Lock {}</h1><table>{}{}{}{}{}{}{}</table></body></html>",
+        html_escape(&id),
+        html_escape(&id),
+        row("Repository", &lock.project.repo_full_name),
+        row("Path", &lock.project.path),
+        row("Workspace", &lock.workspace),
+        row("Project", &lock.project.project_name),
+        row("Pull request", &format!("#{} {}", lock.pull.num, lock.pull.url)),
+        row("Locked by", &lock.user.username),
+        row("Locked at", &lock.time.to_string()),
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_unescape_like_go() {
+        assert_eq!(
+            unescape("lkysow%2Fatlantis-example%2F.%2Fdefault").unwrap(),
+            "lkysow/atlantis-example/./default"
+        );
+        assert_eq!(unescape("a+b").unwrap(), "a b");
+        assert!(unescape("%A@").is_none());
+        assert!(unescape("%").is_none());
+    }
+}

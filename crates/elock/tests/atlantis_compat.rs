@@ -1,0 +1,106 @@
+//! The Atlantis legacy adapter on a real server: `elock compat-test` (the conformance list of
+//! reference/atlantis.md, over HTTP) passes every case, and a server that refuses leases without
+//! expiry says how to allow Atlantis's locks.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::Server;
+
+fn server_allowing_no_expiry() -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("elock.yaml");
+    std::fs::write(&config, "enhanced-locking:\n  allow-no-expiry: true\n").unwrap();
+    let server = Server::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
+    (server, dir)
+}
+
+#[tokio::test]
+async fn every_case_of_the_conformance_list_passes() {
+    let (server, _d) = server_allowing_no_expiry();
+    let (code, out) = server.cli(&["compat-test"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+    assert!(out.contains("PASS  cross-repo (fixed bug)"), "{out}");
+    assert!(out.contains("17 passed, 0 failed"), "{out}");
+    let (code, out) = server.cli(&["--output", "json", "compat-test"]);
+    assert_eq!(code, 0, "{out}");
+    let cases: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(cases.iter().all(|c| c["result"] == "PASS"), "{out}");
+}
+
+#[tokio::test]
+async fn a_lock_taken_through_atlantis_is_an_elock_lease() {
+    let (server, _d) = server_allowing_no_expiry();
+    let api = server.client();
+    let lock = json!({
+        "Project": {"ProjectName": "", "RepoFullName": "acme/infra", "Path": "envs/prod"},
+        "Pull": {"Num": 42, "URL": "https://github.com/acme/infra/pull/42"},
+        "User": {"Username": "alice", "Teams": null},
+        "Workspace": "default",
+        "Time": "2025-03-04T10:15:30.123456789Z"
+    });
+    let (status, r) = api.post("/api/atlantis/v1/try-lock", lock).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["LockAcquired"], true);
+    assert_eq!(r["LockKey"], "acme/infra/envs/prod/default/");
+    let (_, info) = api
+        .get("/api/v1/resource?name=acme/infra/envs/prod/default/")
+        .await;
+    assert_eq!(info["holder"]["owner"], "acme/infra#42", "{info}");
+    assert!(info["holder"]["expires_at"].is_null());
+    // A native elock client is refused while Atlantis holds it, and waits in line.
+    let (status, body) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "acme/infra/envs/prod/default/", "owner": "ci"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    // Atlantis's own list shows it.
+    let (status, list) = api.get("/api/locks").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["Locks"][0]["PullID"], "42", "{list}");
+    assert_eq!(list["Locks"][0]["Name"], "acme/infra/envs/prod/default/");
+    // Its page.
+    let page = reqwest::get(format!(
+        "{}/lock?id=acme%252Finfra%252Fenvs%252Fprod%252Fdefault%252F",
+        server.url
+    ))
+    .await
+    .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("acme/infra") && html.contains("alice"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn empty_lists_answer_null_as_atlantis_does() {
+    let (server, _d) = server_allowing_no_expiry();
+    let (status, list) = server.client().get("/api/locks").await;
+    assert_eq!(status, 200);
+    assert_eq!(list, json!({"Locks": null}));
+}
+
+#[tokio::test]
+async fn a_server_refusing_leases_without_expiry_says_how_to_allow_atlantis_locks() {
+    let server = Server::start();
+    let (status, body) = server
+        .client()
+        .post(
+            "/api/atlantis/v1/try-lock",
+            json!({"Project": {"RepoFullName": "o/r", "Path": "."}, "Workspace": "default"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow-no-expiry: true"),
+        "{body}"
+    );
+}
