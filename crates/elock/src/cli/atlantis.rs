@@ -314,3 +314,79 @@ fn tally(
         }
     }
 }
+
+/// One Redis command in the wire protocol (what `redis-cli --pipe` reads).
+fn resp(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// `elock atlantis export-redis [FILE]`: every Atlantis lock elock holds, in Atlantis's Redis
+/// layout (`pr/{key}` → the ProjectLock JSON exactly as Go writes it, `global/apply/lock`), as
+/// Redis commands for `redis-cli --pipe`: the way back to Atlantis on Redis. Credentials in
+/// `CloneURL` are redacted unless `include_secrets`.
+pub async fn export_redis(
+    client: &Client,
+    file: Option<&Path>,
+    include_secrets: bool,
+) -> Result<(), CliError> {
+    let export = client
+        .call(Method::GET, "/api/v1/export", &[], None)
+        .await?;
+    let mut out = Vec::new();
+    let (mut locks, mut apply) = (0, 0);
+    let mut leases: Vec<&Value> = export["leases"].as_array().into_iter().flatten().collect();
+    leases.sort_by_key(|l| {
+        l["resources"][0]["resource"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    for l in leases {
+        let Some(atlantis) = l["metadata"].get("atlantis") else {
+            continue;
+        };
+        let resource = l["resources"][0]["resource"].as_str().unwrap_or_default();
+        if resource == APPLY_LOCK_RESOURCE {
+            if let Ok(c) = serde_json::from_value::<CommandLock>(atlantis.clone()) {
+                out.extend(resp(&[b"SET", b"global/apply/lock", &c.to_go_json()]));
+                apply += 1;
+            }
+            continue;
+        }
+        let Ok(lock) = serde_json::from_value::<ProjectLock>(atlantis.clone()) else {
+            continue;
+        };
+        let lock = if include_secrets {
+            lock
+        } else {
+            lock.redacted()
+        };
+        let key = format!("pr/{}", LockKey::of(&lock));
+        out.extend(resp(&[b"SET", key.as_bytes(), &lock.to_go_json()]));
+        locks += 1;
+    }
+    match file {
+        Some(path) => {
+            std::fs::write(path, &out)
+                .map_err(|e| CliError::usage(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!(
+                "wrote {locks} project lock(s) and {apply} apply lock(s) to {}; load them with: redis-cli --pipe < {}",
+                path.display(),
+                path.display()
+            );
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| CliError::usage(format!("cannot write the export: {e}")))?;
+        }
+    }
+    Ok(())
+}

@@ -341,6 +341,17 @@ pub enum AtlantisCommand {
         #[arg(long)]
         include_secrets: bool,
     },
+    /// Write every Atlantis lock elock holds in Atlantis's Redis layout (admin): `pr/{key}` and
+    /// `global/apply/lock`, as Redis commands for `redis-cli --pipe`. The way back to Atlantis.
+    ///
+    /// Example: elock atlantis export-redis locks.resp && redis-cli --pipe < locks.resp
+    ExportRedis {
+        /// Where to write (default: standard output).
+        file: Option<PathBuf>,
+        /// Keep the credentials of CloneURL (redacted otherwise).
+        #[arg(long)]
+        include_secrets: bool,
+    },
 }
 
 pub async fn run(args: Args) -> i32 {
@@ -850,6 +861,10 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
                 });
             }
         }
+        Command::Atlantis(AtlantisCommand::ExportRedis {
+            file,
+            include_secrets,
+        }) => atlantis::export_redis(client, file.as_deref(), include_secrets).await?,
         Command::Atlantis(AtlantisCommand::ImportBoltdb {
             file,
             include_secrets,
