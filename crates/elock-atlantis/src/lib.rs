@@ -7,6 +7,7 @@ pub mod gotime;
 pub mod keys;
 pub mod model;
 pub mod redact;
+pub mod repo_config;
 
 pub use gotime::GoTime;
 pub use keys::LockKey;

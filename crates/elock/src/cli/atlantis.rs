@@ -390,3 +390,87 @@ pub async fn export_redis(
     }
     Ok(())
 }
+
+fn read_repo_config(file: &Path) -> Result<String, CliError> {
+    std::fs::read_to_string(file)
+        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", file.display())))
+}
+
+/// `elock atlantis validate FILE`: every problem with its line; exit 1 if there is any.
+pub fn validate(file: &Path, max_timeout: &str, out: Format) -> Result<(), CliError> {
+    let max = elock_core::model::parse_duration("max-timeout", max_timeout)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let text = read_repo_config(file)?;
+    let problems = elock_atlantis::repo_config::validate(&text, max);
+    match out {
+        Format::Json => output::json(&json!(problems
+            .iter()
+            .map(|p| json!({"file": file.display().to_string(), "line": p.line, "message": p.message}))
+            .collect::<Vec<_>>())),
+        Format::Table => {
+            for p in &problems {
+                println!("{}:{}: {}", file.display(), p.line, p.message);
+            }
+            if problems.is_empty() {
+                println!("{}: no problems", file.display());
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::usage(format!(
+            "{}: {} problem(s)",
+            file.display(),
+            problems.len()
+        )))
+    }
+}
+
+/// `elock atlantis locks FILE --repo R --pull N`.
+pub fn locks(file: &Path, repo: &str, pull: i64, out: Format) -> Result<(), CliError> {
+    let text = read_repo_config(file)?;
+    let (projects, problems) = elock_atlantis::repo_config::read(&text, std::time::Duration::MAX);
+    if let Some(p) = problems.first() {
+        return Err(CliError::usage(format!(
+            "{}:{}: {} (run elock atlantis validate)",
+            file.display(),
+            p.line,
+            p.message
+        )));
+    }
+    let plans = elock_atlantis::repo_config::lock_requests(&projects, repo, pull);
+    match out {
+        Format::Json => output::json(&serde_json::to_value(&plans).unwrap_or(Value::Null)),
+        Format::Table => {
+            let dash = || "default".to_string();
+            let rows: Vec<Vec<String>> = plans
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.project.clone(),
+                        p.resource.clone(),
+                        p.owner.clone(),
+                        p.mode.clone(),
+                        p.priority.clone(),
+                        p.ttl.clone().unwrap_or_else(dash),
+                        p.queue_timeout.clone().unwrap_or_else(dash),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "project",
+                    "resource",
+                    "owner",
+                    "mode",
+                    "priority",
+                    "ttl",
+                    "queue timeout",
+                ],
+                &rows,
+            );
+        }
+    }
+    Ok(())
+}

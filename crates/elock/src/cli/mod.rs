@@ -341,6 +341,31 @@ pub enum AtlantisCommand {
         #[arg(long)]
         include_secrets: bool,
     },
+    /// Check an atlantis.yaml: repo_locks settings (mode, priority, timeout, queue_timeout,
+    /// retry_policy, deadlock_detection), depends_on cycles and execution_order_group order.
+    /// Every problem is printed with its line; exit 0 when there are none, 1 otherwise. Reads
+    /// only the file (no server needed).
+    ///
+    /// Example: elock atlantis validate atlantis.yaml --max-timeout 2h
+    Validate {
+        file: PathBuf,
+        /// The server's enhanced-locking.max-timeout: longer timeouts are refused.
+        #[arg(long, default_value = "2h")]
+        max_timeout: String,
+    },
+    /// Print the lock request each project of an atlantis.yaml would make for a pull request:
+    /// resource, owner, mode, priority, ttl and queue timeout (no server needed).
+    ///
+    /// Example: elock atlantis locks atlantis.yaml --repo acme/infra --pull 42
+    Locks {
+        file: PathBuf,
+        /// The repository's full name, e.g. acme/infra.
+        #[arg(long)]
+        repo: String,
+        /// The pull request number.
+        #[arg(long)]
+        pull: i64,
+    },
     /// Write every Atlantis lock elock holds in Atlantis's Redis layout (admin): `pr/{key}` and
     /// `global/apply/lock`, as Redis commands for `redis-cli --pipe`. The way back to Atlantis.
     ///
@@ -860,6 +885,12 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
                     body: None,
                 });
             }
+        }
+        Command::Atlantis(AtlantisCommand::Validate { file, max_timeout }) => {
+            atlantis::validate(&file, &max_timeout, out)?
+        }
+        Command::Atlantis(AtlantisCommand::Locks { file, repo, pull }) => {
+            atlantis::locks(&file, &repo, pull, out)?
         }
         Command::Atlantis(AtlantisCommand::ExportRedis {
             file,
