@@ -10,6 +10,16 @@ pub mod redact;
 pub mod repo_config;
 
 pub use gotime::GoTime;
+
+/// elock's resource for Atlantis's global apply lock (SPEC 8; Atlantis's Redis key too).
+pub const APPLY_LOCK_RESOURCE: &str = "global/apply/lock";
+/// Who holds the apply lock in elock (Atlantis does not record it).
+pub const APPLY_LOCK_OWNER: &str = "atlantis";
+
+/// elock's owner for the locks of pull request `pull` of `repo` (SPEC 8).
+pub fn owner_name(repo: &str, pull: i64) -> String {
+    format!("{repo}#{pull}")
+}
 pub use keys::LockKey;
 pub use model::{
     CommandLock, LockMetadata, Project, ProjectLock, PullRequest, Repo, User, VcsHost,

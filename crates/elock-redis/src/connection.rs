@@ -48,35 +48,37 @@ impl Conn {
     }
 
     pub async fn invoke<T: FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> RedisResult<T> {
-        let once = || async {
+        retry_once_if_dropped(|| async {
             match self {
                 Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
                 Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
             }
-        };
-        match once().await {
-            Err(e) if dropped(&e) => {
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-                once().await
-            }
-            other => other,
-        }
+        })
+        .await
     }
 
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
-        let once = || async {
+        retry_once_if_dropped(|| async {
             match self {
                 Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
                 Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
             }
-        };
-        match once().await {
-            Err(e) if dropped(&e) => {
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-                once().await
-            }
-            other => other,
+        })
+        .await
+    }
+}
+
+async fn retry_once_if_dropped<T, F, Fut>(call: F) -> RedisResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = RedisResult<T>>,
+{
+    match call().await {
+        Err(e) if dropped(&e) => {
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+            call().await
         }
+        other => other,
     }
 }
 

@@ -15,7 +15,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use elock_atlantis::bolt::{Bolt, Entry};
-use elock_atlantis::{CommandLock, LockKey, ProjectLock};
+use elock_atlantis::{
+    owner_name, CommandLock, LockKey, ProjectLock, APPLY_LOCK_OWNER, APPLY_LOCK_RESOURCE,
+};
 use elock_core::model::{
     HeldResource, Lease, LeaseId, LeaseState, Metadata, Owner, Priority, ResourceName, Timestamp,
 };
@@ -27,10 +29,6 @@ use serde_json::{json, Value};
 use super::client::{CliError, Client};
 use super::output::{self, Format};
 
-/// The resource of Atlantis's global apply lock.
-pub const APPLY_LOCK_RESOURCE: &str = "global/apply/lock";
-/// The owner of an imported apply lock (Atlantis does not record who took it).
-pub const APPLY_LOCK_OWNER: &str = "atlantis";
 /// Import requests stay well under the server's 256 KiB body limit.
 const CHUNK_BYTES: usize = 160 * 1024;
 
@@ -79,7 +77,7 @@ pub fn lease_for_lock(
     let atlantis: Value = serde_json::from_slice(&json).map_err(|e| format!("not JSON: {e}"))?;
     lease(
         &key,
-        &format!("{}#{}", lock.project.repo_full_name, lock.pull.num),
+        &owner_name(&lock.project.repo_full_name, lock.pull.num),
         lock.time.unix_millis(),
         token,
         atlantis,

@@ -8,17 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use elock_atlantis::{CommandLock, LockKey, LockMetadata, Project, ProjectLock, PullRequest, User};
+use elock_atlantis::{
+    owner_name, CommandLock, LockKey, LockMetadata, Project, ProjectLock, PullRequest, User,
+    APPLY_LOCK_OWNER as APPLY_OWNER, APPLY_LOCK_RESOURCE as APPLY_LOCK,
+};
 use elock_core::error::Error;
 use elock_core::manager::{LockRequest, Manager, Ttl};
 use elock_core::model::{Lease, Metadata, Owner, Priority, ResourceName};
 use elock_core::table::{Acquired, LeaseFilter};
 use serde_json::{json, Value};
 
-/// The resource of Atlantis's global apply lock.
-pub const APPLY_LOCK: &str = "global/apply/lock";
-/// Who holds the apply lock (Atlantis does not record it).
-pub const APPLY_OWNER: &str = "atlantis";
 pub const LOCK_EXISTS: &str = "db transaction failed: lock already exists";
 pub const NO_LOCK: &str = "db transaction failed: no lock exists";
 
@@ -50,7 +49,20 @@ pub struct TryLockResponse {
 }
 
 fn owner_of(repo: &str, pull: i64) -> Result<Owner, Error> {
-    Owner::new(&format!("{repo}#{pull}"))
+    Owner::new(&owner_name(repo, pull))
+}
+
+/// A try-lock without expiry carrying Atlantis's JSON in `metadata.atlantis`.
+fn atlantis_request(owner: Owner, key: &str, atlantis: Value) -> Result<LockRequest, Error> {
+    Ok(LockRequest {
+        owner,
+        resources: vec![resource(key)?],
+        priority: Priority::Normal,
+        ttl: Ttl::Never,
+        wait: std::time::Duration::ZERO,
+        detach: false,
+        metadata: Some(Metadata::new(json!({ "atlantis": atlantis }))?),
+    })
 }
 
 fn resource(key: &str) -> Result<ResourceName, Error> {
@@ -136,15 +148,11 @@ impl Legacy<'_> {
     pub async fn try_lock(&self, lock: ProjectLock) -> LegacyResult<TryLockResponse> {
         let key = LockKey::of(&lock).to_string();
         let value = serde_json::to_value(&lock).map_err(|e| Error::Internal(e.to_string()))?;
-        let req = LockRequest {
-            owner: owner_of(&lock.project.repo_full_name, lock.pull.num)?,
-            resources: vec![resource(&key)?],
-            priority: Priority::Normal,
-            ttl: Ttl::Never,
-            wait: std::time::Duration::ZERO,
-            detach: false,
-            metadata: Some(Metadata::new(json!({ "atlantis": value }))?),
-        };
+        let req = atlantis_request(
+            owner_of(&lock.project.repo_full_name, lock.pull.num)?,
+            &key,
+            value,
+        )?;
         let (acquired, curr) = match self.manager.acquire(req).await {
             Ok(Acquired::Granted {
                 reentrant: false, ..
@@ -249,15 +257,7 @@ impl Legacy<'_> {
         };
         let value = serde_json::from_slice::<Value>(&lock.to_go_json())
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let req = LockRequest {
-            owner: Owner::new(APPLY_OWNER)?,
-            resources: vec![resource(APPLY_LOCK)?],
-            priority: Priority::Normal,
-            ttl: Ttl::Never,
-            wait: std::time::Duration::ZERO,
-            detach: false,
-            metadata: Some(Metadata::new(json!({ "atlantis": value }))?),
-        };
+        let req = atlantis_request(Owner::new(APPLY_OWNER)?, APPLY_LOCK, value)?;
         match self.manager.acquire(req).await {
             Ok(Acquired::Granted {
                 reentrant: false, ..
