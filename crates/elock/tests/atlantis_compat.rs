@@ -104,3 +104,88 @@ async fn a_server_refusing_leases_without_expiry_says_how_to_allow_atlantis_lock
         "{body}"
     );
 }
+
+/// The fake token of the fixtures, sent the way Atlantis sends it (inside CloneURL), appears in
+/// no answer, no event, no audit record, no page and no export.
+#[tokio::test]
+async fn the_vcs_token_atlantis_sends_is_never_shown() {
+    const TOKEN: &str = "ghp_SECRETTOKEN123";
+    let (server, dir) = server_allowing_no_expiry();
+    let api = server.client();
+    // Follow the event stream while the lock is taken and released.
+    let events = {
+        let url = format!("{}/api/v1/events", server.url);
+        tokio::spawn(async move {
+            let mut r = reqwest::get(url).await.unwrap();
+            let mut seen = String::new();
+            while let Ok(Ok(Some(chunk))) =
+                tokio::time::timeout(std::time::Duration::from_secs(2), r.chunk()).await
+            {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            seen
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let lock = json!({
+        "Project": {"ProjectName": "", "RepoFullName": "acme/infra", "Path": "."},
+        "Pull": {"Num": 7, "BaseRepo": {"FullName": "acme/infra",
+            "CloneURL": format!("https://atlantis-bot:{TOKEN}@github.com/acme/infra.git")}},
+        "User": {"Username": "alice"},
+        "Workspace": "default",
+        "Time": "2025-03-04T10:15:30Z"
+    });
+    let mut outputs = Vec::new();
+    let (_, r) = api.post("/api/atlantis/v1/try-lock", lock).await;
+    outputs.push(r.to_string());
+    for path in [
+        "/api/v1/locks",
+        "/api/v1/export",
+        "/api/atlantis/v1/locks",
+        "/api/atlantis/v1/lock?key=acme/infra/./default/",
+        "/api/locks",
+        "/api/v1/audit",
+    ] {
+        outputs.push(api.get(path).await.1.to_string());
+    }
+    outputs.push(
+        reqwest::get(format!(
+            "{}/lock?id=acme%252Finfra%252F.%252Fdefault%252F",
+            server.url
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap(),
+    );
+    outputs.push(server.cli(&["atlantis", "export-redis"]).1);
+    outputs.push(server.cli(&["list", "--output", "json"]).1);
+    let (_, r) = api
+        .post(
+            "/api/atlantis/v1/unlock",
+            json!({"Key": "acme/infra/./default/"}),
+        )
+        .await;
+    outputs.push(r.to_string());
+    outputs.push(events.await.unwrap());
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        if entry.path().is_file() {
+            outputs
+                .push(String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()).into_owned());
+        }
+    }
+    assert!(
+        outputs[0].contains("atlantis-bot:\\u003credacted\\u003e")
+            || outputs[0].contains("atlantis-bot:<redacted>"),
+        "{}",
+        outputs[0]
+    );
+    assert!(
+        outputs.iter().any(|o| o.contains("lock.released")),
+        "the events were followed"
+    );
+    for (i, o) in outputs.iter().enumerate() {
+        assert!(!o.contains(TOKEN), "output {i} shows the token: {o}");
+    }
+}

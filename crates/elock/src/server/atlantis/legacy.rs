@@ -145,7 +145,11 @@ impl Legacy<'_> {
 
     /// Stores the lock if its key is free: `(true, lock)`; else `(false, the lock there)`, never
     /// overwritten (also when the same pull holds it: the caller decides what that means).
+    /// The lock is stored without the credentials of its `CloneURL` (Atlantis sends its VCS
+    /// token there; elock never needs it), so no answer, event, audit record or export can show
+    /// them.
     pub async fn try_lock(&self, lock: ProjectLock) -> LegacyResult<TryLockResponse> {
+        let lock = lock.redacted();
         let key = LockKey::of(&lock).to_string();
         let value = serde_json::to_value(&lock).map_err(|e| Error::Internal(e.to_string()))?;
         let req = atlantis_request(
