@@ -3,87 +3,44 @@
 //! Inside a shard, the Lua table prevents and resolves deadlocks exactly as elock-core's table
 //! does. A cycle through several shards is invisible to any one script: each shard reports the
 //! wait-for edges of its waiting owners (view `edges`), and the search runs here, over their
-//! union, the same depth-first search as `find_deadlocks` in lib.lua. Resolution cancels one
+//! union, with elock-core's search ([`find_cycles`], the one the Rust table uses). Resolution cancels one
 //! ticket of each cycle with the configured policy; a ticket's age is its enqueue time (queue
 //! sequence numbers are per shard, so they do not compare across shards).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use elock_core::error::Result;
-use elock_core::model::Cycle;
+use elock_core::model::{find_cycles, Cycle, CycleEdge, Owner};
 use elock_core::table::{DeadlockRecord, ResolutionPolicy};
 
 use crate::store::{decode, Core};
-use crate::wire::{self, WireEdge, WireRecord, WireView};
+use crate::wire::{self, hex, WireEdge, WireRecord, WireView};
 
 /// Every waiting owner's edges, all shards together, owners in name order.
-async fn graph(core: &Core) -> Result<BTreeMap<String, Vec<WireEdge>>> {
+async fn graph(core: &Core) -> Result<BTreeMap<Owner, Vec<CycleEdge>>> {
     let all = core
         .each_shard(|k| async move {
             let (_, v) = core.view(k, "edges", "").await?;
             wire::lua_vec::<_, (String, serde_json::Value)>(v).map_err(wire::corrupt)
         })
         .await?;
-    let mut g: BTreeMap<String, Vec<WireEdge>> = BTreeMap::new();
+    let mut g: BTreeMap<Owner, Vec<CycleEdge>> = BTreeMap::new();
     for (owner, edges) in all.into_iter().flatten() {
         let edges: Vec<WireEdge> = wire::lua_vec(edges).map_err(wire::corrupt)?;
-        g.entry(owner).or_default().extend(edges);
+        g.entry(Owner::new(&owner).map_err(wire::corrupt)?)
+            .or_default()
+            .extend(wire::cycle(edges)?);
     }
     Ok(g)
 }
 
-/// Every cycle of the graph, each owner in at most one.
-fn cycles(g: &BTreeMap<String, Vec<WireEdge>>) -> Vec<Vec<WireEdge>> {
-    let none = Vec::new();
-    let edges = |o: &str| g.get(o).unwrap_or(&none);
-    let mut done: HashSet<String> = HashSet::new();
-    let mut out = Vec::new();
-    for start in g.keys() {
-        if done.contains(start) {
-            continue;
-        }
-        // (owner, its edges, how many tried)
-        let mut path: Vec<(String, usize)> = vec![(start.clone(), 0)];
-        let mut on_path: HashSet<String> = HashSet::from([start.clone()]);
-        while let Some((owner, tried)) = path.last().cloned() {
-            let out_edges = edges(&owner);
-            if tried >= out_edges.len() {
-                on_path.remove(&owner);
-                done.insert(owner);
-                path.pop();
-                continue;
-            }
-            path.last_mut().expect("not empty").1 += 1;
-            let e = &out_edges[tried];
-            if on_path.contains(&e.blocker) {
-                let from = path
-                    .iter()
-                    .position(|(o, _)| *o == e.blocker)
-                    .expect("on the path");
-                let cycle = path[from..]
-                    .iter()
-                    .map(|(o, n)| edges(o)[n - 1].clone())
-                    .collect();
-                out.push(cycle);
-                for (o, _) in &path {
-                    done.insert(o.clone());
-                }
-                break;
-            }
-            if !done.contains(&e.blocker) {
-                on_path.insert(e.blocker.clone());
-                path.push((e.blocker.clone(), 0));
-            }
-        }
-    }
-    out
+/// Every cycle of the graph (the search of elock-core's table).
+fn cycles(g: &BTreeMap<Owner, Vec<CycleEdge>>) -> Vec<Cycle> {
+    find_cycles(g.keys().cloned(), |o| g.get(o).cloned().unwrap_or_default())
 }
 
 pub(crate) async fn find_across(core: &Core) -> Result<Vec<Cycle>> {
-    cycles(&graph(core).await?)
-        .into_iter()
-        .map(wire::cycle)
-        .collect()
+    Ok(cycles(&graph(core).await?))
 }
 
 /// Resolves the cycles left after every shard resolved its own: one victim per cycle.
@@ -99,8 +56,9 @@ pub(crate) async fn resolve_across(
         };
         let mut candidates = Vec::with_capacity(cycle.len());
         for e in &cycle {
-            let k = core.shards.of_resource(&e.resource);
-            let (_, v) = core.view(k, "ticket", &e.ticket_id).await?;
+            let k = core.shards.of_resource(e.resource.as_str());
+            let ticket = e.ticket_id.map(|t| hex(t.as_bytes())).unwrap_or_default();
+            let (_, v) = core.view(k, "ticket", &ticket).await?;
             candidates.push((e.clone(), k, decode::<WireView>(v)?));
         }
         let held = if policy == ResolutionPolicy::FewestLocks {
@@ -108,11 +66,11 @@ pub(crate) async fn resolve_across(
         } else {
             HashMap::new()
         };
-        let victim = choose(policy, &candidates, &held);
-        let (edge, shard, _) = &candidates[victim];
-        let cycle_json = serde_json::to_string(&cycle).map_err(wire::corrupt)?;
+        let (edge, shard, view) = &candidates[choose(policy, &candidates, &held)];
+        let wire_cycle: Vec<WireEdge> = cycle.iter().map(WireEdge::from_edge).collect();
+        let cycle_json = serde_json::to_string(&wire_cycle).map_err(wire::corrupt)?;
         let args = [
-            edge.ticket_id.clone(),
+            view.id.clone(),
             "deadlock".to_string(),
             cycle_json,
             "1".to_string(),
@@ -122,9 +80,9 @@ pub(crate) async fn resolve_across(
         records.push(
             WireRecord {
                 detected_at: now.as_millis(),
-                cycle: cycle.clone(),
-                victim: edge.waiter.clone(),
-                victim_ticket: edge.ticket_id.clone(),
+                cycle: wire_cycle,
+                victim: edge.waiter.to_string(),
+                victim_ticket: view.id.clone(),
             }
             .into_record(policy)?,
         );
@@ -149,18 +107,18 @@ async fn held_counts(core: &Core) -> Result<HashMap<String, usize>> {
 /// the ticket id) standing for the queue sequence.
 fn choose(
     policy: ResolutionPolicy,
-    c: &[(WireEdge, usize, WireView)],
+    c: &[(CycleEdge, usize, WireView)],
     held: &HashMap<String, usize>,
 ) -> usize {
     let younger = |a: &WireView, b: &WireView| (a.at, &a.id) > (b.at, &b.id);
-    let better = |a: &(WireEdge, usize, WireView), b: &(WireEdge, usize, WireView)| {
+    let better = |a: &(CycleEdge, usize, WireView), b: &(CycleEdge, usize, WireView)| {
         let (ta, tb) = (&a.2, &b.2);
         match policy {
             ResolutionPolicy::Youngest => younger(ta, tb),
             ResolutionPolicy::Oldest => younger(tb, ta),
             ResolutionPolicy::FewestLocks => {
-                let ha = held.get(&a.0.waiter).copied().unwrap_or(0);
-                let hb = held.get(&b.0.waiter).copied().unwrap_or(0);
+                let ha = held.get(a.0.waiter.as_str()).copied().unwrap_or(0);
+                let hb = held.get(b.0.waiter.as_str()).copied().unwrap_or(0);
                 ha < hb || (ha == hb && younger(ta, tb))
             }
             ResolutionPolicy::LowestPriority => {
@@ -180,35 +138,42 @@ fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use elock_core::model::ResourceName;
 
-    fn e(waiter: &str, blocker: &str) -> WireEdge {
-        WireEdge {
-            waiter: waiter.into(),
-            ticket_id: format!("{:0>32}", waiter.len()),
-            resource: format!("r-{waiter}"),
-            blocker: blocker.into(),
+    fn e(waiter: &str, blocker: &str) -> CycleEdge {
+        CycleEdge {
+            waiter: Owner::new(waiter).unwrap(),
+            ticket_id: None,
+            resource: ResourceName::new(&format!("r-{waiter}")).unwrap(),
+            blocker: Owner::new(blocker).unwrap(),
         }
+    }
+
+    fn graph(edges: &[(&str, &[CycleEdge])]) -> BTreeMap<Owner, Vec<CycleEdge>> {
+        edges
+            .iter()
+            .map(|(o, es)| (Owner::new(o).unwrap(), es.to_vec()))
+            .collect()
     }
 
     #[test]
     fn finds_a_cycle_through_owners_of_different_shards() {
-        let mut g = BTreeMap::new();
-        g.insert("a".to_string(), vec![e("a", "b")]);
-        g.insert("b".to_string(), vec![e("b", "x"), e("b", "c")]);
-        g.insert("c".to_string(), vec![e("c", "a")]);
-        g.insert("d".to_string(), vec![e("d", "a")]);
+        let g = graph(&[
+            ("a", &[e("a", "b")]),
+            ("b", &[e("b", "x"), e("b", "c")]),
+            ("c", &[e("c", "a")]),
+            ("d", &[e("d", "a")]),
+        ]);
         let found = cycles(&g);
         assert_eq!(found.len(), 1);
         let waiters: Vec<&str> = found[0].iter().map(|e| e.waiter.as_str()).collect();
         assert_eq!(waiters, ["a", "b", "c"]);
-        assert_eq!(found[0][1].blocker, "c");
+        assert_eq!(found[0][1].blocker.as_str(), "c");
     }
 
     #[test]
     fn no_cycle_in_a_chain() {
-        let mut g = BTreeMap::new();
-        g.insert("a".to_string(), vec![e("a", "b")]);
-        g.insert("b".to_string(), vec![e("b", "c")]);
+        let g = graph(&[("a", &[e("a", "b")]), ("b", &[e("b", "c")])]);
         assert!(cycles(&g).is_empty());
     }
 }

@@ -11,7 +11,7 @@ mod priority;
 mod ticket;
 mod time;
 
-pub use cycle::{Cycle, CycleEdge};
+pub use cycle::{find_cycles, Cycle, CycleEdge};
 pub use ids::{LeaseId, TicketId};
 pub use lease::{HeldResource, Lease, LeaseState};
 pub use metadata::{Metadata, MAX_METADATA_BYTES};

@@ -6,7 +6,7 @@
 //! every ticket further ahead). A cycle is a deadlock. Everything is visited in a fixed order
 //! (owners sorted, tickets by sequence) so that every store picks the same victims.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -178,51 +178,11 @@ impl LockTable {
 
     /// Every cycle found by a depth-first search of the wait-for graph (each owner in at most one).
     pub fn find_deadlocks(&self, now: Timestamp) -> Vec<Cycle> {
-        let waiting: BTreeSet<&Owner> = self.waiting.keys().collect();
-        let mut done: BTreeSet<Owner> = BTreeSet::new();
-        let mut cycles = Vec::new();
-        for start in waiting {
-            if done.contains(start) {
-                continue;
-            }
-            // Iterative DFS; `path` holds (owner, its edges, next edge index, edge taken).
-            let mut path: Vec<(Owner, Vec<Edge>, usize)> =
-                vec![(start.clone(), self.edges_of(start, now), 0)];
-            let mut on_path: BTreeSet<Owner> = BTreeSet::from([start.clone()]);
-            while let Some((owner, edges, next)) = path.last_mut() {
-                if *next >= edges.len() {
-                    on_path.remove(owner);
-                    done.insert(owner.clone());
-                    path.pop();
-                    continue;
-                }
-                let e = edges[*next].clone();
-                *next += 1;
-                if on_path.contains(&e.2) {
-                    let from = path
-                        .iter()
-                        .position(|(o, _, _)| *o == e.2)
-                        .expect("on path");
-                    let cycle = path[from..]
-                        .iter()
-                        .map(|(o, edges, next)| edge(o, &edges[*next - 1]))
-                        .collect();
-                    cycles.push(cycle);
-                    // Report each owner once: abandon this search.
-                    for (o, _, _) in path.drain(..) {
-                        done.insert(o);
-                    }
-                    on_path.clear();
-                    break;
-                }
-                if !done.contains(&e.2) {
-                    on_path.insert(e.2.clone());
-                    let next_edges = self.edges_of(&e.2, now);
-                    path.push((e.2, next_edges, 0));
-                }
-            }
-        }
-        cycles
+        // Owners in name order, so that every store finds the same cycles.
+        let waiting: std::collections::BTreeSet<&Owner> = self.waiting.keys().collect();
+        crate::model::find_cycles(waiting.into_iter().cloned(), |o| {
+            self.edges_of(o, now).iter().map(|e| edge(o, e)).collect()
+        })
     }
 
     /// Finds cycles and cancels one waiter of each, chosen by `policy`, until none is left.
