@@ -17,6 +17,17 @@ fn fixture(name: &str) -> String {
         .into_owned()
 }
 
+/// Imports the small fixture keeping the CloneURL credentials.
+fn import_with_secrets(server: &Server) {
+    let (code, out) = server.cli(&[
+        "atlantis",
+        "import-boltdb",
+        "--include-secrets",
+        &fixture("atlantis-small.db"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+}
+
 fn import(server: &Server, file: &str) -> Value {
     let (code, out) = server.cli(&["--output", "json", "atlantis", "import-boltdb", file]);
     assert_eq!(code, 0, "{out}");
@@ -82,13 +93,7 @@ async fn the_small_fixture_becomes_leases_once() {
 #[tokio::test]
 async fn include_secrets_keeps_the_clone_url_credentials() {
     let server = Server::start();
-    let (code, out) = server.cli(&[
-        "atlantis",
-        "import-boltdb",
-        "--include-secrets",
-        &fixture("atlantis-small.db"),
-    ]);
-    assert_eq!(code, 0, "{out}");
+    import_with_secrets(&server);
     let (_, export) = server.client().get("/api/v1/export").await;
     assert!(export.to_string().contains("ghp_SECRETTOKEN123"));
 }
@@ -151,13 +156,7 @@ fn sets(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 #[tokio::test]
 async fn export_redis_writes_atlantis_redis_layout_byte_for_byte() {
     let server = Server::start();
-    let (code, out) = server.cli(&[
-        "atlantis",
-        "import-boltdb",
-        "--include-secrets",
-        &fixture("atlantis-small.db"),
-    ]);
-    assert_eq!(code, 0, "{out}");
+    import_with_secrets(&server);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("locks.resp");
     let (code, out) = server.cli(&[

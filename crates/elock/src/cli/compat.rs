@@ -104,15 +104,9 @@ impl Ctx<'_> {
     }
 }
 
+/// Go's `url.QueryEscape`, which Atlantis applies to lock ids (twice in its links).
 fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn key(repo: &str, path: &str, ws: &str) -> String {
