@@ -486,4 +486,16 @@ impl RedisStore {
             AcquireAnswer::Queued(_) => Err(wire::corrupt("queued")),
         }
     }
+
+    /// Tests only: releases the part of lease `id` on `shard` alone, as if it had expired first.
+    #[doc(hidden)]
+    pub async fn release_one_part_for_tests(
+        &self,
+        id: elock_core::model::LeaseId,
+        shard: usize,
+    ) -> Result<()> {
+        release_part(self, shard, &hex(id.as_bytes()))
+            .await
+            .map(|_| ())
+    }
 }

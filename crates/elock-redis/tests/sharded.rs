@@ -336,6 +336,61 @@ async fn a_caller_that_goes_away_leaves_nothing_held() {
 }
 
 #[tokio::test]
+async fn a_renewal_that_finds_a_part_gone_gives_back_the_rest_and_fails() {
+    let f = fixture(TableConfig::default()).await;
+    let r = spread(2);
+    let lease = f.granted(f.req("alice", &r, WaitMode::Try)).await;
+    let map = f.store.shard_map();
+    f.store
+        .release_one_part_for_tests(lease.id, map.of_resource(r[1].as_str()))
+        .await
+        .unwrap();
+    let err = f.store.renew(lease.id, None).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_eq!(f.holder(&r[0]).await, None, "the rest was given back");
+}
+
+/// Another server (here: a second store on the same data) hears the events of every shard,
+/// whose channels live in different slots and on different masters.
+#[tokio::test]
+async fn events_of_every_shard_reach_the_other_servers() {
+    let f = fixture(TableConfig::default()).await;
+    let other = RedisStore::open(
+        f.store.config().clone(),
+        TableConfig::default(),
+        TimeSource::Clock(f.clock.clone()),
+    )
+    .await
+    .unwrap();
+    let heard = Arc::new(RecordingSink::default());
+    other.attach_sink(heard.clone()).unwrap();
+    // Give the listener time to subscribe to all eight channels.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let names = spread(SHARDS);
+    for x in &names {
+        f.granted(f.req("alice", std::slice::from_ref(x), WaitMode::Try))
+            .await;
+    }
+    let start = Instant::now();
+    let mut got = std::collections::HashSet::new();
+    loop {
+        for e in heard.take() {
+            got.extend(e.resources.iter().map(|r| r.to_string()));
+        }
+        let missing: Vec<&ResourceName> =
+            names.iter().filter(|n| !got.contains(n.as_str())).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "no event heard from the shards of {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn detached_tickets_across_shards_are_refused_naming_the_resources() {
     let f = fixture(TableConfig::default()).await;
     let r = spread(2);
