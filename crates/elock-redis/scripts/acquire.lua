@@ -1,5 +1,6 @@
 -- acquire: try-lock, re-entry, grant, or enqueue (ops.rs: LockTable::acquire).
--- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det, sh?, all?}
+-- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det, sh?, all?, lg?}
+-- (`lg`: Atlantis's JSON to keep at Atlantis's key while the lease lasts; see lib.lua)
 -- With `sh` (the shards of a lease that spans several) this takes one part of it: try-lock only.
 local req = cjson.decode(ARGV[9])
 local now = advance(clock())
@@ -47,6 +48,14 @@ if first then
   end
 end
 
+-- A lock Atlantis wrote in its own key is adopted as a lease (by the Rust side) before anything
+-- else happens to the resource.
+for _, r in ipairs(resources) do
+  if not holder(r) and legacy_held(r) then
+    return answer(now, 'ok', { legacy = r })
+  end
+end
+
 local free = true
 for _, r in ipairs(resources) do
   if holder(r) or (queue_len(r) > 0 and not would_lead(r, req.pri, now)) then
@@ -55,7 +64,7 @@ for _, r in ipairs(resources) do
   end
 end
 if free then
-  local lease = grant(req.lid, req.owner, resources, req.pri, req.ttl, req.meta, now)
+  local lease = grant(req.lid, req.owner, resources, req.pri, req.ttl, req.meta, now, req.lg)
   if req.sh then
     lease.sh, lease.all = req.sh, req.all
     put_lease(lease)
@@ -93,7 +102,7 @@ local seq = tonumber(redis.call('HGET', META, 'seq') or 1)
 redis.call('HSET', META, 'seq', seq + 1)
 local t = {
   id = req.tid, lid = req.lid, owner = req.owner, res = resources, pri = req.pri, at = now,
-  dl = req.dl, det = req.det, seq = seq, ttl = req.ttl, meta = req.meta,
+  dl = req.dl, det = req.det, seq = seq, ttl = req.ttl, meta = req.meta, lg = req.lg,
 }
 emit({ k = 'queue.enqueued', t = t })
 insert_ticket(t, now)

@@ -1,5 +1,6 @@
 -- import: add the records of a snapshot that do not conflict (persist.rs: LockTable::import).
 -- ARGV[9]: {fences: [[resource, token]], leases: [...] by (acquired_at, id), tickets: [...] by seq}
+-- A lease's or ticket's `lg` is Atlantis's JSON to keep at Atlantis's key (lib.lua).
 local snap = cjson.decode(ARGV[9])
 local now = advance(clock())
 local report = { leases = 0, tickets = 0, skipped = {} }
@@ -23,12 +24,18 @@ for _, lease in ipairs(snap.leases or {}) do
         conflict = h[1] .. ' is held by ' .. get_lease(other).owner
         break
       end
+      if legacy_held(h[1]) then
+        conflict = h[1] .. ' is held by Atlantis (' .. legacy_key(h[1]) .. ')'
+        break
+      end
     end
   end
   if conflict then
     report.skipped[#report.skipped + 1] = { id = lease.id, kind = 'lease', reason = conflict }
   else
     lease.state = nil
+    local lg = lease.lg
+    lease.lg = nil
     for _, h in ipairs(lease.res) do
       local rk = key('r', h[1])
       redis.call('HSET', rk, 'h', lease.id)
@@ -46,6 +53,7 @@ for _, lease in ipairs(snap.leases or {}) do
     end
     redis.call('HINCRBY', K_HOLDING, lease.owner, #lease.res)
     redis.call('ZADD', K_LEASES, lease.at, lease.id)
+    mirror(lease, lg)
     put_lease(lease)
     emit({ k = 'lock.acquired', l = lease, reason = 'imported' })
     report.leases = report.leases + 1

@@ -11,8 +11,9 @@
 --   ARGV[1]  now in milliseconds, or "" to read Redis's own clock (TIME);
 --   ARGV[2..7] the table's settings: max_timeout_ms, allow_no_ttl (0/1), max_queue_size,
 --            starvation_threshold_ms, max_priority_boost, deadlock_prevention (0/1);
---   ARGV[8]  who is calling and how to tell the other servers: "<mode>:<origin>", mode "s"
---            (sharded pub/sub: SPUBLISH, Cluster), "p" (PUBLISH, single node) or "-" (nobody);
+--   ARGV[8]  who is calling and how to tell the other servers: "<mode><legacy>:<origin>", mode
+--            "s" (sharded pub/sub: SPUBLISH, Cluster), "p" (PUBLISH, single node) or "-"
+--            (nobody); legacy "1" to keep Atlantis's own keys beside the table (below), else "0";
 --   ARGV[9..] the operation's arguments.
 -- Every script answers one JSON document: {now, ok | err, ev: [events]}. Transitions that
 -- caused events also publish {o: origin, now, ev} on P..events, so that the other elock
@@ -31,10 +32,21 @@
 --   P..leases          zset: leases by acquired_at (listing);  P..tk  zset: tickets by seq
 --   P..rs / P..qs      zsets (lexical): resources ever granted / with a non-empty queue
 --   P..parts           zset: this shard's parts of leases that span shards, by acquired_at
+--   P..lg              zset (lexical): leases mirrored to Atlantis's own keys (below)
 -- A lease whose resources live in several shards is one part per shard, all with the same id;
 -- each part lists the shards (`sh`) and every resource of the lease in request order (`all`).
 -- crates/elock-redis/src/cross.rs takes and gives back the parts; see docs/redis.md.
 -- Ids are 32 lowercase hex digits, so that Redis's byte order is the Rust table's id order.
+--
+-- Atlantis's keys (backward-compatibility.preserve-legacy-format, single node only: on a Cluster
+-- they live in other slots than the shard). Atlantis keeps a project lock at `pr/<resource>` and
+-- the apply lock at `global/apply/lock`, unprefixed. With legacy on:
+--   - a lease granted with a mirror value (`lg` of the request or ticket: Atlantis's JSON, made
+--     by the Rust side) writes it there in the same script, and keeps its SHA-1 as `lease.lg`;
+--     removing the lease deletes the key if it still holds that value;
+--   - a resource whose Atlantis key exists without an elock holder is Atlantis's: it is never
+--     granted (acquire answers {legacy = resource} so that the Rust side adopts the lock as a
+--     lease first, see legacy.lua), and no waiter is handed it.
 
 local META = KEYS[1]
 local P = string.sub(META, 1, -5)
@@ -48,7 +60,8 @@ local CFG = {
   prevention = ARGV[7] == '1',
 }
 local NOTIFY_MODE = string.sub(ARGV[8], 1, 1)
-local ORIGIN = string.sub(ARGV[8], 3)
+local LEGACY = string.sub(ARGV[8], 2, 2) == '1'
+local ORIGIN = string.sub(ARGV[8], 4)
 local LANE = 281474976710656 -- 2^48: a lane's share of the queue score
 local EVENTS = {}
 local LEASES = {} -- cache of decoded leases (false: known absent)
@@ -60,7 +73,8 @@ end
 
 local K_EXP, K_DL, K_STALLED, K_HOLDING = P .. 'exp', P .. 'dl', P .. 'stalled', P .. 'holding'
 local K_WAITERS, K_LEASES, K_TK, K_RS, K_QS = P .. 'waiters', P .. 'leases', P .. 'tk', P .. 'rs', P .. 'qs'
-local K_PARTS = P .. 'parts'
+local K_PARTS, K_LG = P .. 'parts', P .. 'lg'
+local APPLY_LOCK = 'global/apply/lock'
 
 local function clock()
   if NOW_ARG ~= '' then
@@ -372,10 +386,45 @@ local function next_deadline()
   return best
 end
 
+-- Atlantis's keys (preserve-legacy-format) ----------------------------------------------------
+
+local function legacy_key(r)
+  if r == APPLY_LOCK then
+    return r
+  end
+  return 'pr/' .. r
+end
+
+-- Whether Atlantis holds r in its own key (call only where elock does not hold r).
+local function legacy_held(r)
+  return LEGACY and redis.call('EXISTS', legacy_key(r)) == 1
+end
+
+-- Writes Atlantis's JSON for a lease of one resource at Atlantis's key; the lease keeps its digest.
+local function mirror(lease, value)
+  if LEGACY and value and #lease.res == 1 then
+    redis.call('SET', legacy_key(lease.res[1][1]), value)
+    lease.lg = redis.sha1hex(value)
+    redis.call('ZADD', K_LG, 0, lease.id)
+  end
+end
+
+-- Deletes a lease's Atlantis key, unless Atlantis has replaced what the lease wrote or adopted.
+local function unmirror(lease)
+  if lease.lg then
+    redis.call('ZREM', K_LG, lease.id)
+    local k = legacy_key(lease.res[1][1])
+    local v = redis.call('GET', k)
+    if v and redis.sha1hex(v) == lease.lg then
+      redis.call('DEL', k)
+    end
+  end
+end
+
 -- Records in and out --------------------------------------------------------------------------
 
 -- Creates and records a lease, minting one fencing token per resource.
-local function grant(id, owner, resources, priority, ttl, meta, now)
+local function grant(id, owner, resources, priority, ttl, meta, now, lg)
   local held = {}
   for i, r in ipairs(resources) do
     local rk = key('r', r)
@@ -392,6 +441,7 @@ local function grant(id, owner, resources, priority, ttl, meta, now)
   end
   redis.call('HINCRBY', K_HOLDING, owner, #held)
   redis.call('ZADD', K_LEASES, now, id)
+  mirror(lease, lg)
   put_lease(lease)
   return lease
 end
@@ -431,6 +481,7 @@ local function remove_lease(id, state)
   if lease.sh then
     redis.call('ZREM', K_PARTS, id)
   end
+  unmirror(lease)
   if redis.call('HINCRBY', K_HOLDING, lease.owner, -#lease.res) <= 0 then
     redis.call('HDEL', K_HOLDING, lease.owner)
   end
@@ -465,7 +516,7 @@ end
 
 local function is_grantable(id, now)
   for _, r in ipairs(get_ticket(id).res) do
-    if holder(r) or queue_head(r, now) ~= id then
+    if holder(r) or queue_head(r, now) ~= id or legacy_held(r) then
       return false
     end
   end
@@ -474,7 +525,7 @@ end
 
 local function grant_ticket(id, now)
   local t = remove_ticket(id)
-  local lease = grant(t.lid, t.owner, t.res, t.pri, t.ttl, t.meta, now)
+  local lease = grant(t.lid, t.owner, t.res, t.pri, t.ttl, t.meta, now, t.lg)
   emit({ k = 'queue.granted', l = lease, tid = t.id, enq = t.at })
 end
 

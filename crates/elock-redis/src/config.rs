@@ -24,6 +24,12 @@ pub struct RedisConfig {
     pub shards: usize,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Keep Atlantis's own keys (`pr/{key}`, `global/apply/lock`) beside the lock table, so that
+    /// an unmodified Atlantis sharing this Redis sees elock's locks and elock sees Atlantis's
+    /// (`backward-compatibility.preserve-legacy-format`; single node only, see `legacy.rs`).
+    pub legacy_format: bool,
+    /// How often the watch of Atlantis's keys runs when no keyspace notification wakes it.
+    pub legacy_poll: Duration,
 }
 
 impl Default for RedisConfig {
@@ -40,6 +46,8 @@ impl Default for RedisConfig {
             shards: 1,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
+            legacy_format: false,
+            legacy_poll: Duration::from_secs(1),
         }
     }
 }
@@ -56,11 +64,18 @@ impl std::fmt::Debug for RedisConfig {
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
             .field("shards", &self.shards)
+            .field("legacy_format", &self.legacy_format)
+            .field("legacy_poll", &self.legacy_poll)
             .finish()
     }
 }
 
 impl RedisConfig {
+    /// Whether Atlantis's keys are kept: asked for, and possible (not on a Cluster).
+    pub fn keeps_legacy_format(&self) -> bool {
+        self.legacy_format && !self.cluster_mode
+    }
+
     /// One URL per address, with the scheme, credentials-free (they go through the client
     /// builder), and the database for a single node.
     pub fn node_urls(&self) -> Vec<String> {

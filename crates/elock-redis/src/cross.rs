@@ -385,8 +385,8 @@ pub(crate) async fn import(core: &Core, mut s: Snapshot) -> Result<ImportReport>
     if n == 1 {
         let body = serde_json::json!({
             "fences": s.fences.iter().map(|(r, t)| (r.as_str(), t)).collect::<Vec<_>>(),
-            "leases": s.leases.iter().map(WireLease::from_lease).collect::<Vec<_>>(),
-            "tickets": s.tickets.iter().map(WireTicket::from_ticket).collect::<Vec<_>>(),
+            "leases": s.leases.iter().map(|l| core.import_lease(l)).collect::<Result<Vec<_>>>()?,
+            "tickets": s.tickets.iter().map(|t| core.import_ticket(t)).collect::<Result<Vec<_>>>()?,
         });
         let (_, v) = core
             .run(0, &core.scripts.import, &[body.to_string()])

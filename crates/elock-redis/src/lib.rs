@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod cross;
 mod deadlocks;
+mod legacy;
 mod listener;
 mod scripts;
 mod shards;
@@ -20,5 +21,6 @@ pub mod testing;
 
 pub use config::RedisConfig;
 pub use cross::SWEEP_GRACE;
+pub use legacy::{adoption, legacy_key, mirror_value, LegacySync};
 pub use shards::{ShardMap, MAX_SHARDS};
 pub use store::{RedisStore, TimeSource, RECHECK_INTERVAL};

@@ -17,6 +17,7 @@ pub struct Scripts {
     pub import: Script,
     pub views: Script,
     pub recover: Script,
+    pub legacy: Script,
 }
 
 fn with_lib(entry: &str) -> Script {
@@ -36,6 +37,7 @@ impl Default for Scripts {
             import: with_lib(include_str!("../scripts/import.lua")),
             views: with_lib(include_str!("../scripts/views.lua")),
             recover: with_lib(include_str!("../scripts/recover.lua")),
+            legacy: with_lib(include_str!("../scripts/legacy.lua")),
         }
     }
 }

@@ -54,7 +54,7 @@ impl std::ops::Deref for RedisStore {
 }
 
 pub struct Core {
-    conn: Conn,
+    pub(crate) conn: Conn,
     pub(crate) scripts: Scripts,
     pub(crate) time: TimeSource,
     table: RwLock<TableConfig>,
@@ -68,12 +68,17 @@ pub struct Core {
     /// Woken whenever events arrive (ours or other servers'): waits across shards try again.
     pub(crate) changed: Arc<Notify>,
     listener: tokio::task::JoinHandle<()>,
+    /// The watch of Atlantis's keys (`legacy.rs`), when they are kept.
+    legacy_watch: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
     config: RedisConfig,
 }
 
 impl Drop for Core {
     fn drop(&mut self) {
         self.listener.abort();
+        if let Some(w) = self.legacy_watch.get() {
+            w.abort();
+        }
     }
 }
 
@@ -91,7 +96,7 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
-fn backend(e: redis::RedisError) -> Error {
+pub(crate) fn backend(e: redis::RedisError) -> Error {
     Error::Storage(format!("redis: {e}"))
 }
 
@@ -128,9 +133,10 @@ impl RedisStore {
             sink,
             shards,
             meta_keys: tags.iter().map(|t| format!("{t}meta")).collect(),
-            notify: format!("{mode}:{origin}"),
+            notify: format!("{mode}{}:{origin}", u8::from(config.keeps_legacy_format())),
             changed,
             listener,
+            legacy_watch: Default::default(),
             config,
         }));
         store
@@ -139,6 +145,21 @@ impl RedisStore {
             .into_iter()
             .map(|(_, v)| v)
             .collect::<Result<Vec<_>>>()?;
+        if store.config.keeps_legacy_format() {
+            store.sync_legacy().await?;
+            let watch = crate::legacy::spawn_watch(
+                Arc::downgrade(&store.0),
+                store.config.clone(),
+                store.config.legacy_poll,
+            );
+            let _ = store.legacy_watch.set(watch);
+        } else if store.config.legacy_format {
+            tracing::warn!(
+                "backward-compatibility.preserve-legacy-format is not available on Redis Cluster \
+                 (Atlantis's keys live in other slots than the lock table): Atlantis's keys are \
+                 neither written nor read"
+            );
+        }
         Ok(store)
     }
 }
@@ -151,6 +172,17 @@ impl Core {
     /// Which shard holds what.
     pub fn shard_map(&self) -> ShardMap {
         self.shards
+    }
+
+    /// Seconds since the epoch by the store's time source (Redis's clock is read by scripts;
+    /// this side uses its own then).
+    pub(crate) fn unix_now(&self) -> i64 {
+        match &self.time {
+            TimeSource::Clock(c) => (c.now().as_millis() / 1000) as i64,
+            TimeSource::Redis => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        }
     }
 
     fn now_arg(&self) -> String {
@@ -312,6 +344,7 @@ impl Core {
     }
 
     fn acquire_body(
+        &self,
         req: &AcquireRequest,
         resources: &[ResourceName],
         part_of: Option<&[usize]>,
@@ -340,6 +373,11 @@ impl Core {
                 .map_err(wire::corrupt)?
                 .into();
         }
+        if part_of.is_none() {
+            if let Some(v) = self.mirror_of(resources, req.metadata.as_ref()) {
+                r["lg"] = v.into();
+            }
+        }
         if let Some(sh) = part_of {
             r["sh"] = sh.into();
             r["all"] = cross::distinct(&req.resources)
@@ -364,9 +402,29 @@ impl Core {
         resources: &[ResourceName],
         part_of: Option<&[usize]>,
     ) -> Result<AcquireAnswer> {
-        let body = Self::acquire_body(req, resources, part_of)?;
-        let (_, v) = self.run(shard, &self.scripts.acquire, &[body]).await?;
-        let v = v?;
+        let body = self.acquire_body(req, resources, part_of)?;
+        let mut v = self
+            .run(shard, &self.scripts.acquire, std::slice::from_ref(&body))
+            .await?
+            .1?;
+        // A lock Atlantis wrote itself: adopt it as a lease, then ask again (a few times, as
+        // Atlantis may be writing and deleting meanwhile).
+        for _ in 0..3 {
+            let Some(r) = v.get("legacy").and_then(Value::as_str).map(str::to_string) else {
+                break;
+            };
+            self.adopt(&r).await?;
+            v = self
+                .run(shard, &self.scripts.acquire, std::slice::from_ref(&body))
+                .await?
+                .1?;
+        }
+        if let Some(r) = v.get("legacy").and_then(Value::as_str) {
+            return Err(Error::Locked {
+                resource: ResourceName::new(r).map_err(wire::corrupt)?,
+                holder: None,
+            });
+        }
         if let Some(l) = v.get("granted") {
             Ok(AcquireAnswer::Granted {
                 lease: decode(l.clone())?,

@@ -301,6 +301,7 @@ pub fn config_for(cluster: bool) -> RedisConfig {
 pub struct RedisFactory {
     cluster: bool,
     shards: usize,
+    legacy: bool,
     current: Mutex<Option<RedisConfig>>,
 }
 
@@ -309,6 +310,7 @@ impl RedisFactory {
         RedisFactory {
             cluster: false,
             shards: 1,
+            legacy: false,
             current: Mutex::new(None),
         }
     }
@@ -317,6 +319,7 @@ impl RedisFactory {
         RedisFactory {
             cluster: true,
             shards: 1,
+            legacy: false,
             current: Mutex::new(None),
         }
     }
@@ -324,6 +327,14 @@ impl RedisFactory {
     /// The same, with the lock table spread over `n` shards (`redis.shards`).
     pub fn with_shards(mut self, n: usize) -> Self {
         self.shards = n;
+        self
+    }
+
+    /// The same, keeping Atlantis's keys beside the table (`legacy_format`), on database 1 of
+    /// the shared node: Atlantis's keys are not prefixed, so the stores doing this must not
+    /// share a database with tests that write Atlantis's keys themselves.
+    pub fn with_legacy_format(mut self) -> Self {
+        self.legacy = true;
         self
     }
 }
@@ -336,6 +347,10 @@ impl StoreFactory for RedisFactory {
             .await
             .unwrap();
         redis.shards = self.shards;
+        if self.legacy {
+            redis.legacy_format = true;
+            redis.db = 1;
+        }
         *self.current.lock().unwrap() = Some(redis.clone());
         Arc::new(
             RedisStore::open(redis, config, TimeSource::Clock(clock))

@@ -12,3 +12,16 @@ elock_core::conformance_tests!(RedisFactory::single());
 fn model_check_single_node_with_reopens() {
     model_check::run(Arc::new(RedisFactory::single()), 120);
 }
+
+/// The same with Atlantis's keys kept beside the table: the scripts behave exactly the same for
+/// every lease that is not Atlantis's.
+mod legacy_format {
+    use super::*;
+
+    elock_core::conformance_tests!(RedisFactory::single().with_legacy_format());
+
+    #[test]
+    fn model_check_with_legacy_format() {
+        model_check::run(Arc::new(RedisFactory::single().with_legacy_format()), 60);
+    }
+}

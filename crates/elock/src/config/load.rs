@@ -233,6 +233,16 @@ fn check(c: &Config) -> Vec<(&'static str, String)> {
             ));
         }
     }
+    let b = &c.backward_compatibility;
+    if b.legacy_poll_interval < std::time::Duration::from_millis(10) {
+        p.push((
+            "backward-compatibility.legacy-poll-interval",
+            format!(
+                "{}: expected at least 10ms",
+                elock_core::model::format_duration(b.legacy_poll_interval)
+            ),
+        ));
+    }
     let q = &c.priority_queue;
     if q.max_queue_size == 0 {
         p.push((

@@ -145,7 +145,14 @@ impl Default for Redis {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BackwardCompatibility {
     pub legacy_fallback: bool,
+    /// On the Redis backend (single node): keep Atlantis's own keys (`pr/{key}`,
+    /// `global/apply/lock`) beside elock's, so that an Atlantis sharing the Redis sees the same
+    /// locks (docs/atlantis.md).
     pub preserve_legacy_format: bool,
+    /// How often Atlantis's keys are checked for locks Atlantis wrote or deleted, when Redis
+    /// sends no keyspace notifications (and as a backstop when it does).
+    #[serde(with = "duration_text")]
+    pub legacy_poll_interval: Duration,
 }
 
 impl Default for BackwardCompatibility {
@@ -153,6 +160,7 @@ impl Default for BackwardCompatibility {
         BackwardCompatibility {
             legacy_fallback: false,
             preserve_legacy_format: true,
+            legacy_poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -252,6 +260,8 @@ impl Config {
             key_prefix: r.key_prefix.clone(),
             pool_size: r.pool_size,
             shards: r.shards as usize,
+            legacy_format: self.backward_compatibility.preserve_legacy_format,
+            legacy_poll: self.backward_compatibility.legacy_poll_interval,
             ..elock_redis::RedisConfig::default()
         })
     }

@@ -1,0 +1,331 @@
+//! Atlantis's own keys beside elock's (SPEC 8, `backward-compatibility.preserve-legacy-format`),
+//! so that an unmodified Atlantis sharing the Redis and elock see the same locks.
+//!
+//! - **Mirror.** A lease of one resource that carries Atlantis's lock (`metadata.atlantis`, as
+//!   the adapter and the imports write it), and any lease of `global/apply/lock`, keeps
+//!   Atlantis's JSON at Atlantis's key (`pr/{resource}`, `global/apply/lock`) while it lasts.
+//!   The scripts write and delete the key in the same step as the grant and the release
+//!   (`scripts/lib.lua`), so Atlantis never sees a lock elock does not hold, nor the reverse.
+//! - **Adoption.** A lock Atlantis wrote itself is Atlantis's: no script grants that resource.
+//!   An acquire that meets one, and the watch below, adopt it as a lease without expiry, owned
+//!   by `{repo}#{pull}` (the apply lock by `atlantis`), with the lock in `metadata.atlantis`
+//!   (its clone URL's credentials removed), so it is listed, queued behind and unlocked through
+//!   elock like any other.
+//! - **Watch.** When Atlantis deletes (or replaces) a key that a lease mirrors or adopted, the
+//!   lease is force-released and its queue handed off. The watch hears Atlantis's writes through
+//!   keyspace notifications when the server sends them (`notify-keyspace-events` with `K` and
+//!   `g` or `A`), and in any case checks every `poll` (bounded: 200 leases per script).
+//!
+//! Reads avoid Atlantis's own Redis bugs: the scan matches `pr/*` (not `pr*`), keys are read one
+//! by one by their exact names, and nothing here runs on a Cluster, where Atlantis's keys live in
+//! other slots than the lock table's and no script could write both (docs/atlantis.md).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use elock_atlantis::{
+    owner_name, CommandLock, LockMetadata, ProjectLock, APPLY_LOCK_OWNER, APPLY_LOCK_RESOURCE,
+};
+use elock_core::error::Result;
+use elock_core::model::{Lease, LeaseId, Metadata, Owner, ResourceName, Ticket};
+use redis::{PushInfo, PushKind};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::RedisConfig;
+use crate::store::{decode, Core};
+use crate::wire::{self, hex, lua_vec, WireLease, WireTicket};
+
+/// Atlantis's key for the lock on `resource`.
+pub fn legacy_key(resource: &str) -> String {
+    if resource == APPLY_LOCK_RESOURCE {
+        resource.to_string()
+    } else {
+        format!("pr/{resource}")
+    }
+}
+
+/// The JSON Atlantis expects at its key while a lease on `resources` lasts, if the lease is one
+/// Atlantis should see: one resource, and Atlantis's lock in `metadata.atlantis` (or the apply
+/// lock, described by a command lock taken at `now_unix`).
+pub fn mirror_value(
+    resources: &[ResourceName],
+    metadata: Option<&Metadata>,
+    now_unix: i64,
+) -> Option<String> {
+    let [resource] = resources else {
+        return None;
+    };
+    let atlantis = metadata.and_then(|m| m.as_map().get("atlantis"));
+    let bytes = if resource.as_str() == APPLY_LOCK_RESOURCE {
+        atlantis
+            .and_then(|v| serde_json::from_value::<CommandLock>(v.clone()).ok())
+            .unwrap_or_else(|| CommandLock {
+                lock_metadata: LockMetadata {
+                    unix_time: now_unix,
+                    ..LockMetadata::default()
+                },
+                ..CommandLock::default()
+            })
+            .to_go_json()
+    } else {
+        let lock = serde_json::from_value::<ProjectLock>(atlantis?.clone()).ok()?;
+        if lock.project.repo_full_name.is_empty() {
+            return None;
+        }
+        lock.redacted().to_go_json()
+    };
+    String::from_utf8(bytes).ok()
+}
+
+/// Who holds a lock Atlantis wrote, in elock's terms, and its metadata (credentials removed).
+pub fn adoption(resource: &str, value: &[u8]) -> (Owner, Value) {
+    let atlantis = Owner::new(APPLY_LOCK_OWNER).expect("a valid owner");
+    if resource == APPLY_LOCK_RESOURCE {
+        return match CommandLock::from_json(value) {
+            Ok(c) => (atlantis, json!({ "atlantis": c })),
+            Err(e) => (atlantis, unreadable(e)),
+        };
+    }
+    match ProjectLock::from_json(value) {
+        Ok(lock) => {
+            let owner = Owner::new(&owner_name(&lock.project.repo_full_name, lock.pull.num))
+                .unwrap_or(atlantis);
+            (owner, json!({ "atlantis": lock.redacted() }))
+        }
+        Err(e) => (atlantis, unreadable(e)),
+    }
+}
+
+/// An Atlantis key elock cannot read is still Atlantis's lock: held, with the reason kept.
+fn unreadable(e: serde_json::Error) -> Value {
+    json!({ "atlantis-unreadable": format!("Atlantis's JSON could not be read: {e}") })
+}
+
+impl Core {
+    /// Atlantis's JSON for a lease or ticket being taken or imported, if Atlantis should see it.
+    pub(crate) fn mirror_of(
+        &self,
+        resources: &[ResourceName],
+        metadata: Option<&Metadata>,
+    ) -> Option<String> {
+        if !self.config().keeps_legacy_format() {
+            return None;
+        }
+        mirror_value(resources, metadata, self.unix_now())
+    }
+
+    /// A lease of a snapshot as the import script takes it (with Atlantis's JSON to keep).
+    pub(crate) fn import_lease(&self, l: &Lease) -> Result<Value> {
+        let mut v = serde_json::to_value(WireLease::from_lease(l)).map_err(wire::corrupt)?;
+        let names: Vec<ResourceName> = l.resources.iter().map(|h| h.resource.clone()).collect();
+        if let Some(lg) = self.mirror_of(&names, l.metadata.as_ref()) {
+            v["lg"] = lg.into();
+        }
+        Ok(v)
+    }
+
+    /// A ticket of a snapshot as the import script takes it (with Atlantis's JSON to keep once
+    /// granted).
+    pub(crate) fn import_ticket(&self, t: &Ticket) -> Result<Value> {
+        let mut v = serde_json::to_value(WireTicket::from_ticket(t)).map_err(wire::corrupt)?;
+        if let Some(lg) = self.mirror_of(&t.resources, t.metadata.as_ref()) {
+            v["lg"] = lg.into();
+        }
+        Ok(v)
+    }
+
+    async fn legacy(&self, op: &str, arg: String) -> Result<Value> {
+        let (_, v) = self
+            .run(0, &self.scripts.legacy, &[op.to_string(), arg])
+            .await?;
+        v
+    }
+
+    /// Makes the lock Atlantis keeps for `resource` a lease, if elock does not hold `resource`.
+    pub(crate) async fn adopt(&self, resource: &str) -> Result<()> {
+        let value: Option<Vec<u8>> = self
+            .conn
+            .query(redis::cmd("GET").arg(legacy_key(resource)))
+            .await
+            .map_err(crate::store::backend)?;
+        let Some(value) = value else {
+            return Ok(()); // Deleted meanwhile: nothing to adopt.
+        };
+        let (owner, meta) = adoption(resource, &value);
+        let answer = self
+            .legacy(
+                "adopt",
+                json!({
+                    "res": resource,
+                    "value": String::from_utf8_lossy(&value),
+                    "lid": hex(LeaseId::random().as_bytes()),
+                    "owner": owner.as_str(),
+                    "meta": meta.to_string(),
+                })
+                .to_string(),
+            )
+            .await?;
+        if answer.is_object() {
+            tracing::info!(resource, owner = %owner, "adopted a lock Atlantis wrote in its own key");
+        }
+        Ok(())
+    }
+
+    /// One pass of the watch: mirrored leases whose Atlantis key went away are released (and
+    /// their queues handed off), and Atlantis's keys without a lease are adopted. Answers how
+    /// many of each.
+    pub async fn sync_legacy(&self) -> Result<LegacySync> {
+        let mut report = LegacySync::default();
+        let mut cursor = String::new();
+        loop {
+            #[derive(Deserialize)]
+            struct Checked {
+                #[serde(deserialize_with = "lua_vec")]
+                released: Vec<WireLease>,
+                next: Value,
+            }
+            let c: Checked = decode(self.legacy("check", cursor.clone()).await?)?;
+            report.released += c.released.len();
+            match c.next {
+                Value::String(next) => cursor = next,
+                _ => break,
+            }
+        }
+        let mut scan_cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .conn
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(scan_cursor)
+                        .arg("MATCH")
+                        .arg("pr/*")
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await
+                .map_err(crate::store::backend)?;
+            let mut resources: Vec<String> = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix("pr/").map(str::to_string))
+                .collect();
+            if scan_cursor == 0 {
+                resources.push(APPLY_LOCK_RESOURCE.to_string());
+            }
+            if !resources.is_empty() {
+                let unheld: Vec<String> =
+                    lua_vec(self.legacy("unheld", json!(resources).to_string()).await?)
+                        .map_err(wire::corrupt)?;
+                for r in unheld {
+                    if ResourceName::new(&r).is_ok() {
+                        self.adopt(&r).await?;
+                        report.adopted += 1;
+                    }
+                }
+            }
+            scan_cursor = next;
+            if scan_cursor == 0 {
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// What one pass of the watch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LegacySync {
+    /// Leases released because Atlantis deleted or replaced their key.
+    pub released: usize,
+    /// Atlantis keys looked at for adoption (adopted unless deleted or taken meanwhile).
+    pub adopted: usize,
+}
+
+/// Runs the watch until the store is dropped: a pass every `poll`, and one as soon as a keyspace
+/// notification says Atlantis touched one of its keys.
+pub(crate) fn spawn_watch(core: Weak<Core>, config: RedisConfig, poll: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let touched = Arc::new(Notify::new());
+        let _notes = spawn_notifications(config, touched.clone());
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = touched.notified() => {}
+            }
+            let Some(core) = core.upgrade() else {
+                return;
+            };
+            if let Err(e) = core.sync_legacy().await {
+                tracing::warn!(error = %e, "checking Atlantis's keys failed; trying again");
+            }
+        }
+    })
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Subscribes to keyspace notifications for Atlantis's keys, if the server sends them.
+fn spawn_notifications(config: RedisConfig, touched: Arc<Notify>) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
+        let _conn = match subscribe(&config, tx).await {
+            Ok(Some(conn)) => conn,
+            Ok(None) => {
+                tracing::info!(
+                    "Redis does not send keyspace notifications (notify-keyspace-events): \
+                     Atlantis's deletions are noticed by polling"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to keyspace notifications; polling");
+                return;
+            }
+        };
+        while let Some(push) = rx.recv().await {
+            if matches!(push.kind, PushKind::PMessage | PushKind::Message) {
+                touched.notify_one();
+            }
+        }
+    }))
+}
+
+async fn subscribe(
+    config: &RedisConfig,
+    tx: mpsc::UnboundedSender<PushInfo>,
+) -> redis::RedisResult<Option<redis::aio::ConnectionManager>> {
+    let url = format!("{}?protocol=resp3", config.node_urls()[0]);
+    let client = redis::Client::open(url.as_str())?;
+    let cm = redis::aio::ConnectionManagerConfig::new()
+        .set_push_sender(tx)
+        .set_automatic_resubscription()
+        .set_connection_timeout(Some(config.connect_timeout));
+    let mut conn = redis::aio::ConnectionManager::new_with_config(client, cm).await?;
+    let flags: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("notify-keyspace-events")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    let flags = flags
+        .get("notify-keyspace-events")
+        .cloned()
+        .unwrap_or_default();
+    if !(flags.contains('K') && (flags.contains('g') || flags.contains('A'))) {
+        return Ok(None);
+    }
+    let db = config.db;
+    conn.psubscribe(format!("__keyspace@{db}__:pr/*")).await?;
+    conn.subscribe(format!("__keyspace@{db}__:{APPLY_LOCK_RESOURCE}"))
+        .await?;
+    Ok(Some(conn))
+}
