@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod migration;
 mod server;
 
 use clap::Parser;

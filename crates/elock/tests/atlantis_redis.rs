@@ -391,3 +391,28 @@ async fn a_lock_atlantis_overwrites_is_atlantis_until_it_deletes_it() {
         .await;
     assert_eq!(refused["LockAcquired"], false, "{refused}");
 }
+
+#[tokio::test]
+async fn an_import_of_atlantis_bbolt_file_writes_atlantis_redis_layout_too() {
+    let redis = RedisServer::start(&[]);
+    let (server, _d) = elock_on(&redis, "1s");
+    let file = fixture("atlantis-small.db");
+    let (code, out) = server.cli(&["atlantis", "import-boltdb", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let mut r = redis_conn(&redis);
+    let mut keys: Vec<String> = r.keys("pr/*").unwrap();
+    keys.sort();
+    assert_eq!(keys.len(), 8, "{keys:?}");
+    // The legacy three-part lock is kept under its current key, as Atlantis's migration would.
+    assert!(
+        keys.contains(&"pr/acme/legacy/./default/".to_string()),
+        "{keys:?}"
+    );
+    let apply: Option<String> = r.get("global/apply/lock").unwrap();
+    assert!(apply.is_some());
+    let v: String = r.get("pr/acme/infra/envs/prod/default/").unwrap();
+    assert!(
+        !v.contains(TOKEN) && v.contains("\\u003credacted\\u003e"),
+        "{v}"
+    );
+}

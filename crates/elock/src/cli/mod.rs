@@ -4,6 +4,7 @@ mod atlantis;
 mod bench;
 mod client;
 mod compat;
+mod migrate;
 mod output;
 mod run;
 
@@ -287,6 +288,18 @@ enum Command {
     ///
     /// Example: elock compat-test --server http://127.0.0.1:4142
     CompatTest,
+    /// Compare the Atlantis locks of the legacy store with elock's: every lock only in one, or
+    /// held by a different pull, or with different details. Exit 0 when identical, 1 otherwise.
+    ///
+    /// Example: elock compare-backends --legacy-boltdb /var/lib/atlantis/atlantis.db
+    CompareBackends(migrate::LegacySource),
+    /// Check that the legacy store and elock together obey the server's migration mode: no
+    /// lock held twice by different pulls; in shadow, every legacy lock mirrored; in split,
+    /// each lock where its key routes; in enhanced, nothing left only in the legacy store.
+    /// Exit 0 when consistent, 1 otherwise.
+    ///
+    /// Example: elock validate-consistency --legacy-redis 127.0.0.1:6379
+    ValidateConsistency(migrate::LegacySource),
     /// Load generator: ops/s and p50/p95/p99/max per scenario, with a /healthz baseline.
     ///
     /// Example: elock bench --scenario baseline --scenario uncontended --concurrency 50 --duration 10s
@@ -885,6 +898,10 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
                     body: None,
                 });
             }
+        }
+        Command::CompareBackends(src) => migrate::compare_backends(client, &src, out).await?,
+        Command::ValidateConsistency(src) => {
+            migrate::validate_consistency(client, &src, out).await?
         }
         Command::Atlantis(AtlantisCommand::Validate { file, max_timeout }) => {
             atlantis::validate(&file, &max_timeout, out)?

@@ -309,6 +309,30 @@ fn check(c: &Config) -> Vec<(&'static str, String)> {
             format!("{}: expected 0..=100", c.migration.traffic_percentage),
         ));
     }
+    {
+        use super::schema::MigrationMode::{Shadow, Split};
+        let m = &c.migration;
+        if matches!(m.mode, Shadow | Split) && m.legacy_redis_url().is_none() {
+            p.push((
+                "migration.legacy-redis",
+                format!(
+                    "empty: mode {} needs the legacy store, Atlantis's Redis (host:port)",
+                    if m.mode == Shadow { "shadow" } else { "split" }
+                ),
+            ));
+        }
+        if let Some(url) = m.legacy_redis_url() {
+            if redis::Client::open(url.as_str()).is_err() {
+                p.push((
+                    "migration.legacy-redis",
+                    format!(
+                        "{:?}: expected host:port or redis://host:port/db",
+                        m.legacy_redis
+                    ),
+                ));
+            }
+        }
+    }
     for t in &c.auth.tokens {
         match (&t.token_sha256, &t.token_env) {
             (Some(h), None) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) => {}
@@ -414,6 +438,21 @@ mod tests {
         let errors = load(Some(f.path()), &[]).unwrap_err().join("\n");
         assert!(
             errors.contains("redis.shards") && errors.contains("1 to 1024"),
+            "{errors}"
+        );
+        let f = file("migration:\n  mode: shadow\n");
+        let errors = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(
+            errors.contains("migration.legacy-redis") && errors.contains("mode shadow"),
+            "{errors}"
+        );
+        let f = file("migration:\n  mode: split\n  legacy-redis: \"redis://[::1\"\n");
+        let errors = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(errors.contains("migration.legacy-redis"), "{errors}");
+        let f = file("backward-compatibility:\n  legacy-poll-interval: 1ms\n");
+        let errors = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(
+            errors.contains("backward-compatibility.legacy-poll-interval"),
             "{errors}"
         );
         let f =

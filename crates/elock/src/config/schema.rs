@@ -181,6 +181,9 @@ pub struct Migration {
     pub mode: MigrationMode,
     pub traffic_percentage: u8,
     pub validation_enabled: bool,
+    /// Atlantis's lock storage in Redis (`host:port`, or a `redis://host:port/db` URL): the
+    /// legacy store of `shadow` and `split`, and what `elock compare-backends` reads by default.
+    pub legacy_redis: String,
 }
 
 impl Default for Migration {
@@ -189,7 +192,24 @@ impl Default for Migration {
             mode: MigrationMode::Off,
             traffic_percentage: 0,
             validation_enabled: true,
+            legacy_redis: String::new(),
         }
+    }
+}
+
+impl Migration {
+    /// `legacy-redis` as a URL, if set.
+    pub fn legacy_redis_url(&self) -> Option<String> {
+        legacy_redis_url(&self.legacy_redis)
+    }
+}
+
+/// A legacy Redis address as a URL: `host:port` becomes `redis://host:port/`.
+pub fn legacy_redis_url(address: &str) -> Option<String> {
+    match address.trim() {
+        "" => None,
+        a if a.starts_with("redis://") || a.starts_with("rediss://") => Some(a.to_string()),
+        a => Some(format!("redis://{a}/")),
     }
 }
 

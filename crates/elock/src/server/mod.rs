@@ -73,6 +73,20 @@ pub struct App {
     pub metrics: Option<Arc<metrics::Metrics>>,
     pub auth: auth::Auth,
     pub audit: audit::AuditLog,
+    /// Where Atlantis's calls go (`migration.*`).
+    pub migration: Arc<crate::migration::Migration>,
+}
+
+impl App {
+    /// Atlantis's lock storage, routed as the migration mode says.
+    pub fn atlantis(&self) -> atlantis::routed::Routed<'_> {
+        atlantis::routed::Routed {
+            elock: atlantis::legacy::Legacy {
+                manager: &self.manager,
+            },
+            migration: &self.migration,
+        }
+    }
 }
 
 pub struct Reloader {
@@ -106,6 +120,11 @@ impl Reloader {
             ("enhanced-locking.backend", el.0.backend != el.1.backend),
             ("enhanced-locking.data-dir", el.0.data_dir != el.1.data_dir),
             ("redis", old.redis != new.redis),
+            (
+                "backward-compatibility",
+                old.backward_compatibility != new.backward_compatibility,
+            ),
+            ("migration", old.migration != new.migration),
         ] {
             if changed {
                 restart.push(key.to_string());
@@ -187,6 +206,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     };
     let auth = auth::Auth::new(&cfg.auth.tokens)?;
     let audit = audit::AuditLog::start(cfg.audit_path()).await?;
+    let migration = Arc::new(start_migration(&cfg.migration).await?);
     let metrics = cfg
         .metrics
         .enabled
@@ -233,6 +253,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         metrics,
         auth,
         audit,
+        migration,
     });
     tokio::spawn(reload_on_sighup(app.clone()));
     axum::serve(
@@ -287,4 +308,25 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// The migration settings, connected to the legacy store when one is configured.
+async fn start_migration(
+    m: &config::schema::Migration,
+) -> Result<crate::migration::Migration, String> {
+    let legacy = match m.legacy_redis_url() {
+        Some(url) => Some(
+            crate::migration::AtlantisRedis::connect(&url)
+                .await
+                .map_err(|e| format!("migration.legacy-redis {:?}: {e}", m.legacy_redis))?,
+        ),
+        None => None,
+    };
+    tracing::info!(mode = ?m.mode, traffic_percentage = m.traffic_percentage, legacy_store = legacy.is_some(), "migration");
+    Ok(crate::migration::Migration::new(
+        m.mode,
+        m.traffic_percentage,
+        m.validation_enabled,
+        legacy,
+    ))
 }

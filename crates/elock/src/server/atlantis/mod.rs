@@ -6,6 +6,7 @@
 //!   `GET /lock?id=` (the lock's page) and `DELETE /locks?id=`.
 
 pub mod legacy;
+pub mod routed;
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use serde_json::{json, Value};
 use super::body;
 use super::error::ApiError;
 use super::App;
-use legacy::{Legacy, LegacyError};
+use legacy::LegacyError;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -38,6 +39,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/atlantis/v1/command-lock", get(check_command))
         .route("/api/atlantis/v1/command-lock/lock", post(lock_command))
         .route("/api/atlantis/v1/command-lock/unlock", post(unlock_command))
+        .route("/api/atlantis/v1/migration", get(migration_state))
         .route("/api/locks", get(atlantis_api_locks))
         .route("/lock", get(lock_page))
         .route("/locks", axum::routing::delete(delete_lock))
@@ -101,13 +103,7 @@ async fn try_lock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
         return ApiError::invalid("Project.RepoFullName", "Project.RepoFullName is required")
             .into_response();
     }
-    answer(
-        Legacy {
-            manager: &app.manager,
-        }
-        .try_lock(lock)
-        .await,
-    )
+    answer(app.atlantis().try_lock(lock).await)
 }
 
 async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
@@ -116,13 +112,7 @@ async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
         Err(e) => return e.into_response(),
     };
     match b.key() {
-        Ok(k) => answer(
-            Legacy {
-                manager: &app.manager,
-            }
-            .unlock(&k, None)
-            .await,
-        ),
+        Ok(k) => answer(app.atlantis().unlock(&k, None).await),
         Err(e) => e.into_response(),
     }
 }
@@ -136,13 +126,7 @@ async fn unlock_if_owned(State(app): State<Arc<App>>, bytes: Bytes) -> Response 
         return ApiError::invalid("PullNum", "PullNum is required").into_response();
     };
     match b.key() {
-        Ok(k) => answer(
-            Legacy {
-                manager: &app.manager,
-            }
-            .unlock(&k, Some(pull))
-            .await,
-        ),
+        Ok(k) => answer(app.atlantis().unlock(&k, Some(pull)).await),
         Err(e) => e.into_response(),
     }
 }
@@ -161,22 +145,14 @@ async fn unlock_by_pull(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
         Err(e) => return e.into_response(),
     };
     answer(
-        Legacy {
-            manager: &app.manager,
-        }
-        .unlock_by_pull(&b.repo_full_name, b.pull_num)
-        .await,
+        app.atlantis()
+            .unlock_by_pull(&b.repo_full_name, b.pull_num)
+            .await,
     )
 }
 
 async fn list(State(app): State<Arc<App>>) -> Response {
-    answer(
-        Legacy {
-            manager: &app.manager,
-        }
-        .list()
-        .await,
-    )
+    answer(app.atlantis().list().await)
 }
 
 fn query_value(raw: Option<&str>, name: &str) -> Option<String> {
@@ -191,23 +167,11 @@ async fn get_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respons
     let Some(key) = query_value(q.as_deref(), "key") else {
         return ApiError::invalid("key", "the query needs key=<lock key>").into_response();
     };
-    answer(
-        Legacy {
-            manager: &app.manager,
-        }
-        .get_lock(&key)
-        .await,
-    )
+    answer(app.atlantis().get_lock(&key).await)
 }
 
 async fn check_command(State(app): State<Arc<App>>) -> Response {
-    answer(
-        Legacy {
-            manager: &app.manager,
-        }
-        .check_command()
-        .await,
-    )
+    answer(app.atlantis().check_command().await)
 }
 
 #[derive(Deserialize, Default)]
@@ -233,34 +197,21 @@ async fn lock_command(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
         .into_response();
     }
     let now = (app.manager.clock().now().as_millis() / 1000) as i64;
-    answer(
-        Legacy {
-            manager: &app.manager,
-        }
-        .lock_command(now)
-        .await,
-    )
+    answer(app.atlantis().lock_command(now).await)
 }
 
 async fn unlock_command(State(app): State<Arc<App>>) -> Response {
-    answer(
-        Legacy {
-            manager: &app.manager,
-        }
-        .unlock_command()
-        .await
-        .map(|()| Value::Null),
-    )
+    answer(app.atlantis().unlock_command().await.map(|()| Value::Null))
+}
+
+/// The migration mode in force and what it has done (counts and recent differences).
+async fn migration_state(State(app): State<Arc<App>>) -> Response {
+    Json(app.migration.report()).into_response()
 }
 
 /// Atlantis's `GET /api/locks`.
 async fn atlantis_api_locks(State(app): State<Arc<App>>) -> Response {
-    let locks = match (Legacy {
-        manager: &app.manager,
-    })
-    .list()
-    .await
-    {
+    let locks = match app.atlantis().list().await {
         Ok(l) => l,
         Err(e) => return failed(e),
     };
@@ -337,12 +288,7 @@ async fn delete_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Resp
         Ok(id) => id,
         Err((s, m)) => return text(s, m),
     };
-    match (Legacy {
-        manager: &app.manager,
-    })
-    .unlock(&id, None)
-    .await
-    {
+    match app.atlantis().unlock(&id, None).await {
         Ok(Some(_)) => text(StatusCode::OK, format!("Deleted lock id '{id}'")),
         Ok(None) => text(StatusCode::NOT_FOUND, format!("No lock found at id '{id}'")),
         Err(e) => failed(e),
@@ -363,12 +309,7 @@ async fn lock_page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respon
         Ok(id) => id,
         Err((s, m)) => return text(s, m),
     };
-    let lock = match (Legacy {
-        manager: &app.manager,
-    })
-    .get_lock(&id)
-    .await
-    {
+    let lock = match app.atlantis().get_lock(&id).await {
         Ok(Some(l)) => l,
         Ok(None) => return text(StatusCode::NOT_FOUND, format!("No lock found at id '{id}'")),
         Err(e) => return failed(e),
