@@ -33,9 +33,69 @@ impl ProjectLock {
     }
 }
 
+/// Whether some `CloneURL` string anywhere in `v` carries credentials (no copy made).
+pub fn has_clone_url_secret(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => map.iter().any(|(k, item)| match item {
+            Value::String(url) if k == "CloneURL" => url.contains('@') && clone_url(url) != *url,
+            other => has_clone_url_secret(other),
+        }),
+        Value::Array(items) => items.iter().any(has_clone_url_secret),
+        _ => false,
+    }
+}
+
+/// Redacts every `CloneURL` string anywhere in `v` (Atlantis's JSON, or metadata holding it);
+/// true if anything changed.
+pub fn clone_urls_in(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    let mut changed = false;
+    match v {
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                match item {
+                    Value::String(url) if k == "CloneURL" => {
+                        let shown = clone_url(url);
+                        if shown != *url {
+                            *url = shown;
+                            changed = true;
+                        }
+                    }
+                    other => changed |= clone_urls_in(other),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                changed |= clone_urls_in(item);
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clone_urls_are_found_at_any_depth() {
+        let mut v = serde_json::json!({"atlantis": {"Pull": {"BaseRepo": {
+            "CloneURL": "https://bot:tok@github.com/a/b.git", "Name": "b"}}},
+            "list": [{"CloneURL": "https://x:y@h/r"}], "CloneURL": 3});
+        assert!(clone_urls_in(&mut v));
+        assert_eq!(
+            v["atlantis"]["Pull"]["BaseRepo"]["CloneURL"],
+            "https://bot:<redacted>@github.com/a/b.git"
+        );
+        assert_eq!(v["list"][0]["CloneURL"], "https://x:<redacted>@h/r");
+        assert!(!clone_urls_in(&mut v), "nothing left to redact");
+        assert!(!has_clone_url_secret(&v));
+        v["list"][0]["CloneURL"] = "https://x:y@h/r".into();
+        assert!(has_clone_url_secret(&v));
+    }
 
     #[test]
     fn removes_passwords_and_tokens_only() {

@@ -90,12 +90,94 @@ async fn the_small_fixture_becomes_leases_once() {
     );
 }
 
+/// `--include-secrets` keeps the clone URLs' credentials in the store, and only the exports that
+/// ask for them show them: every answer, page, event, audit record and log line (at debug level)
+/// is searched for the token.
 #[tokio::test]
-async fn include_secrets_keeps_the_clone_url_credentials() {
-    let server = Server::start();
+async fn credentials_kept_by_include_secrets_are_shown_only_by_exports_that_ask() {
+    const TOKEN: &str = "ghp_SECRETTOKEN123";
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging(dir.path(), &log, "debug");
+    let api = server.client();
+    let events = {
+        let url = format!("{}/api/v1/events", server.url);
+        tokio::spawn(async move {
+            let mut r = reqwest::get(url).await.unwrap();
+            let mut seen = Vec::new();
+            while let Ok(Ok(Some(chunk))) =
+                tokio::time::timeout(std::time::Duration::from_secs(3), r.chunk()).await
+            {
+                seen.extend_from_slice(&chunk);
+            }
+            String::from_utf8_lossy(&seen).into_owned()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     import_with_secrets(&server);
-    let (_, export) = server.client().get("/api/v1/export").await;
-    assert!(export.to_string().contains("ghp_SECRETTOKEN123"));
+
+    // Kept: the store has them, and an export that asks shows them.
+    let (_, export) = api.get("/api/v1/export?include-secrets=true").await;
+    assert!(export.to_string().contains(TOKEN));
+    let (code, out) = server.cli(&["export", "--include-secrets"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(TOKEN));
+    let (code, out) = server.cli(&["atlantis", "export-redis", "--include-secrets"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(TOKEN));
+
+    // Shown nowhere else.
+    let key = "acme%2Finfra%2Fenvs%2Fprod%2Fdefault%2F";
+    let mut shown = Vec::new();
+    for path in [
+        "/api/v1/export".to_string(),
+        "/api/v1/locks".into(),
+        format!("/api/v1/resource?name={key}"),
+        "/api/atlantis/v1/locks".into(),
+        format!("/api/atlantis/v1/lock?key={key}"),
+        "/api/locks".into(),
+        "/api/v1/audit".into(),
+    ] {
+        let (status, v) = api.get(&path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        shown.push((path, v.to_string()));
+    }
+    let page = reqwest::get(format!(
+        "{}/lock?id={}",
+        server.url,
+        key.replace('%', "%25")
+    ))
+    .await
+    .unwrap();
+    shown.push(("lock page".into(), page.text().await.unwrap()));
+    let (_, listed) = server.cli(&["list"]);
+    shown.push(("elock list".into(), listed));
+    let (_, exported) = server.cli(&["export"]);
+    shown.push(("elock export".into(), exported));
+    let (_, resp) = server.cli(&["atlantis", "export-redis"]);
+    shown.push(("export-redis".into(), resp));
+    let (_, unlocked) = api
+        .post(
+            "/api/atlantis/v1/unlock",
+            serde_json::json!({"Key": "acme/infra/envs/prod/default/"}),
+        )
+        .await;
+    shown.push(("unlock".into(), unlocked.to_string()));
+    shown.push(("events".into(), events.await.unwrap()));
+    drop(server);
+    shown.push(("log".into(), std::fs::read_to_string(&log).unwrap()));
+    for (what, text) in &shown {
+        assert!(!text.contains(TOKEN), "{what} shows the token: {text}");
+    }
+    let events = &shown[shown.len() - 2].1;
+    assert!(
+        events.contains("lock.acquired"),
+        "the events were seen: {events}"
+    );
+    assert!(
+        shown[shown.len() - 1].1.contains("DEBUG"),
+        "the log is at debug level"
+    );
 }
 
 #[tokio::test]

@@ -333,8 +333,13 @@ pub async fn export_redis(
     file: Option<&Path>,
     include_secrets: bool,
 ) -> Result<(), CliError> {
+    let query: Vec<(&str, String)> = if include_secrets {
+        vec![("include-secrets", "true".into())]
+    } else {
+        Vec::new()
+    };
     let export = client
-        .call(Method::GET, "/api/v1/export", &[], None)
+        .call(Method::GET, "/api/v1/export", &query, None)
         .await?;
     let mut out = Vec::new();
     let (mut locks, mut apply) = (0, 0);

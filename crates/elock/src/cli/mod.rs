@@ -265,7 +265,13 @@ enum Command {
         force: bool,
     },
     /// Every lease, ticket and fencing counter as JSON, to FILE or standard output (admin).
-    Export { file: Option<PathBuf> },
+    Export {
+        file: Option<PathBuf>,
+        /// Keep credentials found in lease metadata (Atlantis clone URLs imported with
+        /// --include-secrets); they are left out by default.
+        #[arg(long)]
+        include_secrets: bool,
+    },
     /// Add the leases and tickets of an export that do not conflict (admin); importing twice
     /// changes nothing.
     Import { file: PathBuf },
@@ -917,9 +923,17 @@ async fn command(client: &Client, command: Command, out: Format) -> Result<(), C
             file,
             include_secrets,
         }) => atlantis::import_boltdb(client, &file, include_secrets, out).await?,
-        Command::Export { file } => {
+        Command::Export {
+            file,
+            include_secrets,
+        } => {
+            let query: Vec<(&str, String)> = if include_secrets {
+                vec![("include-secrets", "true".into())]
+            } else {
+                Vec::new()
+            };
             let answer = client
-                .call(Method::GET, "/api/v1/export", &[], None)
+                .call(Method::GET, "/api/v1/export", &query, None)
                 .await?;
             let text = serde_json::to_string_pretty(&answer).unwrap_or_default();
             match file {

@@ -204,6 +204,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
             .map_err(|e| format!("{e} (redis.addresses)"))?,
         ),
     };
+    // Credentials in metadata (Atlantis's clone URLs, kept only by an import with
+    // --include-secrets) are never shown: not in answers, events, audit records or exports.
+    elock_core::model::set_output_filter(shown_metadata);
     let auth = auth::Auth::new(&cfg.auth.tokens)?;
     let audit = audit::AuditLog::start(cfg.audit_path()).await?;
     let migration = Arc::new(start_migration(&cfg.migration).await?);
@@ -329,4 +332,20 @@ async fn start_migration(
         m.validation_enabled,
         legacy,
     ))
+}
+
+/// Metadata as shown: clone URLs without their credentials (`None`: nothing to hide).
+fn shown_metadata(
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use elock_atlantis::redact::{clone_urls_in, has_clone_url_secret};
+    if !m.values().any(has_clone_url_secret) {
+        return None;
+    }
+    let mut v = serde_json::Value::Object(m.clone());
+    clone_urls_in(&mut v);
+    match v {
+        serde_json::Value::Object(shown) => Some(shown),
+        _ => None,
+    }
 }

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use elock_core::model::Timestamp;
@@ -36,14 +38,30 @@ pub fn routes() -> Router<Arc<App>> {
 
 /// Every lease, ticket and fencing counter (admin).
 #[utoipa::path(get, path = "/api/v1/export", tag = "admin",
+    params(("include-secrets" = Option<bool>, Query, description = "keep credentials found in metadata (clone URLs); default false")),
     responses((status = 200, description = "the export document", body = ExportFile), (status = 403, description = "forbidden", body = ErrorBody)))]
-async fn export(State(app): State<Arc<App>>) -> ApiResult<Json<ExportFile>> {
+async fn export(State(app): State<Arc<App>>, Query(q): Query<ExportQuery>) -> ApiResult<Response> {
     let snapshot = app.manager.export().await?;
-    Ok(Json(ExportFile {
+    let file = ExportFile {
         format: FORMAT.into(),
         exported_at: app.manager.clock().now(),
         snapshot,
-    }))
+    };
+    // Credentials in metadata (clone URLs an import kept with --include-secrets) are left out
+    // unless asked for.
+    let bytes = if q.include_secrets {
+        elock_core::model::as_stored(|| serde_json::to_vec(&file))
+    } else {
+        serde_json::to_vec(&file)
+    }
+    .map_err(|e| ApiError::from(elock_core::error::Error::Internal(e.to_string())))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case")]
+struct ExportQuery {
+    include_secrets: bool,
 }
 
 /// Adds an export's records that do not conflict (admin).

@@ -38,14 +38,31 @@ impl Server {
 
     /// A server with extra arguments and environment variables.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::spawn(data_dir, extra, env, "warn", Stdio::inherit())
+    }
+
+    /// A server whose log lines (at `level`) go to the file `log`.
+    #[allow(dead_code)]
+    pub fn start_logging(data_dir: &Path, log: &Path, level: &str) -> Server {
+        let file = std::fs::File::create(log).unwrap();
+        Self::spawn(data_dir, &[], &[], level, Stdio::from(file))
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        level: &str,
+        stderr: Stdio,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_elock"))
             .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("ELOCK_LOG", "warn")
+            .env("ELOCK_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start elock serve");
         let mut line = String::new();

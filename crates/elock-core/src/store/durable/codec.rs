@@ -64,7 +64,8 @@ pub(super) fn encode_changes(
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
+    crate::model::as_stored(|| serde_json::to_vec(v))
+        .map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
 }
 
 /// Applies a batch in one transaction and commits it durably (one fsync for the whole batch).

@@ -79,7 +79,7 @@ pub fn project_lock_of(lease: &Lease, key: &str) -> ProjectLock {
         .and_then(|v| serde_json::from_value::<ProjectLock>(v.clone()).ok())
         .filter(|l| !l.project.repo_full_name.is_empty())
     {
-        return l;
+        return l.redacted();
     }
     let parsed = LockKey::parse(key).ok();
     let pull = lease
