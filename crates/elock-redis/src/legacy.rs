@@ -14,7 +14,8 @@
 //! - **Watch.** When Atlantis deletes (or replaces) a key that a lease mirrors or adopted, the
 //!   lease is force-released and its queue handed off. The watch hears Atlantis's writes through
 //!   keyspace notifications when the server sends them (`notify-keyspace-events` with `K` and
-//!   `g` or `A`), and in any case checks every `poll` (bounded: 200 leases per script).
+//!   `g` or `A`), and in any case checks the mirrored leases every `poll` (200 per script) and
+//!   scans for Atlantis's keys to adopt every `SCAN_EVERY` polls.
 //!
 //! Reads avoid Atlantis's own Redis bugs: the scan matches `pr/*` (not `pr*`), keys are read one
 //! by one by their exact names, and nothing here runs on a Cluster, where Atlantis's keys live in
@@ -178,6 +179,14 @@ impl Core {
     /// their queues handed off), and Atlantis's keys without a lease are adopted. Answers how
     /// many of each.
     pub async fn sync_legacy(&self) -> Result<LegacySync> {
+        let mut report = self.check_legacy().await?;
+        report.adopted = self.adopt_all().await?;
+        Ok(report)
+    }
+
+    /// The mirrored leases whose Atlantis key went away are released and handed off (bounded by
+    /// the leases Atlantis's keys stand for, not by the size of the database).
+    async fn check_legacy(&self) -> Result<LegacySync> {
         let mut report = LegacySync::default();
         let mut cursor = String::new();
         loop {
@@ -191,9 +200,15 @@ impl Core {
             report.released += c.released.len();
             match c.next {
                 Value::String(next) => cursor = next,
-                _ => break,
+                _ => return Ok(report),
             }
         }
+    }
+
+    /// Adopts every Atlantis key without a lease: a SCAN of the whole database, so the watch
+    /// runs it less often than the check (see `spawn_watch`). Answers how many were looked at.
+    async fn adopt_all(&self) -> Result<usize> {
+        let mut adopted = 0;
         let mut scan_cursor = 0u64;
         loop {
             let (next, keys): (u64, Vec<String>) = self
@@ -222,16 +237,15 @@ impl Core {
                 for r in unheld {
                     if ResourceName::new(&r).is_ok() {
                         self.adopt(&r).await?;
-                        report.adopted += 1;
+                        adopted += 1;
                     }
                 }
             }
             scan_cursor = next;
             if scan_cursor == 0 {
-                break;
+                return Ok(adopted);
             }
         }
-        Ok(report)
     }
 }
 
@@ -244,21 +258,35 @@ pub struct LegacySync {
     pub adopted: usize,
 }
 
-/// Runs the watch until the store is dropped: a pass every `poll`, and one as soon as a keyspace
-/// notification says Atlantis touched one of its keys.
+/// How many polls pass between two scans for Atlantis keys to adopt (an acquire that meets one
+/// adopts it at once, and so does a keyspace notification).
+pub const SCAN_EVERY: u32 = 10;
+
+/// Runs the watch until the store is dropped: the check every `poll`, the scan for locks to
+/// adopt every `SCAN_EVERY` polls, and both as soon as a keyspace notification says Atlantis
+/// touched one of its keys.
 pub(crate) fn spawn_watch(core: Weak<Core>, config: RedisConfig, poll: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let touched = Arc::new(Notify::new());
         let _notes = spawn_notifications(config, touched.clone());
+        let mut polls = 0u32;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = touched.notified() => {}
-            }
+            let scan = tokio::select! {
+                _ = tokio::time::sleep(poll) => {
+                    polls += 1;
+                    polls.is_multiple_of(SCAN_EVERY)
+                }
+                _ = touched.notified() => true,
+            };
             let Some(core) = core.upgrade() else {
                 return;
             };
-            if let Err(e) = core.sync_legacy().await {
+            let pass = if scan {
+                core.sync_legacy().await
+            } else {
+                core.check_legacy().await
+            };
+            if let Err(e) = pass {
                 tracing::warn!(error = %e, "checking Atlantis's keys failed; trying again");
             }
         }
@@ -303,13 +331,7 @@ async fn subscribe(
     config: &RedisConfig,
     tx: mpsc::UnboundedSender<PushInfo>,
 ) -> redis::RedisResult<Option<redis::aio::ConnectionManager>> {
-    let url = format!("{}?protocol=resp3", config.node_urls()[0]);
-    let client = redis::Client::open(url.as_str())?;
-    let cm = redis::aio::ConnectionManagerConfig::new()
-        .set_push_sender(tx)
-        .set_automatic_resubscription()
-        .set_connection_timeout(Some(config.connect_timeout));
-    let mut conn = redis::aio::ConnectionManager::new_with_config(client, cm).await?;
+    let mut conn = crate::listener::push_connection(config, tx).await?;
     let flags: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("notify-keyspace-events")

@@ -94,16 +94,25 @@ async fn subscribe(
         }
         Ok(Box::new(conn))
     } else {
-        let url = format!("{}?protocol=resp3", config.node_urls()[0]);
-        let client = redis::Client::open(url.as_str())?;
-        let cm = redis::aio::ConnectionManagerConfig::new()
-            .set_push_sender(tx)
-            .set_automatic_resubscription()
-            .set_connection_timeout(Some(config.connect_timeout));
-        let mut conn = redis::aio::ConnectionManager::new_with_config(client, cm).await?;
+        let mut conn = push_connection(config, tx).await?;
         conn.subscribe(channels).await?;
         Ok(Box::new(conn))
     }
+}
+
+/// A connection to the single node that sends what it hears to `tx` (RESP3 pushes) and
+/// resubscribes by itself after a reconnect.
+pub(crate) async fn push_connection(
+    config: &RedisConfig,
+    tx: mpsc::UnboundedSender<PushInfo>,
+) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let url = format!("{}?protocol=resp3", config.node_urls()[0]);
+    let client = redis::Client::open(url.as_str())?;
+    let cm = redis::aio::ConnectionManagerConfig::new()
+        .set_push_sender(tx)
+        .set_automatic_resubscription()
+        .set_connection_timeout(Some(config.connect_timeout));
+    redis::aio::ConnectionManager::new_with_config(client, cm).await
 }
 
 /// Publishes another server's events; true if there were any.
