@@ -21,6 +21,6 @@ pub mod testing;
 
 pub use config::RedisConfig;
 pub use cross::SWEEP_GRACE;
-pub use legacy::{adoption, legacy_key, mirror_value, LegacySync};
+pub use legacy::LegacySync;
 pub use shards::{ShardMap, MAX_SHARDS};
 pub use store::{RedisStore, TimeSource, RECHECK_INTERVAL};
