@@ -80,6 +80,20 @@ async fn reload_applies_live_settings_through_the_endpoint_and_sighup() {
     }
     assert!(accepted, "SIGHUP reloaded the larger limit");
 
+    // Migration and Atlantis-interop settings are read at start: a reload names them.
+    std::fs::write(
+        &config,
+        "priority-queue:\n  max-queue-size: 5\nmigration:\n  mode: enhanced\nbackward-compatibility:\n  legacy-poll-interval: 5s\n",
+    )
+    .unwrap();
+    let (status, answer) = api.post("/api/v1/admin/reload", json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    let restart = answer["restart_required"].to_string();
+    assert!(
+        restart.contains("\"migration\"") && restart.contains("\"backward-compatibility\""),
+        "{answer}"
+    );
+
     std::fs::write(&config, "priority-queue:\n  max-queue-size: lots\n").unwrap();
     let (status, answer) = api.post("/api/v1/admin/reload", json!({})).await;
     assert_eq!(status, 400);
