@@ -578,14 +578,19 @@ local function expire_due_at(now)
   return expired
 end
 
--- Moves the shard's clock to now (never backwards) and applies everything due by then.
-local function advance(now)
+-- Moves the shard's clock to now, never backwards; answers the shard's time.
+local function move_clock(now)
   local last = tonumber(redis.call('HGET', META, 'last_now') or 0)
   if now < last then
-    now = last
-  else
-    redis.call('HSET', META, 'last_now', now)
+    return last
   end
+  redis.call('HSET', META, 'last_now', now)
+  return now
+end
+
+-- Moves the shard's clock to now and applies everything due by then.
+local function advance(now)
+  now = move_clock(now)
   local due = next_deadline()
   if due and due <= now then
     expire_due_at(now)

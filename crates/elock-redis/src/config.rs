@@ -71,6 +71,22 @@ impl std::fmt::Debug for RedisConfig {
 }
 
 impl RedisConfig {
+    /// A Cluster client's builder with the seed nodes, credentials, TLS and connect timeout.
+    pub(crate) fn cluster_builder(&self) -> redis::cluster::ClusterClientBuilder {
+        let mut b = redis::cluster::ClusterClientBuilder::new(self.node_urls())
+            .connection_timeout(self.connect_timeout);
+        if let Some(u) = &self.username {
+            b = b.username(u);
+        }
+        if let Some(p) = &self.password {
+            b = b.password(p);
+        }
+        if self.tls {
+            b = b.tls(redis::TlsMode::Secure);
+        }
+        b
+    }
+
     /// Whether Atlantis's keys are kept: asked for, and possible (not on a Cluster).
     pub fn keeps_legacy_format(&self) -> bool {
         self.legacy_format && !self.cluster_mode

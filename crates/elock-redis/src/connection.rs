@@ -19,20 +19,11 @@ pub enum Conn {
 impl Conn {
     pub async fn open(config: &RedisConfig) -> RedisResult<Conn> {
         if config.cluster_mode {
-            let mut b = redis::cluster::ClusterClientBuilder::new(config.node_urls())
-                .connection_timeout(config.connect_timeout)
+            let client = config
+                .cluster_builder()
                 .response_timeout(config.response_timeout)
-                .retries(3);
-            if let Some(u) = &config.username {
-                b = b.username(u);
-            }
-            if let Some(p) = &config.password {
-                b = b.password(p);
-            }
-            if config.tls {
-                b = b.tls(redis::TlsMode::Secure);
-            }
-            let client = b.build()?;
+                .retries(3)
+                .build()?;
             Ok(Conn::Cluster(client.get_async_connection().await?))
         } else {
             let client = redis::Client::open(config.node_urls()[0].as_str())?;

@@ -75,20 +75,13 @@ async fn subscribe(
     tx: mpsc::UnboundedSender<PushInfo>,
 ) -> redis::RedisResult<Box<dyn Send>> {
     if config.cluster_mode {
-        let mut b = redis::cluster::ClusterClientBuilder::new(config.node_urls())
+        let mut conn = config
+            .cluster_builder()
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(tx)
-            .connection_timeout(config.connect_timeout);
-        if let Some(u) = &config.username {
-            b = b.username(u);
-        }
-        if let Some(p) = &config.password {
-            b = b.password(p);
-        }
-        if config.tls {
-            b = b.tls(redis::TlsMode::Secure);
-        }
-        let mut conn = b.build()?.get_async_connection().await?;
+            .build()?
+            .get_async_connection()
+            .await?;
         for channel in channels {
             conn.ssubscribe(channel).await?;
         }

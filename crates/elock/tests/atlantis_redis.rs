@@ -86,6 +86,13 @@ fn go_json(lock: &Value) -> String {
     String::from_utf8(l.to_go_json()).unwrap()
 }
 
+/// Atlantis's try-lock through the adapter; the answer.
+async fn try_lock(api: &Api, repo: &str, path: &str, pull: i64) -> Value {
+    api.post("/api/atlantis/v1/try-lock", atlantis_lock(repo, path, pull))
+        .await
+        .1
+}
+
 async fn holder(api: &Api, resource: &str) -> Value {
     let q: String = form_urlencoded::byte_serialize(resource.as_bytes()).collect();
     api.get(&format!("/api/v1/resource?name={q}")).await.1["holder"].clone()
@@ -129,12 +136,7 @@ async fn locks_atlantis_wrote_are_held_leases_that_elock_unlocks() {
         "{cmd}"
     );
     // Another pull is told who holds it, and nothing is overwritten.
-    let (_, r) = api
-        .post(
-            "/api/atlantis/v1/try-lock",
-            atlantis_lock("acme/infra", "envs/prod", 99),
-        )
-        .await;
+    let r = try_lock(&api, "acme/infra", "envs/prod", 99).await;
     assert_eq!(r["LockAcquired"], false, "{r}");
     assert_eq!(r["CurrLock"]["Pull"]["Num"], 42);
     // A native client too.
@@ -325,12 +327,7 @@ async fn a_lock_atlantis_overwrites_is_atlantis_until_it_deletes_it() {
     let api = server.client();
     let mut r = redis_conn(&redis);
     let key = "acme/race/envs/prod/default/";
-    let (_, got) = api
-        .post(
-            "/api/atlantis/v1/try-lock",
-            atlantis_lock("acme/race", "envs/prod", 1),
-        )
-        .await;
+    let got = try_lock(&api, "acme/race", "envs/prod", 1).await;
     assert_eq!(got["LockAcquired"], true);
     let waiter_api = api.clone();
     let waiter = tokio::spawn(async move {
@@ -383,12 +380,7 @@ async fn a_lock_atlantis_overwrites_is_atlantis_until_it_deletes_it() {
     assert_eq!(status, 201, "{granted}");
     // The waiter's lease carries no Atlantis lock (no metadata.atlantis), so Atlantis's key is
     // not written for it (docs/atlantis.md); the resource is still elock's until released.
-    let (_, refused) = api
-        .post(
-            "/api/atlantis/v1/try-lock",
-            atlantis_lock("acme/race", "envs/prod", 3),
-        )
-        .await;
+    let refused = try_lock(&api, "acme/race", "envs/prod", 3).await;
     assert_eq!(refused["LockAcquired"], false, "{refused}");
 }
 
