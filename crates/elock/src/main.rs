@@ -7,6 +7,12 @@ mod server;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: the server allocates and frees many small buffers per
+/// request (JSON, headers, leases) from several threads, where glibc's arenas spent about 15% of
+/// the server's CPU under load (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = cli::Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
