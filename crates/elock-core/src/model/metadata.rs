@@ -23,9 +23,7 @@ impl Metadata {
                 format!("metadata must be a JSON object, got {}", kind(&value)),
             ));
         };
-        let size = serde_json::to_vec(&map)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = serialized_len(&map);
         if size > MAX_METADATA_BYTES {
             return Err(Error::invalid(
                 "metadata",
@@ -41,6 +39,25 @@ impl Metadata {
 
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.get(key)
+    }
+}
+
+/// The length of `map` as JSON, counted without building the text.
+fn serialized_len(map: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, map) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
     }
 }
 

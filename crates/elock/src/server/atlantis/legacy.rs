@@ -16,6 +16,7 @@ use elock_core::error::Error;
 use elock_core::manager::{LockRequest, Manager, Ttl};
 use elock_core::model::{Lease, Metadata, Owner, Priority, ResourceName};
 use elock_core::table::{Acquired, LeaseFilter};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub const LOCK_EXISTS: &str = "db transaction failed: lock already exists";
@@ -76,7 +77,7 @@ pub fn project_lock_of(lease: &Lease, key: &str) -> ProjectLock {
         .metadata
         .as_ref()
         .and_then(|m| m.as_map().get("atlantis"))
-        .and_then(|v| serde_json::from_value::<ProjectLock>(v.clone()).ok())
+        .and_then(|v| ProjectLock::deserialize(v).ok())
         .filter(|l| !l.project.repo_full_name.is_empty())
     {
         return l.redacted();
@@ -288,7 +289,7 @@ impl Legacy<'_> {
                 .metadata
                 .as_ref()
                 .and_then(|m| m.as_map().get("atlantis"))
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .and_then(|v| CommandLock::deserialize(v).ok())
                 .unwrap_or_else(|| CommandLock {
                     lock_metadata: LockMetadata {
                         unix_time: (lease.acquired_at.as_millis() / 1000) as i64,
