@@ -584,6 +584,17 @@ async fn sigterm_shuts_down_gracefully_and_state_survives() {
     let mut server = server;
     let code = server.wait();
     assert_eq!(code, Some(0), "a clean exit");
+    // The audit log holds both calls, the one answered during the shutdown included.
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    let statuses: Vec<u64> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["status"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, vec![201, 409], "{audit}");
     let again = Server::start_in(&dir);
     let (status, found) = again
         .client()

@@ -1,9 +1,12 @@
 //! The audit log (SPEC 3): every mutating call (refused ones included) as one JSON line — time, actor, remote address,
 //! operation, resources, lease or ticket id, result — and GET /api/v1/audit to read it back.
 //!
-//! Records go through a bounded channel to one writer task that appends and flushes each line, so
-//! a killed process loses nothing it acknowledged. No secret is written: actors are token names,
-//! and neither metadata nor tokens are copied.
+//! Records go through a bounded channel to one writer thread that appends whatever is queued with
+//! one write. The answer does not wait for that write (it would cost every mutating call a thread
+//! hop); so a `kill -9` can lose the records of the last moment's calls, while a graceful shutdown
+//! and every GET /api/v1/audit first wait for the records sent before them to be written (a
+//! barrier through the same channel). No secret is written: actors are token names, and neither
+//! metadata nor tokens are copied.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +23,7 @@ use elock_core::model::{
 };
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::auth::Actor;
 use super::error::{ApiError, ApiResult};
@@ -47,8 +50,15 @@ pub struct AuditRecord {
 }
 
 pub struct AuditLog {
-    tx: Option<mpsc::Sender<AuditRecord>>,
+    tx: Option<mpsc::Sender<Entry>>,
     path: PathBuf,
+}
+
+/// What the writer thread receives: a record, or a barrier answered once everything before it
+/// is written.
+enum Entry {
+    Record(Box<AuditRecord>),
+    Barrier(oneshot::Sender<()>),
 }
 
 impl AuditLog {
@@ -70,23 +80,32 @@ impl AuditLog {
             .append(true)
             .open(&path)
             .map_err(|e| format!("audit.path: cannot open {}: {e}", path.display()))?;
-        let (tx, mut rx) = mpsc::channel::<AuditRecord>(4096);
+        let (tx, mut rx) = mpsc::channel::<Entry>(4096);
         // One OS thread writes: it takes everything queued, appends it with one write, and goes
         // back to waiting. No async file I/O hop per record.
         std::thread::Builder::new()
             .name("elock-audit".into())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(64 * 1024);
+                let mut barriers = Vec::new();
                 while let Some(first) = rx.blocking_recv() {
                     batch.clear();
                     let mut next = Some(first);
-                    while let Some(record) = next {
-                        let _ = serde_json::to_writer(&mut batch, &record);
-                        batch.push(b'\n');
+                    while let Some(entry) = next {
+                        match entry {
+                            Entry::Record(record) => {
+                                let _ = serde_json::to_writer(&mut batch, &record);
+                                batch.push(b'\n');
+                            }
+                            Entry::Barrier(done) => barriers.push(done),
+                        }
                         next = rx.try_recv().ok();
                     }
                     if let Err(e) = file.write_all(&batch).and_then(|_| file.flush()) {
                         tracing::error!(error = %e, "cannot write the audit log");
+                    }
+                    for done in barriers.drain(..) {
+                        let _ = done.send(());
                     }
                 }
             })
@@ -96,7 +115,17 @@ impl AuditLog {
 
     async fn record(&self, r: AuditRecord) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(r).await;
+            let _ = tx.send(Entry::Record(Box::new(r))).await;
+        }
+    }
+
+    /// Waits until every record sent before this call is written to the file.
+    pub async fn flush(&self) {
+        if let Some(tx) = &self.tx {
+            let (done, written) = oneshot::channel();
+            if tx.send(Entry::Barrier(done)).await.is_ok() {
+                let _ = written.await;
+            }
         }
     }
 }
@@ -250,6 +279,8 @@ async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<R
         q.last
             .map(|d| Timestamp::from_system(std::time::SystemTime::now() - d))
     });
+    // Read your writes: the calls answered before this one are in the file.
+    app.audit.flush().await;
     let text = tokio::fs::read_to_string(&app.audit.path)
         .await
         .unwrap_or_default();

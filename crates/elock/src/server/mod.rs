@@ -261,12 +261,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     tokio::spawn(reload_on_sighup(app.clone()));
     axum::serve(
         listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
     .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("shutting down: flushing the store");
+    tracing::info!("shutting down: flushing the audit log and the store");
+    app.audit.flush().await;
     manager.shutdown().await.map_err(|e| e.to_string())
 }
 
