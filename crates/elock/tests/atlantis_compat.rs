@@ -77,6 +77,119 @@ async fn a_lock_taken_through_atlantis_is_an_elock_lease() {
     );
 }
 
+/// Every call of the adapter that changes something is in the audit log with the lock key it
+/// touched, refusals (Atlantis's 409) included.
+#[tokio::test]
+async fn atlantis_calls_are_audited_with_their_lock_keys() {
+    let (server, _d) = server_allowing_no_expiry();
+    let api = server.client();
+    let lock = |pull: i64| {
+        json!({
+            "Project": {"ProjectName": "", "RepoFullName": "acme/infra", "Path": "envs/prod"},
+            "Pull": {"Num": pull},
+            "User": {"Username": "alice"},
+            "Workspace": "default",
+            "Time": "2025-03-04T10:15:30Z"
+        })
+    };
+    const KEY: &str = "acme/infra/envs/prod/default/";
+    api.post("/api/atlantis/v1/try-lock", lock(1)).await;
+    api.post("/api/atlantis/v1/try-lock", lock(2)).await;
+    api.post("/api/atlantis/v1/unlock", json!({"Key": KEY}))
+        .await;
+    api.post("/api/atlantis/v1/try-lock", lock(3)).await;
+    api.post(
+        "/api/atlantis/v1/unlock-by-pull",
+        json!({"RepoFullName": "acme/infra", "PullNum": 3}),
+    )
+    .await;
+    api.post(
+        "/api/atlantis/v1/command-lock/lock",
+        json!({"CommandName": 0}),
+    )
+    .await;
+    let (status, _) = api
+        .post(
+            "/api/atlantis/v1/command-lock/lock",
+            json!({"CommandName": 0}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    api.post("/api/atlantis/v1/command-lock/unlock", json!({}))
+        .await;
+    let (_, audit) = api.get("/api/v1/audit").await;
+    let summary: Vec<(String, u64, Value, Value)> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["operation"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap(),
+                r["resources"].clone(),
+                r["error"].clone(),
+            )
+        })
+        .collect();
+    let apply = json!(["global/apply/lock"]);
+    let row = |op: &str, status: u64, resources: &Value, error: Value| {
+        (op.to_string(), status, resources.clone(), error)
+    };
+    assert_eq!(
+        summary,
+        vec![
+            row(
+                "POST /api/atlantis/v1/try-lock",
+                200,
+                &json!([KEY]),
+                Value::Null
+            ),
+            row(
+                "POST /api/atlantis/v1/try-lock",
+                200,
+                &json!([KEY]),
+                Value::Null
+            ),
+            row(
+                "POST /api/atlantis/v1/unlock",
+                200,
+                &json!([KEY]),
+                Value::Null
+            ),
+            row(
+                "POST /api/atlantis/v1/try-lock",
+                200,
+                &json!([KEY]),
+                Value::Null
+            ),
+            row(
+                "POST /api/atlantis/v1/unlock-by-pull",
+                200,
+                &json!([KEY]),
+                Value::Null
+            ),
+            row(
+                "POST /api/atlantis/v1/command-lock/lock",
+                200,
+                &apply,
+                Value::Null
+            ),
+            row(
+                "POST /api/atlantis/v1/command-lock/lock",
+                409,
+                &apply,
+                json!("locked")
+            ),
+            row(
+                "POST /api/atlantis/v1/command-lock/unlock",
+                200,
+                &apply,
+                Value::Null
+            ),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn empty_lists_answer_null_as_atlantis_does() {
     let (server, _d) = server_allowing_no_expiry();

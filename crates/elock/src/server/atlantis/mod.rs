@@ -20,6 +20,7 @@ use elock_atlantis::{LockKey, Project, ProjectLock};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::audit::{self, AuditInfo};
 use super::body;
 use super::error::ApiError;
 use super::App;
@@ -47,11 +48,16 @@ pub fn routes() -> Router<Arc<App>> {
 
 fn failed(e: LegacyError) -> Response {
     match e {
-        LegacyError::Atlantis(message) => (
-            StatusCode::CONFLICT,
-            Json(json!({"error": {"code": "locked", "message": message, "details": {}}})),
-        )
-            .into_response(),
+        LegacyError::Atlantis(message) => {
+            let mut r = (
+                StatusCode::CONFLICT,
+                Json(json!({"error": {"code": "locked", "message": message, "details": {}}})),
+            )
+                .into_response();
+            r.extensions_mut()
+                .insert(super::metrics::ErrorKind("locked"));
+            r
+        }
         LegacyError::Engine(e) => ApiError::from(e).into_response(),
     }
 }
@@ -61,6 +67,17 @@ fn answer<T: serde::Serialize>(r: Result<T, LegacyError>) -> Response {
         Ok(v) => Json(v).into_response(),
         Err(e) => failed(e),
     }
+}
+
+/// The answer, with the lock keys it touched for the audit record.
+fn audited(response: Response, keys: impl IntoIterator<Item = String>) -> Response {
+    audit::attach_info(
+        response,
+        AuditInfo {
+            resources: keys.into_iter().collect(),
+            ..AuditInfo::default()
+        },
+    )
 }
 
 /// A lock's key: `{"Key": ...}`, or Atlantis's `{"Project": {...}, "Workspace": ...}`.
@@ -103,7 +120,8 @@ async fn try_lock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
         return ApiError::invalid("Project.RepoFullName", "Project.RepoFullName is required")
             .into_response();
     }
-    answer(app.atlantis().try_lock(lock).await)
+    let key = LockKey::of(&lock).to_string();
+    audited(answer(app.atlantis().try_lock(lock).await), [key])
 }
 
 async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
@@ -112,7 +130,7 @@ async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
         Err(e) => return e.into_response(),
     };
     match b.key() {
-        Ok(k) => answer(app.atlantis().unlock(&k, None).await),
+        Ok(k) => audited(answer(app.atlantis().unlock(&k, None).await), [k]),
         Err(e) => e.into_response(),
     }
 }
@@ -126,7 +144,7 @@ async fn unlock_if_owned(State(app): State<Arc<App>>, bytes: Bytes) -> Response 
         return ApiError::invalid("PullNum", "PullNum is required").into_response();
     };
     match b.key() {
-        Ok(k) => answer(app.atlantis().unlock(&k, Some(pull)).await),
+        Ok(k) => audited(answer(app.atlantis().unlock(&k, Some(pull)).await), [k]),
         Err(e) => e.into_response(),
     }
 }
@@ -144,11 +162,17 @@ async fn unlock_by_pull(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    answer(
-        app.atlantis()
-            .unlock_by_pull(&b.repo_full_name, b.pull_num)
-            .await,
-    )
+    match app
+        .atlantis()
+        .unlock_by_pull(&b.repo_full_name, b.pull_num)
+        .await
+    {
+        Ok(locks) => {
+            let keys: Vec<String> = locks.iter().map(|l| LockKey::of(l).to_string()).collect();
+            audited(Json(locks).into_response(), keys)
+        }
+        Err(e) => failed(e),
+    }
 }
 
 async fn list(State(app): State<Arc<App>>) -> Response {
@@ -197,11 +221,17 @@ async fn lock_command(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
         .into_response();
     }
     let now = (app.manager.clock().now().as_millis() / 1000) as i64;
-    answer(app.atlantis().lock_command(now).await)
+    audited(
+        answer(app.atlantis().lock_command(now).await),
+        [elock_atlantis::APPLY_LOCK_RESOURCE.to_string()],
+    )
 }
 
 async fn unlock_command(State(app): State<Arc<App>>) -> Response {
-    answer(app.atlantis().unlock_command().await.map(|()| Value::Null))
+    audited(
+        answer(app.atlantis().unlock_command().await.map(|()| Value::Null)),
+        [elock_atlantis::APPLY_LOCK_RESOURCE.to_string()],
+    )
 }
 
 /// The migration mode in force and what it has done (counts and recent differences).
@@ -288,11 +318,12 @@ async fn delete_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Resp
         Ok(id) => id,
         Err((s, m)) => return text(s, m),
     };
-    match app.atlantis().unlock(&id, None).await {
+    let response = match app.atlantis().unlock(&id, None).await {
         Ok(Some(_)) => text(StatusCode::OK, format!("Deleted lock id '{id}'")),
         Ok(None) => text(StatusCode::NOT_FOUND, format!("No lock found at id '{id}'")),
         Err(e) => failed(e),
-    }
+    };
+    audited(response, [id])
 }
 
 fn html_escape(s: &str) -> String {
