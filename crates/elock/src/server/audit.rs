@@ -49,6 +49,9 @@ pub struct AuditRecord {
     pub error: Option<String>,
 }
 
+/// How long the writer lets records gather after each write.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
 pub struct AuditLog {
     tx: Option<mpsc::Sender<Entry>>,
     path: PathBuf,
@@ -107,6 +110,9 @@ impl AuditLog {
                     for done in barriers.drain(..) {
                         let _ = done.send(());
                     }
+                    // Let the next records gather: under load this turns one wakeup per few
+                    // records into one per pause, which the lock path's threads feel.
+                    std::thread::sleep(GATHER);
                 }
             })
             .map_err(|e| format!("audit: cannot start the writer: {e}"))?;
