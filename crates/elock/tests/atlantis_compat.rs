@@ -160,6 +160,17 @@ async fn atlantis_calls_are_audited_with_their_lock_keys() {
             ok("DELETE /locks", &key),
         ]
     );
+    // Atlantis's 409 is an error answer in the metrics too.
+    let scrape = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains("atlantis_enhanced_locking_errors_total{kind=\"locked\"} 1\n"),
+        "{scrape}"
+    );
 }
 
 #[tokio::test]

@@ -131,6 +131,20 @@ mod tests {
     }
 
     #[test]
+    fn the_limit_counts_the_compact_json_exactly() {
+        // `{"k":"` and `"}` are 8 bytes: this object is exactly 16,384 bytes of JSON.
+        let exact = json!({ "k": "x".repeat(MAX_METADATA_BYTES - 8) });
+        assert_eq!(
+            serde_json::to_vec(&exact).unwrap().len(),
+            MAX_METADATA_BYTES
+        );
+        Metadata::new(exact).unwrap();
+        let over = json!({ "k": "x".repeat(MAX_METADATA_BYTES - 7) });
+        let e = Metadata::new(over).unwrap_err();
+        assert!(e.to_string().contains("metadata is 16385 bytes"), "{e}");
+    }
+
+    #[test]
     fn non_objects_and_oversized_objects_are_refused() {
         let e = Metadata::new(json!([1, 2])).unwrap_err();
         assert_eq!(e.field(), Some("metadata"));
