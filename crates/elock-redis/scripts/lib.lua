@@ -1,11 +1,12 @@
 -- The lock table of elock-core (crates/elock-core/src/table), re-implemented on Redis data.
 --
--- Every transition script is this library followed by one entry file; Redis runs each one
--- atomically, so a grant and its handoff happen in one step. The conformance suite and the
--- model-based property test hold these functions to the Rust table, result for result and event
--- for event, so a change here is a change there.
+-- Every transition is this library and one entry file, loaded together as a Function library
+-- (each entry a function) or, where Redis has no Functions, sent as one script (src/scripts.rs).
+-- Redis runs each call atomically, so a grant and its handoff happen in one step. The
+-- conformance suite and the model-based property test hold these functions to the Rust table,
+-- result for result and event for event, so a change here is a change there.
 --
--- Calling convention (every script):
+-- Calling convention (every entry; `begin` reads it):
 --   KEYS[1]  the shard's meta key, "<prefix>{<shard>}:meta"; every other key of the shard shares
 --            its prefix and hash tag, so all of them live in one Cluster slot.
 --   ARGV[1]  now in milliseconds, or "" to read Redis's own clock (TIME);
@@ -48,32 +49,39 @@
 --     granted (acquire answers {legacy = resource} so that the Rust side adopts the lock as a
 --     lease first, see legacy.lua), and no waiter is handed it.
 
-local META = KEYS[1]
-local P = string.sub(META, 1, -5)
-local NOW_ARG = ARGV[1]
-local CFG = {
-  max_timeout = tonumber(ARGV[2]),
-  allow_no_ttl = ARGV[3] == '1',
-  max_queue = tonumber(ARGV[4]),
-  threshold = tonumber(ARGV[5]),
-  boost = tonumber(ARGV[6]),
-  prevention = ARGV[7] == '1',
-}
-local NOTIFY_MODE = string.sub(ARGV[8], 1, 1)
-local LEGACY = string.sub(ARGV[8], 2, 2) == '1'
-local ORIGIN = string.sub(ARGV[8], 4)
+-- Per-call state. The library is loaded once (as a Redis Function library, or in front of each
+-- entry script where Functions are not available), so these are set by `begin` at the start of
+-- every call, before anything else runs.
+local META, P, NOW_ARG, CFG, NOTIFY_MODE, LEGACY, ORIGIN
+local EVENTS, LEASES, TICKETS -- events of this call; caches of decoded records (false: absent)
+local K_EXP, K_DL, K_STALLED, K_HOLDING, K_WAITERS, K_LEASES, K_TK, K_RS, K_QS, K_PARTS, K_LG
 local LANE = 281474976710656 -- 2^48: a lane's share of the queue score
-local EVENTS = {}
-local LEASES = {} -- cache of decoded leases (false: known absent)
-local TICKETS = {} -- cache of decoded tickets (false: known absent)
+
+local function begin(keys, argv)
+  META = keys[1]
+  P = string.sub(META, 1, -5)
+  NOW_ARG = argv[1]
+  CFG = {
+    max_timeout = tonumber(argv[2]),
+    allow_no_ttl = argv[3] == '1',
+    max_queue = tonumber(argv[4]),
+    threshold = tonumber(argv[5]),
+    boost = tonumber(argv[6]),
+    prevention = argv[7] == '1',
+  }
+  NOTIFY_MODE = string.sub(argv[8], 1, 1)
+  LEGACY = string.sub(argv[8], 2, 2) == '1'
+  ORIGIN = string.sub(argv[8], 4)
+  EVENTS, LEASES, TICKETS = {}, {}, {}
+  K_EXP, K_DL, K_STALLED, K_HOLDING = P .. 'exp', P .. 'dl', P .. 'stalled', P .. 'holding'
+  K_WAITERS, K_LEASES, K_TK, K_RS, K_QS = P .. 'waiters', P .. 'leases', P .. 'tk', P .. 'rs', P .. 'qs'
+  K_PARTS, K_LG = P .. 'parts', P .. 'lg'
+end
 
 local function key(kind, name)
   return P .. kind .. ':' .. name
 end
 
-local K_EXP, K_DL, K_STALLED, K_HOLDING = P .. 'exp', P .. 'dl', P .. 'stalled', P .. 'holding'
-local K_WAITERS, K_LEASES, K_TK, K_RS, K_QS = P .. 'waiters', P .. 'leases', P .. 'tk', P .. 'rs', P .. 'qs'
-local K_PARTS, K_LG = P .. 'parts', P .. 'lg'
 local APPLY_LOCK = 'global/apply/lock'
 
 local function clock()

@@ -48,6 +48,26 @@ impl Conn {
         .await
     }
 
+    /// Calls a function of the library (`cmd` is the whole FCALL); a Redis that no longer has
+    /// the library (restarted without persistence, flushed, a new Cluster master) gets it again
+    /// and the call is tried once more.
+    pub async fn fcall<T: FromRedisValue>(&self, cmd: &Cmd, library: &str) -> RedisResult<T> {
+        match self.query(cmd).await {
+            Err(e) if function_missing(&e) => {
+                self.load_library(library).await?;
+                self.query(cmd).await
+            }
+            other => other,
+        }
+    }
+
+    /// Loads (or replaces) the Function library on the node, or on every Cluster master.
+    pub async fn load_library(&self, library: &str) -> RedisResult<()> {
+        let mut cmd = redis::cmd("FUNCTION");
+        cmd.arg("LOAD").arg("REPLACE").arg(library);
+        self.query::<redis::Value>(&cmd).await.map(drop)
+    }
+
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> RedisResult<T> {
         retry_once_if_dropped(|| async {
             match self {
@@ -83,6 +103,10 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
 /// again, views read; a release whose first run had reached Redis answers `lease_not_found` the
 /// second time (the lease is released either way). Timeouts are not retried (a slow Redis gets
 /// no more load).
+fn function_missing(e: &redis::RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
 fn dropped(e: &redis::RedisError) -> bool {
     e.is_connection_dropped() && !e.is_timeout()
 }

@@ -262,6 +262,14 @@ pub fn shared_single() -> &'static RedisServer {
     S.get_or_init(|| keep(|| RedisServer::start(&[])))
 }
 
+/// One single-node server without Functions (`FUNCTION` renamed away, as on Redis 6 or under an
+/// ACL that denies it), shared by every test of the process: the stores on it run the Lua as
+/// scripts.
+pub fn shared_single_without_functions() -> &'static RedisServer {
+    static S: OnceLock<&'static RedisServer> = OnceLock::new();
+    S.get_or_init(|| keep(|| RedisServer::start(&["--rename-command", "FUNCTION", ""])))
+}
+
 /// One 3-master Cluster shared by every test of the process.
 pub fn shared_cluster() -> &'static RedisCluster {
     static C: OnceLock<&'static RedisCluster> = OnceLock::new();
@@ -302,6 +310,7 @@ pub struct RedisFactory {
     cluster: bool,
     shards: usize,
     legacy: bool,
+    scripts_only: bool,
     current: Mutex<Option<RedisConfig>>,
 }
 
@@ -311,6 +320,7 @@ impl RedisFactory {
             cluster: false,
             shards: 1,
             legacy: false,
+            scripts_only: false,
             current: Mutex::new(None),
         }
     }
@@ -320,6 +330,7 @@ impl RedisFactory {
             cluster: true,
             shards: 1,
             legacy: false,
+            scripts_only: false,
             current: Mutex::new(None),
         }
     }
@@ -337,15 +348,29 @@ impl RedisFactory {
         self.legacy = true;
         self
     }
+
+    /// The same on a single node without Functions: every transition runs as a script
+    /// (`EVALSHA`), the fallback for Redis 6.
+    pub fn without_functions(mut self) -> Self {
+        assert!(!self.cluster, "the node without Functions is a single node");
+        self.scripts_only = true;
+        self
+    }
 }
 
 #[async_trait]
 impl StoreFactory for RedisFactory {
     async fn open(&self, config: TableConfig, clock: Arc<ManualClock>) -> Arc<dyn Store> {
-        let cluster = self.cluster;
-        let mut redis = tokio::task::spawn_blocking(move || config_for(cluster))
-            .await
-            .unwrap();
+        let (cluster, scripts_only) = (self.cluster, self.scripts_only);
+        let mut redis = tokio::task::spawn_blocking(move || {
+            let mut c = config_for(cluster);
+            if scripts_only {
+                c.addresses = vec![shared_single_without_functions().address()];
+            }
+            c
+        })
+        .await
+        .unwrap();
         redis.shards = self.shards;
         if self.legacy {
             redis.legacy_format = true;

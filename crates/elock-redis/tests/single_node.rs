@@ -25,3 +25,16 @@ mod legacy_format {
         model_check::run(Arc::new(RedisFactory::single().with_legacy_format()), 60);
     }
 }
+
+/// The same where Redis has no Functions (Redis 6, or `FUNCTION` denied): the Lua runs as
+/// scripts, by SHA.
+mod without_functions {
+    use super::*;
+
+    elock_core::conformance_tests!(RedisFactory::single().without_functions());
+
+    #[test]
+    fn model_check_without_functions() {
+        model_check::run(Arc::new(RedisFactory::single().without_functions()), 40);
+    }
+}
