@@ -93,6 +93,11 @@ where
     }
 }
 
+/// Redis does not have the library (FCALL answers "ERR Function not found").
+fn function_missing(e: &redis::RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
 /// How long a call that found its connection dropped waits for the reconnection before its one
 /// retry.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
@@ -103,10 +108,6 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
 /// again, views read; a release whose first run had reached Redis answers `lease_not_found` the
 /// second time (the lease is released either way). Timeouts are not retried (a slow Redis gets
 /// no more load).
-fn function_missing(e: &redis::RedisError) -> bool {
-    e.to_string().contains("Function not found")
-}
-
 fn dropped(e: &redis::RedisError) -> bool {
     e.is_connection_dropped() && !e.is_timeout()
 }
