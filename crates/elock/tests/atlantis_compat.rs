@@ -161,12 +161,7 @@ async fn atlantis_calls_are_audited_with_their_lock_keys() {
         ]
     );
     // Atlantis's 409 is an error answer in the metrics too.
-    let scrape = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = server.metrics().await;
     assert!(
         scrape.contains("atlantis_enhanced_locking_errors_total{kind=\"locked\"} 1\n"),
         "{scrape}"

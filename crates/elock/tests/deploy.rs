@@ -63,12 +63,7 @@ async fn every_metric_of_the_dashboard_and_the_alert_rules_is_exported() {
     let api = server.client();
     api.post("/api/v1/locks", json!({"resource": "r", "owner": "a"}))
         .await;
-    let scrape = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = server.metrics().await;
     let exported = exported(&scrape);
     let alerts = deploy("prometheus/alerts.yaml");
     let dashboard = deploy("grafana/elock-dashboard.json");
@@ -136,12 +131,7 @@ async fn metrics_count_what_happened() {
         .await;
     api.delete(&format!("/api/v1/locks/{}", a["id"].as_str().unwrap()))
         .await;
-    let scrape = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = server.metrics().await;
     for line in [
         "atlantis_enhanced_locking_acquisitions_total{result=\"granted\"} 1",
         "atlantis_enhanced_locking_acquisitions_total{result=\"locked\"} 1",

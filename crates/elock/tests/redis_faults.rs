@@ -210,12 +210,7 @@ async fn a_slow_redis_opens_the_breaker_and_recovery_closes_it() {
         "an open breaker fails fast"
     );
     assert!(body.to_string().contains("open"), "{body}");
-    let metrics = reqwest::get(format!("{}/metrics", a.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = a.metrics().await;
     assert!(
         metrics.contains("atlantis_enhanced_locking_circuit_breaker_state 1"),
         "the breaker is open on /metrics"

@@ -86,12 +86,7 @@ async fn a_release_on_one_server_hands_off_to_a_waiter_on_the_other() {
     // Pub/sub wakes the waiter; the 1 s re-check is only the fallback.
     assert!(took < Duration::from_millis(500), "handoff took {took:?}");
     // The Redis gauges of SPEC 6 are exported, read from INFO.
-    let metrics = reqwest::get(format!("{}/metrics", b.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = b.metrics().await;
     let used: i64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("atlantis_enhanced_locking_redis_memory_used_bytes "))

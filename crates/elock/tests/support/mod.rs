@@ -98,6 +98,16 @@ impl Server {
         self._dir.take()
     }
 
+    /// The Prometheus text of GET /metrics.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn client(&self) -> Api {
         Api {
             http: reqwest::Client::new(),
