@@ -134,7 +134,7 @@ impl RedisStore {
                 tracing::warn!(
                     error = %e,
                     "Redis did not load elock's Function library (Redis 7 and later have \
-                     Functions); running the Lua as scripts (EVALSHA), which costs about 7 µs \
+                     Functions); running the Lua as scripts (EVALSHA), which costs about 6 µs \
                      more per call"
                 );
                 false
