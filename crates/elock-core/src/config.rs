@@ -162,6 +162,7 @@ impl EngineConfig {
     pub fn table_config(&self) -> TableConfig {
         TableConfig {
             max_timeout: self.max_timeout,
+            max_queue_wait: self.max_timeout.max(self.priority_queue.queue_timeout),
             // Atlantis-compatible mode has no expiry at all.
             allow_no_ttl: self.allow_no_expiry || !self.enabled,
             max_queue_size: self.priority_queue.max_queue_size,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use elock_core::clock::{Clock, ManualClock};
 use elock_core::error::Error;
+use elock_core::event::EventType;
 use elock_core::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
 use elock_core::store::{DurableStore, Store};
 use elock_core::table::{AcquireRequest, Acquired, TableConfig, WaitMode};
@@ -82,6 +83,72 @@ async fn leases_tickets_and_fencing_counters_survive_a_reopen() {
         Some(5),
         "tokens continue after a restart"
     );
+}
+
+/// A waiter connected to the server dies with it: its ticket is not restored, so no grant is
+/// ever made to a client that is gone. Detached tickets survive and are granted in their turn.
+#[tokio::test]
+async fn attached_tickets_do_not_survive_a_restart_detached_ones_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_2026();
+    let deadline = Some(clock.now().plus(Duration::from_secs(600)));
+    {
+        let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+        store
+            .acquire(req(1, "holder", "r", 10, WaitMode::Try))
+            .await
+            .unwrap();
+        for (n, who, detached) in [(2, "a1", false), (3, "d", true), (4, "a2", false)] {
+            let wait = WaitMode::Queue { deadline, detached };
+            let queued = store.acquire(req(n, who, "r", 60, wait)).await.unwrap();
+            assert!(matches!(queued, Acquired::Queued { .. }));
+        }
+        store.flush().await.unwrap();
+    }
+    let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+    let sink = Arc::new(elock_core::testkit::RecordingSink::default());
+    store.attach_sink(sink.clone()).unwrap();
+    let removed: Vec<_> = sink
+        .take()
+        .into_iter()
+        .map(|e| (e.kind, e.ticket_id, e.reason))
+        .collect();
+    let gone = Some("client_gone".to_string());
+    assert_eq!(
+        removed,
+        vec![
+            (
+                EventType::QueueCancelled,
+                Some(TicketId::from_u128(2)),
+                gone.clone()
+            ),
+            (
+                EventType::QueueCancelled,
+                Some(TicketId::from_u128(4)),
+                gone
+            ),
+        ],
+        "the removals are announced once a listener attaches"
+    );
+    let info = store
+        .resource(ResourceName::new("r").unwrap())
+        .await
+        .unwrap();
+    let queue: Vec<_> = info.queue.iter().map(|t| t.id).collect();
+    assert_eq!(queue, vec![TicketId::from_u128(3)]);
+    // The holder's lease runs out: the detached waiter, not a vanished one, is next.
+    clock.advance(Duration::from_secs(11));
+    store.expire_due().await.unwrap();
+    assert!(store
+        .get_lease(LeaseId::from_u128(3))
+        .await
+        .unwrap()
+        .is_some());
+    drop(store);
+    // The removal was durable: a second restart finds the same state.
+    let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+    let snapshot = store.snapshot().await.unwrap();
+    assert_eq!((snapshot.leases.len(), snapshot.tickets.len()), (1, 0));
 }
 
 #[tokio::test]

@@ -56,6 +56,11 @@ for _, r in ipairs(resources) do
   end
 end
 
+local exhausted = any_fencing_exhausted(resources)
+if exhausted then
+  return answer(now, 'err', fail('fencing_exhausted', { i = exhausted - 1, r = resources[exhausted] }))
+end
+
 local free = true
 for _, r in ipairs(resources) do
   if holder(r) or (queue_len(r) > 0 and not would_lead(r, req.pri, now)) then

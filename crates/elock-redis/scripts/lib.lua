@@ -439,6 +439,20 @@ end
 
 -- Records in and out --------------------------------------------------------------------------
 
+-- The largest fencing token a resource mints (model/lease.rs: MAX_FENCING_TOKEN); exact as a
+-- Lua number and in cjson's 14 digits.
+local MAX_FENCING_TOKEN = 99999999999999
+
+-- The index (1-based) of the first resource whose counter has minted its last token, or nil.
+local function any_fencing_exhausted(resources)
+  for i, r in ipairs(resources) do
+    if tonumber(redis.call('HGET', key('r', r), 't') or 0) >= MAX_FENCING_TOKEN then
+      return i
+    end
+  end
+  return nil
+end
+
 -- Creates and records a lease, minting one fencing token per resource.
 local function grant(id, owner, resources, priority, ttl, meta, now, lg)
   local held = {}
@@ -545,16 +559,32 @@ local function grant_ticket(id, now)
   emit({ k = 'queue.granted', l = lease, tid = t.id, enq = t.at })
 end
 
--- For each resource, grant its head ticket if that ticket can have all it asked for.
+-- For each resource, grant its head ticket if that ticket can have all it asked for. A head
+-- that asked for a resource whose fencing counter is exhausted is refused, and the next looked at.
 local function hand_off(worklist, now)
-  for _, r in ipairs(worklist) do
+  local i = 1
+  while i <= #worklist do
+    local r = worklist[i]
+    local again = false
     if not holder(r) then
       local head = queue_head(r, now)
-      if head and is_grantable(head, now) then
+      if head and any_fencing_exhausted(get_ticket(head).res) then
+        local t = remove_ticket(head)
+        emit({ k = 'queue.cancelled', t = t, reason = 'fencing_exhausted' })
+        for _, x in ipairs(t.res) do
+          if x ~= r then
+            worklist[#worklist + 1] = x
+          end
+        end
+        again = true
+      elseif head and is_grantable(head, now) then
         grant_ticket(head, now)
       end
     end
-    refresh_stalled(r, now)
+    if not again then
+      refresh_stalled(r, now)
+      i = i + 1
+    end
   end
 end
 

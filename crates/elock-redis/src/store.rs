@@ -628,7 +628,12 @@ impl Store for RedisStore {
                 }
                 Ok(Outcome::Deadlocks(records))
             }
-            Op::Import(snapshot) => cross::import(self, *snapshot).await.map(Outcome::Imported),
+            Op::Import(snapshot) => {
+                // The same rules as the lock table's import, before anything is written.
+                let config = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
+                snapshot.validate(&config, self.shard_now(0).await?)?;
+                cross::import(self, *snapshot).await.map(Outcome::Imported)
+            }
         }
     }
 

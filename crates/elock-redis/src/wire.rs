@@ -436,7 +436,18 @@ impl WireError {
                 "ttl",
                 "ttl null (no expiry) is allowed only for Atlantis-compatible locks when configured",
             ),
-            "ttl_zero" => Error::invalid("ttl", "ttl 0s is too short: expected a positive duration"),
+            "ttl_zero" => Error::invalid("ttl", "ttl 0s is too short: expected at least 1ms"),
+            "fencing_exhausted" => {
+                let i = self.num("i");
+                Error::invalid(
+                    format!("resources[{i}]"),
+                    format!(
+                        "resources[{i}] {:?} has minted its last fencing token ({}) and cannot be granted again: use another resource name",
+                        self.str("r"),
+                        elock_core::model::MAX_FENCING_TOKEN
+                    ),
+                )
+            }
             "ttl_above" => Error::invalid(
                 "ttl",
                 format!(

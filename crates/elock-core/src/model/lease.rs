@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::time::duration_text;
 use super::{LeaseId, Metadata, Owner, Priority, ResourceName, Timestamp};
 
+/// The largest fencing token a resource can mint. Tokens stay exact in every layer that carries
+/// them (JSON numbers read as doubles, Lua's 14-digit number encoding in the Redis store); a
+/// resource whose counter reached it is refused rather than handed a smaller token.
+pub const MAX_FENCING_TOKEN: u64 = 99_999_999_999_999;
+
 /// One resource of a lease and the fencing token its grant minted.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,10 @@ use crate::error::Error;
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
+    /// The last instant RFC 3339 can write (9999-12-31T23:59:59.999Z). Every timestamp the
+    /// engine makes stays at or below it, so writing one can never fail.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
     pub const fn from_millis(ms: u64) -> Self {
         Self(ms)
     }
@@ -25,7 +29,7 @@ impl Timestamp {
     pub fn from_system(t: SystemTime) -> Self {
         Self(
             t.duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
+                .map(|d| d.as_millis().min(Self::MAX.0 as u128) as u64)
                 .unwrap_or(0),
         )
     }
@@ -34,11 +38,12 @@ impl Timestamp {
         UNIX_EPOCH + Duration::from_millis(self.0)
     }
 
-    /// `self + d`, saturating.
+    /// `self + d`, saturating at [`Timestamp::MAX`].
     pub fn plus(self, d: Duration) -> Self {
         Self(
             self.0
-                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
+                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64)
+                .min(Self::MAX.0.max(self.0)),
         )
     }
 
@@ -55,8 +60,11 @@ impl Timestamp {
 }
 
 impl fmt::Display for Timestamp {
+    /// RFC 3339 cannot write years past 9999 (and humantime panics on them); a timestamp beyond
+    /// [`Timestamp::MAX`], which only a hand-built value can be, is written as `MAX`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&humantime::format_rfc3339_millis(self.to_system()), f)
+        let t = (*self).min(Self::MAX).to_system();
+        fmt::Display::fmt(&humantime::format_rfc3339_millis(t), f)
     }
 }
 
@@ -134,6 +142,25 @@ mod tests {
         assert_eq!(s, "2023-11-14T22:13:20.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&s).unwrap(), t);
         assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{s}\""));
+    }
+
+    #[test]
+    fn timestamps_past_year_9999_never_panic_and_saturate() {
+        assert_eq!(Timestamp::MAX.to_string(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp::from_millis(u64::MAX).to_string(),
+            Timestamp::MAX.to_string()
+        );
+        let late = Timestamp::parse_rfc3339("9999-12-31T23:00:00Z").unwrap();
+        assert_eq!(
+            late.plus(Duration::from_secs(100_000_000 * 3600)),
+            Timestamp::MAX
+        );
+        assert_eq!(
+            Timestamp::from_millis(5).plus(Duration::MAX),
+            Timestamp::MAX
+        );
+        assert!(Timestamp::parse_rfc3339("10000-01-01T00:00:00Z").is_err());
     }
 
     #[test]

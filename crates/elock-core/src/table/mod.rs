@@ -17,6 +17,7 @@ mod ops;
 mod persist;
 mod query;
 mod queue;
+mod validate;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use op::{AcquireRequest, Acquired, Applied, CancelReason, Op, Outcome, WaitM
 pub use persist::{ChangeSet, ImportReport, Skipped, Snapshot};
 pub use query::{LeaseFilter, QueueSummary, ResourceInfo, StateFilter};
 pub use queue::Aging;
+pub use validate::{IMPORT_CLOCK_SKEW, MIN_TTL};
 
 pub(crate) type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 
@@ -41,6 +43,9 @@ pub const MAX_RESOURCES_PER_REQUEST: usize = 64;
 pub struct TableConfig {
     /// A ttl above this is refused, never silently cut.
     pub max_timeout: Duration,
+    /// The longest a ticket may wait (the larger of `max-timeout` and `queue-timeout`): imported
+    /// ticket deadlines beyond it are refused.
+    pub max_queue_wait: Duration,
     /// Whether a lease may have no expiry (Atlantis-compatible locks, when configured).
     pub allow_no_ttl: bool,
     /// Per resource; a request that would exceed it is refused with `queue_full`.
@@ -56,6 +61,7 @@ impl Default for TableConfig {
     fn default() -> Self {
         TableConfig {
             max_timeout: Duration::from_secs(2 * 3600),
+            max_queue_wait: Duration::from_secs(2 * 3600),
             allow_no_ttl: false,
             max_queue_size: 1000,
             starvation_threshold: Duration::from_secs(120),

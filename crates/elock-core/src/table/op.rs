@@ -63,6 +63,8 @@ pub enum CancelReason {
     ClientGone,
     /// Chosen as a deadlock victim.
     Deadlock(Cycle),
+    /// A resource it asked for has minted its last fencing token.
+    FencingExhausted,
 }
 
 impl CancelReason {
@@ -71,6 +73,7 @@ impl CancelReason {
             CancelReason::Cancelled => "cancelled",
             CancelReason::ClientGone => "client_gone",
             CancelReason::Deadlock(_) => "deadlock",
+            CancelReason::FencingExhausted => "fencing_exhausted",
         }
     }
 }
@@ -129,6 +132,6 @@ pub(super) fn dispatch(t: &mut LockTable, op: Op, now: Timestamp) -> Result<Outc
         }
         Op::ExpireDue => Outcome::Leases(t.expire_due(now)),
         Op::ResolveDeadlocks(policy) => Outcome::Deadlocks(t.resolve_deadlocks(policy, now)),
-        Op::Import(snapshot) => Outcome::Imported(t.import(*snapshot, now)),
+        Op::Import(snapshot) => Outcome::Imported(t.import(*snapshot, now)?),
     })
 }

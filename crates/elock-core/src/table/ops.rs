@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventType};
 use crate::model::{
     format_duration, HeldResource, Lease, LeaseId, LeaseState, Owner, ResourceName, Ticket,
-    TicketId, TicketView, Timestamp,
+    TicketId, TicketView, Timestamp, MAX_FENCING_TOKEN,
 };
 
 use super::op::{AcquireRequest, Acquired, CancelReason, WaitMode};
@@ -62,6 +62,7 @@ impl LockTable {
             });
         }
 
+        self.check_fencing(&resources)?;
         if self.can_grant_now(&resources, &req, now) {
             let lease = self.grant(
                 req.lease_id,
@@ -152,22 +153,30 @@ impl LockTable {
     }
 
     fn validate_ttl(&self, ttl: Option<Duration>) -> Result<()> {
-        match ttl {
-            None if !self.config.allow_no_ttl => Err(Error::invalid(
-                "ttl",
-                "ttl null (no expiry) is allowed only for Atlantis-compatible locks when configured",
-            )),
-            Some(d) if d.is_zero() => Err(Error::invalid("ttl", "ttl 0s is too short: expected a positive duration")),
-            Some(d) if d > self.config.max_timeout => Err(Error::invalid(
-                "ttl",
+        self.config.check_ttl("ttl", ttl)
+    }
+
+    /// A resource whose fencing counter reached [`MAX_FENCING_TOKEN`] can never be granted again.
+    fn check_fencing(&self, resources: &[ResourceName]) -> Result<()> {
+        match resources
+            .iter()
+            .enumerate()
+            .find(|(_, r)| self.fencing_exhausted(r))
+        {
+            Some((i, r)) => Err(Error::invalid(
+                format!("resources[{i}]"),
                 format!(
-                    "ttl {} is above max-timeout {}",
-                    format_duration(d),
-                    format_duration(self.config.max_timeout)
+                    "resources[{i}] {r:?} has minted its last fencing token ({MAX_FENCING_TOKEN}) and cannot be granted again: use another resource name"
                 ),
             )),
-            _ => Ok(()),
+            None => Ok(()),
         }
+    }
+
+    fn fencing_exhausted(&self, r: &ResourceName) -> bool {
+        self.resources
+            .get(r)
+            .is_some_and(|s| s.last_token >= MAX_FENCING_TOKEN)
     }
 
     /// Granted at once when every resource is free and nobody queued would come first.
@@ -223,6 +232,10 @@ impl LockTable {
         for r in resources {
             let state = self.resources.entry(r.clone()).or_default();
             debug_assert!(state.holder.is_none(), "granting a held resource");
+            debug_assert!(
+                state.last_token < MAX_FENCING_TOKEN,
+                "checked by the callers"
+            );
             state.last_token += 1;
             state.holder = Some(id);
             held.push(HeldResource {
@@ -367,7 +380,22 @@ impl LockTable {
                 _ => None,
             };
             if let Some(head) = head {
-                if self.is_grantable(head, now) {
+                if self.tickets[&head]
+                    .resources
+                    .iter()
+                    .any(|r| self.fencing_exhausted(r))
+                {
+                    // Never granted: refuse it, and look at the queue's next head.
+                    let ticket = self.remove_ticket(head);
+                    self.events.push(
+                        Event::for_ticket(EventType::QueueCancelled, now, &ticket)
+                            .with_reason(CancelReason::FencingExhausted.name()),
+                    );
+                    let mut again = vec![r.clone()];
+                    again.extend(ticket.resources.into_iter().filter(|x| *x != r));
+                    self.hand_off(again, now);
+                    continue;
+                } else if self.is_grantable(head, now) {
                     self.grant_ticket(head, now);
                 }
             }

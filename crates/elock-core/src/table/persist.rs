@@ -50,9 +50,13 @@ impl LockTable {
     /// Adds what does not conflict with the current state: leases whose id is new and whose
     /// resources are free (ids and fencing tokens kept), then tickets whose id is new (in their
     /// original order, behind those already queued). Fencing counters only move up. Like every
-    /// transition it records its events (`lock.acquired`, `queue.enqueued`, reason `imported`). Leases already
-    /// past their deadline expire at once, like any other.
-    pub fn import(&mut self, mut snapshot: Snapshot, now: Timestamp) -> ImportReport {
+    /// transition it records its events (`lock.acquired`, `queue.enqueued`, reason `imported`).
+    /// Leases already past their deadline expire at once, like any other.
+    ///
+    /// A snapshot with any record a request could not have made ([`Snapshot::validate`]) is
+    /// refused whole: nothing is added.
+    pub fn import(&mut self, mut snapshot: Snapshot, now: Timestamp) -> Result<ImportReport> {
+        snapshot.validate(&self.config, now.max(self.last_now))?;
         let now = self.advance(now);
         let mut report = ImportReport::default();
         for (r, token) in snapshot.fences {
@@ -132,7 +136,26 @@ impl LockTable {
         self.expire_due_at(now);
         let stalled: Vec<ResourceName> = self.stalled.iter().cloned().collect();
         self.hand_off(stalled, now);
-        report
+        Ok(report)
+    }
+
+    /// After a restart: removes the tickets of waiters that were connected to the server (not
+    /// detached). Their clients' connections died with the server, so nobody would take a grant
+    /// made to them, and the resource would stay held for the whole ttl. Detached tickets stay:
+    /// their owners poll for them. Returns how many were removed (reason `client_gone`).
+    pub fn drop_attached_tickets(&mut self, now: Timestamp) -> usize {
+        let mut attached: Vec<(u64, TicketId)> = self
+            .tickets
+            .values()
+            .filter(|t| !t.detached)
+            .map(|t| (t.seq, t.id))
+            .collect();
+        attached.sort_unstable();
+        for (_, id) in &attached {
+            // Cannot fail: the ticket is present.
+            let _ = self.cancel_ticket(*id, super::CancelReason::ClientGone, now);
+        }
+        attached.len()
     }
 
     /// From now on, record which records each operation touches.

@@ -1136,6 +1136,183 @@ pub async fn export_and_import_keep_ids_tokens_and_order(f: &dyn StoreFactory) {
     );
 }
 
+/// An import that holds any record a request could not have made is refused whole, naming the
+/// record and field; nothing of it is written, and (durable stores) the store still reopens.
+pub async fn imports_refuse_what_a_request_could_not_make(f: &dyn StoreFactory) {
+    use crate::model::{Timestamp, MAX_FENCING_TOKEN};
+    let a = Harness::new(f, TableConfig::default()).await;
+    granted(a.acquire(a.req("alice", &["r1", "r2"])).await.unwrap());
+    queued(
+        a.acquire(a.req("bob", &["r1"]).detached_until(a.later(60 * SEC)))
+            .await
+            .unwrap(),
+    );
+    let good = a.store.snapshot().await.unwrap();
+    type Edit = Box<dyn Fn(&mut crate::table::Snapshot)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "leases[0].resources[1]",
+            Box::new(|s| s.leases[0].resources[1].resource = name("r1")),
+        ),
+        (
+            "leases[0].acquired_at",
+            Box::new(|s| {
+                s.leases[0].acquired_at = Timestamp::parse_rfc3339("9999-12-31T23:00:00Z").unwrap();
+            }),
+        ),
+        (
+            "leases[0].ttl",
+            Box::new(|s| s.leases[0].ttl = Some(Duration::from_secs(100_000_000 * 3600))),
+        ),
+        (
+            "leases[0].ttl",
+            Box::new(|s| s.leases[0].ttl = Some(Duration::from_micros(999))),
+        ),
+        (
+            "leases[0].expires_at",
+            Box::new(|s| s.leases[0].expires_at = None),
+        ),
+        (
+            "leases[0].resources",
+            Box::new(|s| {
+                s.leases[0].resources = (0..65)
+                    .map(|i| crate::model::HeldResource {
+                        resource: name(&format!("many{i}")),
+                        fencing_token: 1,
+                    })
+                    .collect();
+            }),
+        ),
+        (
+            "leases[0].resources[0].fencing_token",
+            Box::new(|s| s.leases[0].resources[0].fencing_token = u64::MAX),
+        ),
+        (
+            "leases[0].resources[0].fencing_token",
+            Box::new(|s| s.leases[0].resources[0].fencing_token = 0),
+        ),
+        ("fences[0]", Box::new(|s| s.fences[0].1 = u64::MAX)),
+        ("fences[0]", Box::new(|s| s.fences[0].1 = MAX_FENCING_TOKEN)),
+        (
+            "tickets[0].resources[1]",
+            Box::new(|s| s.tickets[0].resources = vec![name("r1"), name("r1")]),
+        ),
+        (
+            "tickets[0].deadline",
+            Box::new(|s| s.tickets[0].deadline = Some(Timestamp::MAX)),
+        ),
+        (
+            "tickets[0].enqueued_at",
+            Box::new(|s| s.tickets[0].enqueued_at = Timestamp::MAX),
+        ),
+    ];
+    let b = Harness::new(f, TableConfig::default()).await;
+    b.clock.set(a.now());
+    for (field, edit) in cases {
+        let mut bad = good.clone();
+        edit(&mut bad);
+        match b.store.import(bad).await {
+            Err(e @ Error::InvalidRequest { .. }) => {
+                assert_eq!(e.field(), Some(field), "{e}");
+                assert!(
+                    e.to_string().contains(field),
+                    "the message names the record: {e}"
+                );
+            }
+            other => panic!("{field}: expected invalid_request, got {other:?}"),
+        }
+        let after = b.store.snapshot().await.unwrap();
+        assert_eq!(
+            after,
+            Default::default(),
+            "{field}: a refused import writes nothing"
+        );
+    }
+    assert!(b.events().is_empty(), "a refused import announces nothing");
+    let report = b.store.import(good).await.unwrap();
+    assert_eq!((report.leases, report.tickets), (1, 1), "{report:?}");
+    if f.persists() {
+        let Harness { store, clock, .. } = b;
+        let store = f.reopen(store, TableConfig::default(), clock).await;
+        assert_eq!(store.list(Default::default()).await.unwrap().len(), 1);
+    }
+}
+
+/// A fencing counter never wraps: the grant that mints the last token is the last one; later
+/// requests are refused naming the resource, and waiters for it are cancelled, never granted a
+/// smaller token.
+pub async fn an_exhausted_fencing_counter_refuses_and_never_wraps(f: &dyn StoreFactory) {
+    use crate::model::MAX_FENCING_TOKEN;
+    let h = Harness::new(f, TableConfig::default()).await;
+    let report = h
+        .store
+        .import(crate::table::Snapshot {
+            fences: vec![(name("r"), MAX_FENCING_TOKEN - 2)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(report.skipped.is_empty(), "{report:?}");
+    let first = granted(h.acquire(h.req("a", &["r"])).await.unwrap());
+    assert_eq!(first.fencing_token("r"), Some(MAX_FENCING_TOKEN - 1));
+    let deadline = h.later(60 * SEC);
+    let b = queued(
+        h.acquire(h.req("b", &["r"]).detached_until(deadline))
+            .await
+            .unwrap(),
+    );
+    let c = queued(
+        h.acquire(h.req("c", &["other", "r"]).detached_until(deadline))
+            .await
+            .unwrap(),
+    );
+    h.events();
+    h.store.release(first.id).await.unwrap();
+    let second = h.store.resource(name("r")).await.unwrap().holder.unwrap();
+    assert_eq!(
+        (second.owner.as_str(), second.fencing_token("r")),
+        ("b", Some(MAX_FENCING_TOKEN))
+    );
+    assert!(h.store.get_ticket(b.id).await.unwrap().is_none());
+    h.events();
+    h.store.release(second.id).await.unwrap();
+    let events = h.events();
+    let cancelled = events
+        .iter()
+        .find(|e| e.kind == EventType::QueueCancelled)
+        .unwrap_or_else(|| panic!("c's ticket is cancelled: {events:?}"));
+    assert_eq!(
+        (cancelled.ticket_id, cancelled.reason.as_deref()),
+        (Some(c.id), Some("fencing_exhausted"))
+    );
+    assert!(h.store.get_ticket(c.id).await.unwrap().is_none());
+    let info = h.store.resource(name("r")).await.unwrap();
+    assert!(info.holder.is_none() && info.queue.is_empty(), "{info:?}");
+    assert!(
+        h.store
+            .resource(name("other"))
+            .await
+            .unwrap()
+            .holder
+            .is_none(),
+        "the rest of c's request is not granted either"
+    );
+    for wait in [false, true] {
+        let mut req = h.req("d", &["ok", "r"]);
+        if wait {
+            req = req.detached_until(deadline);
+        }
+        match h.acquire(req).await {
+            Err(e @ Error::InvalidRequest { .. }) => {
+                assert_eq!(e.field(), Some("resources[1]"), "{e}");
+                assert!(e.to_string().contains("last fencing token"), "{e}");
+            }
+            other => panic!("an exhausted counter must refuse, got {other:?}"),
+        }
+    }
+    assert_eq!(h.store.list(Default::default()).await.unwrap(), vec![]);
+}
+
 /// Every scenario, by name, for running them all in one place.
 pub const SCENARIOS: &[&str] = &[
     "try_lock_grants_a_free_resource",
@@ -1164,6 +1341,8 @@ pub const SCENARIOS: &[&str] = &[
     "force_release_frees_the_whole_lease_with_a_reason",
     "retries_are_idempotent_and_bad_requests_name_the_field",
     "export_and_import_keep_ids_tokens_and_order",
+    "imports_refuse_what_a_request_could_not_make",
+    "an_exhausted_fencing_counter_refuses_and_never_wraps",
 ];
 
 /// One `#[tokio::test]` per conformance scenario, for the store made by `$factory`.
@@ -1197,6 +1376,8 @@ macro_rules! conformance_tests {
             force_release_frees_the_whole_lease_with_a_reason,
             retries_are_idempotent_and_bad_requests_name_the_field,
             export_and_import_keep_ids_tokens_and_order,
+            imports_refuse_what_a_request_could_not_make,
+            an_exhausted_fencing_counter_refuses_and_never_wraps,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {

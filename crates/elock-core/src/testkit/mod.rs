@@ -30,6 +30,12 @@ pub trait StoreFactory: Send + Sync + 'static {
         false
     }
 
+    /// Whether a reopen removes the tickets of attached (not detached) waiters, as a restarted
+    /// server does: their connections died with it.
+    fn reopen_drops_attached_tickets(&self) -> bool {
+        false
+    }
+
     /// Closes `store` (the caller hands over its only handle) and opens it again from what it
     /// persisted. Called only when [`StoreFactory::persists`].
     async fn reopen(
@@ -80,6 +86,10 @@ impl StoreFactory for DurableFactory {
     }
 
     fn persists(&self) -> bool {
+        true
+    }
+
+    fn reopen_drops_attached_tickets(&self) -> bool {
         true
     }
 

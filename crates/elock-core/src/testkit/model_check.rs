@@ -70,6 +70,7 @@ fn config() -> impl Strategy<Value = TableConfig> {
     )
         .prop_map(|(prevention, boost, aging)| TableConfig {
             max_timeout: Duration::from_secs(100),
+            max_queue_wait: Duration::from_secs(200),
             allow_no_ttl: true,
             max_queue_size: 3,
             starvation_threshold: Duration::from_secs(aging),
@@ -167,6 +168,14 @@ async fn check_named(
                 run.sink = attach(&run.store).await;
                 run.model = LockTable::restore(config.clone(), run.model.snapshot())
                     .expect("model restores");
+                if factory.reopen_drops_attached_tickets() {
+                    run.model.drop_attached_tickets(run.clock.now());
+                    assert_eq!(
+                        run.sink.take(),
+                        run.model.take_events(),
+                        "step {i}: events of the reopen"
+                    );
+                }
                 None
             }
             Step::Reopen => None,

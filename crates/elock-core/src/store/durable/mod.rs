@@ -44,6 +44,9 @@ pub struct DurableStoreStats {
 
 struct Shared {
     table: Mutex<LockTable>,
+    /// What the opening itself did (tickets of connected waiters removed), published when the
+    /// sink attaches.
+    opening_events: Mutex<Vec<crate::event::Event>>,
     group: GroupCommit,
     sink: SinkSlot,
     clock: Arc<dyn Clock>,
@@ -71,8 +74,24 @@ impl DurableStore {
             Error::Storage(format!("{}: {e}", dir.join(codec::FILE_NAME).display()))
         })?;
         table.track_changes();
+        // Waiters that were connected died with the previous process: their tickets go before
+        // anything is served, durably, so no grant is ever made to a client that is gone.
+        let dropped = table.drop_attached_tickets(clock.now());
+        let mut opening_events = Vec::new();
+        if dropped > 0 {
+            let mut writes = Vec::new();
+            let changes = table.take_changes();
+            codec::encode_changes(&table, changes, &mut writes)?;
+            write_batch(&db, &writes)?;
+            opening_events = table.take_events();
+            tracing::info!(
+                tickets = dropped,
+                "removed the tickets of waiters connected before the restart"
+            );
+        }
         let shared = Arc::new(Shared {
             table: Mutex::new(table),
+            opening_events: Mutex::new(opening_events),
             group: GroupCommit::new(),
             sink: SinkSlot::default(),
             clock,
@@ -118,7 +137,14 @@ impl DurableStore {
         let g = &self.shared.group;
         let mut pending = g.pending.lock().unwrap_or_else(|e| e.into_inner());
         if !changes.is_empty() || !applied.events.is_empty() {
-            codec::encode_changes(&table, changes, &mut pending.writes)?;
+            if let Err(e) = codec::encode_changes(&table, changes, &mut pending.writes) {
+                // The table moved but the disk cannot follow: stop, as after a failed commit,
+                // so that nothing is answered from a state a restart would not find.
+                let msg: Arc<str> = format!("embedded store: {e}").into();
+                tracing::error!(error = %msg, "the store stops accepting requests");
+                g.committed.send_modify(|c| c.failed = Some(msg));
+                return Err(e);
+            }
             pending.events.extend(applied.events);
             pending.seq += 1;
             g.wake.notify_one();
@@ -190,7 +216,16 @@ impl Store for DurableStore {
     }
 
     fn attach_sink(&self, sink: Arc<dyn EventSink>) -> Result<()> {
-        self.shared.sink.set(sink)
+        self.shared.sink.set(sink)?;
+        let events = std::mem::take(
+            &mut *self
+                .shared
+                .opening_events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        self.shared.sink.publish(events);
+        Ok(())
     }
 
     async fn apply(&self, op: Op) -> Result<Outcome> {
