@@ -92,7 +92,7 @@ impl Error {
 
 /// The error codes of SPEC 3, each with its HTTP status.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,
@@ -105,6 +105,13 @@ pub enum ErrorCode {
     QueueFull,
     BackendUnavailable,
     Internal,
+    /// The HTTP layer's own refusals, before a request reaches the engine.
+    MethodNotAllowed,
+    RequestTimeout,
+    RequestTooLarge,
+    UriTooLong,
+    /// The server is at its connection limit.
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -120,6 +127,11 @@ impl ErrorCode {
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::BackendUnavailable => "backend_unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::Overloaded => "overloaded",
         }
     }
 
@@ -131,8 +143,12 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Locked | ErrorCode::WaitTimeout | ErrorCode::Deadlock => 409,
             ErrorCode::QueueFull => 429,
-            ErrorCode::BackendUnavailable => 503,
+            ErrorCode::BackendUnavailable | ErrorCode::Overloaded => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::RequestTooLarge => 413,
+            ErrorCode::UriTooLong => 414,
         }
     }
 }
@@ -154,6 +170,11 @@ mod tests {
             (ErrorCode::QueueFull, 429),
             (ErrorCode::BackendUnavailable, 503),
             (ErrorCode::Internal, 500),
+            (ErrorCode::MethodNotAllowed, 405),
+            (ErrorCode::RequestTimeout, 408),
+            (ErrorCode::RequestTooLarge, 413),
+            (ErrorCode::UriTooLong, 414),
+            (ErrorCode::Overloaded, 503),
         ];
         for (code, status) in table {
             assert_eq!(code.http_status(), status, "{code:?}");

@@ -421,6 +421,8 @@ struct FlakyStore {
     inner: InMemoryStore,
     fail_next: AtomicU32,
     down: AtomicBool,
+    /// Applies the next operations but loses their answers (a timeout after the commit).
+    lose_answers: AtomicU32,
 }
 
 impl FlakyStore {
@@ -447,7 +449,15 @@ impl Store for FlakyStore {
     }
     async fn apply(&self, op: Op) -> Result<Outcome> {
         self.check()?;
-        self.inner.apply(op).await
+        let outcome = self.inner.apply(op).await;
+        if self
+            .lose_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::Storage("response timed out".into()));
+        }
+        outcome
     }
     async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>> {
         self.check()?;
@@ -495,6 +505,7 @@ async fn flaky(config: EngineConfig) -> (Manager, Arc<FlakyStore>, Arc<ManualClo
         inner: InMemoryStore::new(config.table_config(), clock.clone()),
         fail_next: AtomicU32::new(0),
         down: AtomicBool::new(false),
+        lose_answers: AtomicU32::new(0),
     });
     let m = Manager::start(store.clone(), config, clock.clone())
         .await
@@ -713,4 +724,47 @@ async fn with_events_off_nothing_is_published_but_waits_still_end() {
         nothing.is_err(),
         "no event reaches subscribers: {nothing:?}"
     );
+}
+
+/// A grant whose answer was lost (the store timed out after committing it) is answered
+/// `backend_unavailable`; the caller believes it holds nothing, so the manager gives the lease
+/// back, by the ids it chose, once the store answers again. The same for a queued ticket.
+#[tokio::test]
+async fn an_acquire_answered_backend_unavailable_never_keeps_what_it_took() {
+    let (m, store, _) = flaky(EngineConfig::default()).await;
+    for (who, wait) in [("try", Duration::ZERO), ("waiter", 30 * SEC)] {
+        if wait > Duration::ZERO {
+            // Something to queue behind.
+            lease(m.acquire(req("holder", &["r"])).await.unwrap());
+        }
+        store.lose_answers.store(1, Ordering::SeqCst);
+        let e = m.acquire(waiting(who, &["r"], wait)).await.unwrap_err();
+        assert_eq!(e.code().as_str(), "backend_unavailable", "{e:?}");
+        // The store is down for a while after the lost answer; nothing is settled then.
+        store.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        store.down.store(false, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = m.resource(ResourceName::new("r").unwrap()).await.unwrap();
+            let mine = info.holder.iter().any(|l| l.owner.as_str() == who)
+                || info.queue.iter().any(|t| t.owner.as_str() == who);
+            if !mine {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{who}: still holds or waits after the store recovered: {info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(l) = m
+            .resource(ResourceName::new("r").unwrap())
+            .await
+            .unwrap()
+            .holder
+        {
+            m.release(l.id).await.unwrap();
+        }
+    }
 }

@@ -209,6 +209,7 @@ async fn recheck_ticket(
 /// One store acquire through the breaker; records prevented deadlocks; wakes the expiry timer.
 async fn store_acquire(inner: &Arc<Inner>, op: AcquireRequest) -> Result<Acquired> {
     let owner = op.owner.clone();
+    let (ticket_id, lease_id) = (op.ticket_id, op.lease_id);
     let result = inner.guarded(|| inner.store.acquire(op.clone())).await;
     match &result {
         Ok(Acquired::Granted { lease, .. }) => inner.wake_timer_before(lease.expires_at),
@@ -229,6 +230,9 @@ async fn store_acquire(inner: &Arc<Inner>, op: AcquireRequest) -> Result<Acquire
             e.cycle = Some(cycle.clone());
             inner.publish_local(e);
         }
+        // The request may have reached the store before it failed: give back what it may
+        // have taken once the store answers again (the caller was told it holds nothing).
+        Err(e) if e.is_backend_failure() => inner.unsettled.add(ticket_id, lease_id),
         Err(_) => {}
     }
     result
@@ -266,7 +270,7 @@ async fn acquire_by_retry(
 
 /// Removes a ticket whose waiter is gone. Returns the lease if it had been granted meanwhile and
 /// `release` is false; releases it if `release` is true.
-async fn settle_abandoned(
+pub(super) async fn settle_abandoned(
     inner: &Arc<Inner>,
     ticket: TicketId,
     lease: LeaseId,

@@ -17,6 +17,7 @@ mod deadlocks;
 pub mod retry;
 pub mod stats;
 mod tasks;
+mod unsettled;
 pub mod waiters;
 
 use std::future::Future;
@@ -115,6 +116,8 @@ pub(crate) struct Inner {
     /// request wakes the timer only when it creates an earlier deadline.
     armed: AtomicU64,
     started: Instant,
+    /// Acquires answered `backend_unavailable` that may have taken something.
+    unsettled: unsettled::Unsettled,
 }
 
 /// Stops the background tasks when the last handle to the manager goes away.
@@ -222,6 +225,7 @@ impl Manager {
             timer: Notify::new(),
             armed: AtomicU64::new(u64::MAX),
             started: Instant::now(),
+            unsettled: Default::default(),
         });
         let (shutdown, _) = watch::channel(false);
         let tasks = tasks::spawn_all(&inner, &shutdown);

@@ -17,6 +17,10 @@ pub(super) fn spawn_all(inner: &Arc<Inner>, shutdown: &watch::Sender<bool>) -> V
         tokio::spawn(expiry_timer(inner.clone(), shutdown.subscribe())),
         tokio::spawn(deadlock_detector(inner.clone(), shutdown.subscribe())),
         tokio::spawn(health_check(inner.clone(), shutdown.subscribe())),
+        tokio::spawn(super::unsettled::settle_unknown(
+            inner.clone(),
+            shutdown.subscribe(),
+        )),
     ]
 }
 

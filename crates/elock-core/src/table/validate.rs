@@ -72,7 +72,11 @@ impl Snapshot {
                     1,
                 )?;
             }
-            config.check_ttl(&format!("{at}.ttl"), lease.ttl)?;
+            // No ttl is allowed here whatever `allow_no_ttl` says: Atlantis's locks never
+            // expire, and importing them (an admin's act) is how a migration starts.
+            if lease.ttl.is_some() {
+                config.check_ttl(&format!("{at}.ttl"), lease.ttl)?;
+            }
             check_not_after(&format!("{at}.acquired_at"), lease.acquired_at, horizon)?;
             match (lease.ttl, lease.expires_at) {
                 (Some(_), Some(e)) => check_not_after(
@@ -96,7 +100,9 @@ impl Snapshot {
         for (i, ticket) in self.tickets.iter().enumerate() {
             let at = format!("tickets[{i}]");
             check_resources(&at, ticket.resources.iter(), ticket.resources.len())?;
-            config.check_ttl(&format!("{at}.ttl"), ticket.ttl)?;
+            if ticket.ttl.is_some() {
+                config.check_ttl(&format!("{at}.ttl"), ticket.ttl)?;
+            }
             check_not_after(&format!("{at}.enqueued_at"), ticket.enqueued_at, horizon)?;
             if let Some(d) = ticket.deadline {
                 check_not_after(

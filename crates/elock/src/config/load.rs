@@ -191,6 +191,17 @@ fn check(c: &Config) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    for (key, d) in [
+        ("http.header-read-timeout", c.http.header_read_timeout),
+        ("http.body-read-timeout", c.http.body_read_timeout),
+    ] {
+        if d.is_zero() {
+            p.push((key, "0s: expected a positive duration".into()));
+        }
+    }
+    if c.http.max_connections == 0 {
+        p.push(("http.max-connections", "0: expected at least 1".into()));
+    }
     if el.max_timeout.is_zero() {
         p.push((
             "enhanced-locking.max-timeout",

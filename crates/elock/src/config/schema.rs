@@ -25,6 +25,7 @@ pub struct Config {
     pub auth: Auth,
     pub audit: Audit,
     pub metrics: Metrics,
+    pub http: Http,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -69,6 +70,34 @@ impl Default for EnhancedLocking {
             max_timeout: engine.max_timeout,
             allow_no_expiry: false,
             instance: "elock".into(),
+        }
+    }
+}
+
+/// How the server treats connections: slow or idle clients are cut off, and past the connection
+/// limit new connections are refused at once, so that a flood of slow clients cannot take the
+/// file descriptors every other client needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Http {
+    /// How long a client may take to send a request's headers (also how long an idle
+    /// keep-alive connection stays open).
+    #[serde(with = "duration_text")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body, from the end of its headers.
+    #[serde(with = "duration_text")]
+    pub body_read_timeout: Duration,
+    /// Connections open at once (event streams included); more are answered 503 `overloaded`
+    /// and closed. Capped below the process's open-file limit.
+    pub max_connections: usize,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
         }
     }
 }

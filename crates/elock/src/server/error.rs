@@ -14,6 +14,8 @@ pub enum ApiError {
     Engine(Error),
     Unauthorized(String),
     Forbidden(String),
+    /// A refusal of the HTTP layer (method, size, time, connection limit), before the engine.
+    Http(ErrorCode, String),
 }
 
 impl From<Error> for ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             ApiError::Engine(e) => e.code(),
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::Http(code, _) => *code,
         }
     }
 
@@ -56,7 +59,7 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             ApiError::Engine(e) => e.to_string(),
-            ApiError::Unauthorized(m) | ApiError::Forbidden(m) => m.clone(),
+            ApiError::Unauthorized(m) | ApiError::Forbidden(m) | ApiError::Http(_, m) => m.clone(),
         }
     }
 }

@@ -223,6 +223,11 @@ impl Metrics {
             ErrorCode::QueueFull,
             ErrorCode::BackendUnavailable,
             ErrorCode::Internal,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::RequestTimeout,
+            ErrorCode::RequestTooLarge,
+            ErrorCode::UriTooLong,
+            ErrorCode::Overloaded,
         ] {
             let _ = m.errors.get_or_create(&KindLabel {
                 kind: code.as_str().into(),

@@ -6,9 +6,11 @@ pub mod atlantis;
 mod audit;
 mod auth;
 mod body;
+mod connections;
 mod error;
 mod events;
 mod health;
+mod limits;
 mod metrics;
 mod openapi;
 mod transfer;
@@ -22,7 +24,6 @@ use axum::Router;
 use elock_core::clock::SystemClock;
 use elock_core::manager::{EventObserver, Manager};
 use elock_core::store::{DurableStore, InMemoryStore, Store};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -31,9 +32,6 @@ use tower_http::trace::TraceLayer;
 pub use events::parse_types;
 
 use crate::config::{self, Backend, Config, Override};
-
-/// Largest request body: metadata is at most 16 KiB, and a request names at most 64 resources.
-const BODY_LIMIT: usize = 256 * 1024;
 
 /// Request ids: this process's start time and a counter, unique and short (`k3f9a2-17`).
 #[derive(Clone, Default)]
@@ -75,6 +73,8 @@ pub struct App {
     pub audit: audit::AuditLog,
     /// Where Atlantis's calls go (`migration.*`).
     pub migration: Arc<crate::migration::Migration>,
+    /// `http.body-read-timeout`.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl App {
@@ -125,6 +125,7 @@ impl Reloader {
                 old.backward_compatibility != new.backward_compatibility,
             ),
             ("migration", old.migration != new.migration),
+            ("http", old.http != new.http),
         ] {
             if changed {
                 restart.push(key.to_string());
@@ -163,9 +164,12 @@ pub fn router(app: Arc<App>) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
+            limits::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
             metrics::count,
         ))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Outermost: every request gets an id (or keeps the caller's `x-request-id`), the log
         // span carries it, and the answer echoes it.
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -257,15 +261,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         auth,
         audit,
         migration,
+        body_read_timeout: cfg.http.body_read_timeout,
     });
     tokio::spawn(reload_on_sighup(app.clone()));
-    axum::serve(
-        listener,
-        router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| format!("server error: {e}"))?;
+    connections::serve(listener, router(app.clone()), &cfg.http, shutdown_signal()).await;
     tracing::info!("shutting down: flushing the audit log and the store");
     app.audit.flush().await;
     manager.shutdown().await.map_err(|e| e.to_string())

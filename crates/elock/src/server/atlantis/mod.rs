@@ -179,17 +179,20 @@ async fn list(State(app): State<Arc<App>>) -> Response {
     answer(app.atlantis().list().await)
 }
 
-fn query_value(raw: Option<&str>, name: &str) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(raw.unwrap_or(""))
-        .ok()?
+fn query_value(raw: Option<&str>, name: &str) -> Result<Option<String>, ApiError> {
+    Ok(super::body::query_pairs(raw)?
         .into_iter()
         .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+        .map(|(_, v)| v))
 }
 
 async fn get_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
-    let Some(key) = query_value(q.as_deref(), "key") else {
-        return ApiError::invalid("key", "the query needs key=<lock key>").into_response();
+    let key = match query_value(q.as_deref(), "key") {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return ApiError::invalid("key", "the query needs key=<lock key>").into_response()
+        }
+        Err(e) => return e.into_response(),
     };
     answer(app.atlantis().get_lock(&key).await)
 }
@@ -272,7 +275,10 @@ async fn atlantis_api_locks(State(app): State<Arc<App>>) -> Response {
 
 /// The `id` of `?id=`, unescaped once more as Atlantis does (its links escape ids twice).
 fn lock_id(raw: Option<&str>) -> Result<String, (StatusCode, String)> {
-    let Some(id) = query_value(raw, "id").filter(|i| !i.is_empty()) else {
+    // Atlantis's own endpoint answers in Atlantis's words (text), as Atlantis does.
+    let id = query_value(raw, "id")
+        .map_err(|_| (StatusCode::BAD_REQUEST, "Invalid lock id".to_string()))?;
+    let Some(id) = id.filter(|i| !i.is_empty()) else {
         return Err((StatusCode::BAD_REQUEST, "No lock id in request".into()));
     };
     unescape(&id).ok_or((StatusCode::BAD_REQUEST, "Invalid lock id".into()))
