@@ -1,5 +1,6 @@
 -- acquire: try-lock, re-entry, grant, or enqueue (ops.rs: LockTable::acquire).
--- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det, sh?, all?, lg?}
+-- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det, sh?, all?, lg?, node?}
+-- (`node`: the ticket of an attached waiter is tied to this server's heartbeat, heartbeat.lua)
 -- (`lg`: Atlantis's JSON to keep at Atlantis's key while the lease lasts; see lib.lua)
 -- With `sh` (the shards of a lease that spans several) this takes one part of it: try-lock only.
 local req = cjson.decode(ARGV[9])
@@ -110,5 +111,11 @@ local t = {
   dl = req.dl, det = req.det, seq = seq, ttl = req.ttl, meta = req.meta, lg = req.lg,
 }
 emit({ k = 'queue.enqueued', t = t })
+if req.node then
+  -- An attached waiter lives as long as this server does (its connection is here): the ticket
+  -- is kept in this server's set, and the server's heartbeat starts now if it had none.
+  t.n = ORIGIN
+  redis.call('HSETNX', P .. 'nodes', ORIGIN, int(now))
+end
 insert_ticket(t, now)
 return answer(now, 'ok', { queued = ticket_view(t.id, now, true) })

@@ -34,6 +34,10 @@
 --   P..rs / P..qs      zsets (lexical): resources ever granted / with a non-empty queue
 --   P..parts           zset: this shard's parts of leases that span shards, by acquired_at
 --   P..lg              zset (lexical): leases mirrored to Atlantis's own keys (below)
+--   P..nodes           hash: elock server (origin) -> its last heartbeat (ms)
+--   P..nt:<origin>     set: the attached tickets of the waiters connected to that server; when
+--                      its heartbeat is older than the node timeout they are cancelled
+--                      (client_gone, heartbeat.lua), so a dead server's waiters are never granted
 -- A lease whose resources live in several shards is one part per shard, all with the same id;
 -- each part lists the shards (`sh`) and every resource of the lease in request order (`all`).
 -- crates/elock-redis/src/cross.rs takes and gives back the parts; see docs/redis.md.
@@ -489,6 +493,9 @@ local function insert_ticket(t, now)
   redis.call('ZADD', K_TK, t.seq, t.id)
   redis.call('SET', key('t', t.id), cjson.encode(t))
   TICKETS[t.id] = t
+  if t.n then
+    redis.call('SADD', key('nt', t.n), t.id)
+  end
   for _, r in ipairs(t.res) do
     refresh_stalled(r, now)
   end
@@ -538,6 +545,9 @@ local function remove_ticket(id)
   end
   redis.call('ZREM', K_TK, id)
   redis.call('DEL', key('t', id))
+  if t.n then
+    redis.call('SREM', key('nt', t.n), id)
+  end
   TICKETS[id] = false
   return t
 end

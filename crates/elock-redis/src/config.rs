@@ -30,6 +30,10 @@ pub struct RedisConfig {
     pub legacy_format: bool,
     /// How often the watch of Atlantis's keys runs when no keyspace notification wakes it.
     pub legacy_poll: Duration,
+    /// How long a server may miss its heartbeat before the other servers take it for gone and
+    /// cancel the tickets of the waiters connected to it (`None`: waiters' tickets are not tied
+    /// to their server; only for tests that move a hand-driven clock).
+    pub node_timeout: Option<Duration>,
 }
 
 impl Default for RedisConfig {
@@ -48,6 +52,7 @@ impl Default for RedisConfig {
             response_timeout: Duration::from_secs(5),
             legacy_format: false,
             legacy_poll: Duration::from_secs(1),
+            node_timeout: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -66,6 +71,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("shards", &self.shards)
             .field("legacy_format", &self.legacy_format)
             .field("legacy_poll", &self.legacy_poll)
+            .field("node_timeout", &self.node_timeout)
             .finish()
     }
 }

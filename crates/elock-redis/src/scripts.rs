@@ -35,11 +35,12 @@ pub struct Scripts {
     pub views: Entry,
     pub recover: Entry,
     pub legacy: Entry,
+    pub heartbeat: Entry,
     /// The Function library: `#!lua name=...`, the library, every entry registered.
     pub library: String,
 }
 
-const ENTRIES: [(&str, &str); 11] = [
+const ENTRIES: [(&str, &str); 12] = [
     ("acquire", include_str!("../scripts/acquire.lua")),
     ("release", include_str!("../scripts/release.lua")),
     ("renew", include_str!("../scripts/renew.lua")),
@@ -57,6 +58,7 @@ const ENTRIES: [(&str, &str); 11] = [
     ("views", include_str!("../scripts/views.lua")),
     ("recover", include_str!("../scripts/recover.lua")),
     ("legacy", include_str!("../scripts/legacy.lua")),
+    ("heartbeat", include_str!("../scripts/heartbeat.lua")),
 ];
 
 impl Default for Scripts {
@@ -91,6 +93,7 @@ impl Default for Scripts {
             views: next(),
             recover: next(),
             legacy: next(),
+            heartbeat: next(),
             library,
         }
     }

@@ -72,6 +72,8 @@ pub struct Core {
     listener: tokio::task::JoinHandle<()>,
     /// The watch of Atlantis's keys (`legacy.rs`), when they are kept.
     legacy_watch: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
+    /// This server's heartbeat, when waiters' tickets are tied to it.
+    heartbeat: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
     config: RedisConfig,
 }
 
@@ -80,6 +82,9 @@ impl Drop for Core {
         self.listener.abort();
         if let Some(w) = self.legacy_watch.get() {
             w.abort();
+        }
+        if let Some(h) = self.heartbeat.get() {
+            h.abort();
         }
     }
 }
@@ -153,6 +158,7 @@ impl RedisStore {
             changed,
             listener,
             legacy_watch: Default::default(),
+            heartbeat: Default::default(),
             config,
         }));
         store
@@ -161,6 +167,12 @@ impl RedisStore {
             .into_iter()
             .map(|(_, v)| v)
             .collect::<Result<Vec<_>>>()?;
+        if let Some(timeout) = store.config.node_timeout {
+            store.heartbeat_once(timeout).await?;
+            let _ = store
+                .heartbeat
+                .set(spawn_heartbeat(Arc::downgrade(&store.0), timeout));
+        }
         if store.config.keeps_legacy_format() {
             store.sync_legacy().await?;
             let watch = crate::legacy::spawn_watch(
@@ -180,7 +192,41 @@ impl RedisStore {
     }
 }
 
+/// Beats every third of `timeout` while the store lives; a missed beat (Redis unreachable) is
+/// retried at the next.
+fn spawn_heartbeat(core: std::sync::Weak<Core>, timeout: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(timeout / 3).await;
+            let Some(core) = core.upgrade() else { return };
+            if let Err(e) = core.heartbeat_once(timeout).await {
+                tracing::warn!(error = %e, "heartbeat to Redis failed; retrying");
+            }
+        }
+    })
+}
+
 impl Core {
+    /// Tells every shard this server is alive, and cancels the attached tickets of servers whose
+    /// heartbeat is older than `timeout`. Returns how many tickets were cancelled.
+    pub async fn heartbeat_once(&self, timeout: Duration) -> Result<u64> {
+        let arg = [(timeout.as_millis() as u64).to_string()];
+        let mut reaped = 0;
+        for (_, v) in self
+            .each_shard(|k| self.run(k, &self.scripts.heartbeat, &arg))
+            .await?
+        {
+            reaped += v?.as_u64().unwrap_or(0);
+        }
+        if reaped > 0 {
+            tracing::info!(
+                tickets = reaped,
+                "cancelled the tickets of waiters connected to an elock server that stopped beating"
+            );
+        }
+        Ok(reaped)
+    }
+
     pub fn config(&self) -> &RedisConfig {
         &self.config
     }
@@ -392,6 +438,9 @@ impl Core {
             "queue": queue,
             "det": detached,
         });
+        if queue && !detached && self.config.node_timeout.is_some() {
+            r["node"] = true.into();
+        }
         if let Some(ttl) = req.ttl {
             r["ttl"] = (ttl.as_millis() as u64).into();
         }

@@ -17,12 +17,17 @@ fn lease_id(v: &Value) -> String {
 
 /// An elock server on the Redis at `redis` under `prefix` (its own data dir holds only audit).
 fn elock_on(redis: &RedisServer, prefix: &str) -> (Server, tempfile::TempDir) {
+    elock_with(redis, prefix, "")
+}
+
+/// The same, with more lines of the `redis:` section (indented by two spaces).
+fn elock_with(redis: &RedisServer, prefix: &str, more: &str) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("elock.yaml");
     std::fs::write(
         &config,
         format!(
-            "enhanced-locking:\n  backend: redis\nredis:\n  addresses: [\"{}\"]\n  key-prefix: \"{prefix}\"\n",
+            "enhanced-locking:\n  backend: redis\nredis:\n  addresses: [\"{}\"]\n  key-prefix: \"{prefix}\"\n{more}",
             redis.address()
         ),
     )
@@ -162,4 +167,89 @@ async fn a_redis_restart_with_appendfsync_always_loses_no_acknowledged_lease() {
         .await;
     assert_eq!(status, 201, "{again}");
     assert!(again["resources"][0]["fencing_token"].as_u64().unwrap() > held["r0"]);
+}
+
+/// A waiter connected to a server that dies (kill -9) is never granted: once that server has
+/// missed its heartbeat for `redis.node-timeout`, the other server cancels its ticket and hands
+/// the resource to the next live waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiters_of_a_dead_server_are_cancelled_by_the_living_one() {
+    let redis = RedisServer::start(&[]);
+    let prefix = unique_prefix();
+    let (a, _da) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
+    let (b, _db) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
+    let api_a = a.client();
+    let (status, first) = api_a
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "hot", "owner": "holder", "ttl": "60s"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let api_b = b.client();
+    let doomed = tokio::spawn(async move {
+        api_b
+            .post(
+                "/api/v1/locks",
+                json!({"resource": "hot", "owner": "on-b", "wait": "60s"}),
+            )
+            .await
+    });
+    let live = {
+        let api_a = api_a.clone();
+        tokio::spawn(async move {
+            // Queued behind the doomed waiter.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            api_a
+                .post(
+                    "/api/v1/locks",
+                    json!({"resource": "hot", "owner": "on-a", "wait": "60s"}),
+                )
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, info) = api_a.get("/api/v1/resource?name=hot").await;
+        if info["queue"].as_array().is_some_and(|q| q.len() == 2) {
+            assert_eq!(info["queue"][0]["owner"], "on-b", "{info}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiters never queued: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.kill_9();
+    doomed.abort();
+    let killed = Instant::now();
+    // The dead server's waiter leaves the queue within the timeout and a beat or two.
+    loop {
+        let (_, info) = api_a.get("/api/v1/resource?name=hot").await;
+        let owners: Vec<&str> = info["queue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["owner"].as_str().unwrap())
+            .collect();
+        if owners == vec!["on-a"] {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the dead server's waiter is still queued: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = api_a
+        .delete(&format!("/api/v1/locks/{}", lease_id(&first)))
+        .await;
+    assert_eq!(status, 200);
+    let (status, lease) = live.await.unwrap();
+    assert_eq!(
+        (status, lease["owner"].as_str()),
+        (201, Some("on-a")),
+        "{lease}"
+    );
 }

@@ -199,6 +199,15 @@ fn check(c: &Config) -> Vec<(&'static str, String)> {
             p.push((key, "0s: expected a positive duration".into()));
         }
     }
+    if c.redis.node_timeout < std::time::Duration::from_secs(1) {
+        p.push((
+            "redis.node-timeout",
+            format!(
+                "{}: expected at least 1s (a server beats every third of it)",
+                fmt(c.redis.node_timeout)
+            ),
+        ));
+    }
     if c.http.max_connections == 0 {
         p.push(("http.max-connections", "0: expected at least 1".into()));
     }

@@ -151,6 +151,10 @@ pub struct Redis {
     /// How many hash tags the lock table is spread over (1: one slot; more lets a Cluster use
     /// several masters). Fixed for the life of the data.
     pub shards: u32,
+    /// How long an elock server may miss its heartbeat before the others take it for gone and
+    /// cancel the tickets of the waiters connected to it (they would never take a grant).
+    #[serde(with = "duration_text")]
+    pub node_timeout: Duration,
 }
 
 impl Default for Redis {
@@ -166,6 +170,7 @@ impl Default for Redis {
             key_prefix: "elock:".into(),
             pool_size: 20,
             shards: 1,
+            node_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -311,6 +316,7 @@ impl Config {
             shards: r.shards as usize,
             legacy_format: self.backward_compatibility.preserve_legacy_format,
             legacy_poll: self.backward_compatibility.legacy_poll_interval,
+            node_timeout: Some(r.node_timeout),
             ..elock_redis::RedisConfig::default()
         })
     }

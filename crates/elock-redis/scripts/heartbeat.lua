@@ -1,0 +1,25 @@
+-- heartbeat: this server is alive; the attached tickets of servers that are not are cancelled.
+-- ARGV[9]: the node timeout (ms). A server whose last heartbeat is older than that is gone, and
+-- so are the connections of its waiters: their tickets leave the queues (client_gone) and the
+-- next waiters are handed the resources. Run by every server every third of the timeout.
+local now = advance(clock())
+local timeout = tonumber(ARGV[9])
+local nodes = P .. 'nodes'
+redis.call('HSET', nodes, ORIGIN, int(now))
+local reaped = 0
+local beats = redis.call('HGETALL', nodes)
+for i = 1, #beats, 2 do
+  local node, beat = beats[i], tonumber(beats[i + 1])
+  if now - beat > timeout then
+    local gone = key('nt', node)
+    for _, id in ipairs(redis.call('SMEMBERS', gone)) do
+      if get_ticket(id) then
+        cancel_ticket(id, 'client_gone', nil, now)
+        reaped = reaped + 1
+      end
+    end
+    redis.call('DEL', gone)
+    redis.call('HDEL', nodes, node)
+  end
+end
+return answer(now, 'ok', reaped)
