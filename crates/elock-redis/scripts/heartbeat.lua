@@ -1,7 +1,8 @@
 -- heartbeat: this server is alive; the attached tickets of servers that are not are cancelled.
 -- ARGV[9]: the node timeout (ms). A server whose last heartbeat is older than that is gone, and
 -- so are the connections of its waiters: their tickets leave the queues (client_gone) and the
--- next waiters are handed the resources. Run by every server every third of the timeout.
+-- next waiters are handed the resources, and leases handed to them that the dead server never
+-- gave its clients are released. Run by every server every third of the timeout.
 local now = advance(clock())
 local timeout = tonumber(ARGV[9])
 local nodes = P .. 'nodes'
@@ -19,6 +20,18 @@ for i = 1, #beats, 2 do
       end
     end
     redis.call('DEL', gone)
+    -- Leases handed to its waiters that it never gave to them: nobody holds them.
+    local undelivered = key('nl', node)
+    for _, id in ipairs(redis.call('SMEMBERS', undelivered)) do
+      local l = get_lease(id)
+      if l and not l.sh then
+        local lease = remove_lease(id, 'released')
+        emit({ k = 'lock.released', l = lease, reason = 'client_gone' })
+        hand_off(names(lease), now)
+        reaped = reaped + 1
+      end
+    end
+    redis.call('DEL', undelivered)
     redis.call('HDEL', nodes, node)
   end
 end

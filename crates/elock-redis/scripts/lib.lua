@@ -38,6 +38,8 @@
 --   P..nt:<origin>     set: the attached tickets of the waiters connected to that server; when
 --                      its heartbeat is older than the node timeout they are cancelled
 --                      (client_gone, heartbeat.lua), so a dead server's waiters are never granted
+--   P..nl:<origin>     set: leases handed off to that server's waiters and not yet confirmed
+--                      given to their clients; released if the server dies first
 -- A lease whose resources live in several shards is one part per shard, all with the same id;
 -- each part lists the shards (`sh`) and every resource of the lease in request order (`all`).
 -- crates/elock-redis/src/cross.rs takes and gives back the parts; see docs/redis.md.
@@ -566,6 +568,11 @@ end
 local function grant_ticket(id, now)
   local t = remove_ticket(id)
   local lease = grant(t.lid, t.owner, t.res, t.pri, t.ttl, t.meta, now, t.lg)
+  if t.n then
+    -- Handed to a waiter on server t.n: until that server confirms it gave the lease to its
+    -- client (SREM, RedisStore::delivered), a death of that server releases it (heartbeat.lua).
+    redis.call('SADD', key('nl', t.n), lease.id)
+  end
   emit({ k = 'queue.granted', l = lease, tid = t.id, enq = t.at })
 end
 

@@ -67,6 +67,8 @@ pub struct Core {
     meta_keys: Vec<String>,
     /// ARGV[8] of every script: how to tell the other servers, and who we are.
     notify: String,
+    /// Who we are: this server's id in events and heartbeats.
+    origin: String,
     /// Woken whenever events arrive (ours or other servers'): waits across shards try again.
     pub(crate) changed: Arc<Notify>,
     listener: tokio::task::JoinHandle<()>,
@@ -155,6 +157,7 @@ impl RedisStore {
             shards,
             meta_keys: tags.iter().map(|t| format!("{t}meta")).collect(),
             notify: format!("{mode}{}:{origin}", u8::from(config.keeps_legacy_format())),
+            origin,
             changed,
             listener,
             legacy_watch: Default::default(),
@@ -567,6 +570,26 @@ impl Store for RedisStore {
             LeaseId::from_bytes(self.shards.stamp(*LeaseId::random().as_bytes(), home)),
             TicketId::from_bytes(self.shards.stamp(*TicketId::random().as_bytes(), home)),
         )
+    }
+
+    async fn delivered(&self, lease: LeaseId) -> Result<()> {
+        if self.config.node_timeout.is_none() {
+            return Ok(());
+        }
+        let member = hex(lease.as_bytes());
+        for meta in &self.meta_keys {
+            let tag = meta.strip_suffix("meta").unwrap_or(meta);
+            let _: i64 = self
+                .conn
+                .query(
+                    redis::cmd("SREM")
+                        .arg(format!("{tag}nl:{}", self.origin))
+                        .arg(&member),
+                )
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
     }
 
     async fn apply(&self, op: Op) -> Result<Outcome> {

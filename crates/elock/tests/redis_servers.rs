@@ -253,3 +253,66 @@ async fn the_waiters_of_a_dead_server_are_cancelled_by_the_living_one() {
         "{lease}"
     );
 }
+
+/// A release that hands the resource to the waiter of a server that just died (before its
+/// heartbeat ran out) grants a lease nobody will take; when the heartbeat runs out that lease is
+/// released (`client_gone`) and the resource goes on to live clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_to_a_dead_servers_waiter_is_released() {
+    let redis = RedisServer::start(&[]);
+    let prefix = unique_prefix();
+    let (a, _da) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
+    let (b, _db) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
+    let api_a = a.client();
+    let (status, first) = api_a
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "hot", "owner": "holder", "ttl": "60s"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let api_b = b.client();
+    let doomed = tokio::spawn(async move {
+        api_b
+            .post(
+                "/api/v1/locks",
+                json!({"resource": "hot", "owner": "on-b", "wait": "60s", "ttl": "60s"}),
+            )
+            .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while api_a.get("/api/v1/resource?name=hot").await.1["queue"]
+        .as_array()
+        .is_none_or(|q| q.is_empty())
+    {
+        assert!(Instant::now() < deadline, "the waiter never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.kill_9();
+    doomed.abort();
+    // Released at once: the dead server's waiter is handed the lease.
+    let (status, _) = api_a
+        .delete(&format!("/api/v1/locks/{}", lease_id(&first)))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(api_a.holder("hot").await["owner"], "on-b");
+    // A live client waits; it gets the resource once the dead server's heartbeat runs out,
+    // long before the 60 s ttl of the undelivered lease.
+    let started = Instant::now();
+    let (status, lease) = api_a
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "hot", "owner": "live", "wait": "20s"}),
+        )
+        .await;
+    assert_eq!(
+        (status, lease["owner"].as_str()),
+        (201, Some("live")),
+        "{lease}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

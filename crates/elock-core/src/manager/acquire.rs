@@ -151,10 +151,7 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
     guard.disarm();
     let waited = inner.now().since(now);
     match outcome {
-        Some(WaitOutcome::Granted(lease)) => Ok(Acquired::Granted {
-            lease,
-            reentrant: false,
-        }),
+        Some(WaitOutcome::Granted(lease)) => Ok(handed_over(inner, lease).await),
         Some(WaitOutcome::TimedOut) => Err(Error::WaitTimeout {
             waited,
             reason: "timeout".into(),
@@ -164,19 +161,28 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
         // The store did not settle the ticket in time: settle it here.
         None => {
             inner.waiters.remove(&ticket);
-            settle_abandoned(inner, ticket, lease, false).await?.map_or(
-                Err(Error::WaitTimeout {
+            match settle_abandoned(inner, ticket, lease, false).await? {
+                Some(lease) => Ok(handed_over(inner, lease).await),
+                None => Err(Error::WaitTimeout {
                     waited,
                     reason: "timeout".into(),
                 }),
-                |lease| {
-                    Ok(Acquired::Granted {
-                        lease,
-                        reentrant: false,
-                    })
-                },
-            )
+            }
         }
+    }
+}
+
+/// A lease granted by handoff, on its way to the waiter: the store hears that it was delivered
+/// (a shared store releases undelivered handoffs of a server that died).
+async fn handed_over(inner: &Arc<Inner>, lease: crate::model::Lease) -> Acquired {
+    if let Err(e) = inner.store.delivered(lease.id).await {
+        // The lease stays granted; only a death of this server before its next confirmation
+        // could now release it.
+        tracing::warn!(lease = %lease.id, error = %e, "could not confirm a handoff to the store");
+    }
+    Acquired::Granted {
+        lease,
+        reentrant: false,
     }
 }
 

@@ -79,6 +79,14 @@ pub trait Store: Send + Sync + 'static {
         (LeaseId::random(), TicketId::random())
     }
 
+    /// A lease granted by handoff to a waiter of this server has been given to that waiter.
+    /// Stores shared by several servers release such a lease if the server dies before saying
+    /// so (nobody would hold it); stores in this process have nothing to do.
+    async fn delivered(&self, lease: LeaseId) -> Result<()> {
+        let _ = lease;
+        Ok(())
+    }
+
     /// Applies one lock-table transition atomically, at the store's current time.
     async fn apply(&self, op: Op) -> Result<Outcome>;
 
