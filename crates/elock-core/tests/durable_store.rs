@@ -272,3 +272,33 @@ async fn concurrent_requests_share_commits() {
         "group commit batches concurrent writes: {stats:?}"
     );
 }
+
+/// When the holder's lease ran out while the server was down, the restart must not hand the
+/// resource to a connected waiter's ticket before that ticket is removed.
+#[tokio::test]
+async fn a_lease_that_ran_out_while_down_goes_to_a_detached_waiter_not_a_vanished_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_2026();
+    let deadline = Some(clock.now().plus(Duration::from_secs(600)));
+    {
+        let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+        store
+            .acquire(req(1, "holder", "r", 10, WaitMode::Try))
+            .await
+            .unwrap();
+        for (n, who, detached) in [(2, "vanished", false), (3, "patient", true)] {
+            let wait = WaitMode::Queue { deadline, detached };
+            store.acquire(req(n, who, "r", 60, wait)).await.unwrap();
+        }
+        store.flush().await.unwrap();
+    }
+    clock.advance(Duration::from_secs(30));
+    let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+    let holder = store
+        .resource(ResourceName::new("r").unwrap())
+        .await
+        .unwrap()
+        .holder
+        .expect("handed off at the opening");
+    assert_eq!(holder.owner.as_str(), "patient");
+}

@@ -164,6 +164,11 @@ impl RedisServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The process id, while it runs (to pause it with SIGSTOP / SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Kills the process at once (SIGKILL): whatever was not yet persisted is lost.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -321,7 +321,7 @@ impl LockTable {
         lease
     }
 
-    fn remove_ticket(&mut self, id: TicketId) -> Ticket {
+    pub(super) fn remove_ticket(&mut self, id: TicketId) -> Ticket {
         let ticket = self.tickets.remove(&id).expect("ticket present");
         for r in &ticket.resources {
             if let Some(s) = self.resources.get_mut(r) {

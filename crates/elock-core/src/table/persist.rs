@@ -144,17 +144,30 @@ impl LockTable {
     /// made to them, and the resource would stay held for the whole ttl. Detached tickets stay:
     /// their owners poll for them. Returns how many were removed (reason `client_gone`).
     pub fn drop_attached_tickets(&mut self, now: Timestamp) -> usize {
+        let now = now.max(self.last_now);
         let mut attached: Vec<(u64, TicketId)> = self
             .tickets
             .values()
             .filter(|t| !t.detached)
             .map(|t| (t.seq, t.id))
             .collect();
-        attached.sort_unstable();
-        for (_, id) in &attached {
-            // Cannot fail: the ticket is present.
-            let _ = self.cancel_ticket(*id, super::CancelReason::ClientGone, now);
+        if attached.is_empty() {
+            return 0;
         }
+        attached.sort_unstable();
+        // All of them leave before anything is handed off: expiring what fell due while the
+        // server was down must not hand a resource to a ticket that is about to go.
+        let mut touched = Vec::new();
+        for (_, id) in &attached {
+            let ticket = self.remove_ticket(*id);
+            self.events.push(
+                Event::for_ticket(EventType::QueueCancelled, now, &ticket)
+                    .with_reason(super::CancelReason::ClientGone.name()),
+            );
+            touched.extend(ticket.resources);
+        }
+        let now = self.advance(now);
+        self.hand_off(touched, now);
         attached.len()
     }
 

@@ -155,6 +155,9 @@ pub struct Redis {
     /// cancel the tickets of the waiters connected to it (they would never take a grant).
     #[serde(with = "duration_text")]
     pub node_timeout: Duration,
+    /// How long one call to Redis may take before it fails (503 `backend_unavailable`).
+    #[serde(with = "duration_text")]
+    pub response_timeout: Duration,
 }
 
 impl Default for Redis {
@@ -171,6 +174,7 @@ impl Default for Redis {
             pool_size: 20,
             shards: 1,
             node_timeout: Duration::from_secs(15),
+            response_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -317,6 +321,7 @@ impl Config {
             legacy_format: self.backward_compatibility.preserve_legacy_format,
             legacy_poll: self.backward_compatibility.legacy_poll_interval,
             node_timeout: Some(r.node_timeout),
+            response_timeout: r.response_timeout,
             ..elock_redis::RedisConfig::default()
         })
     }
