@@ -149,7 +149,7 @@ pub struct Event {
         skip_serializing_if = "Option::is_none",
         with = "duration_text::option"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::model::DurationText>))]
     pub waited: Option<Duration>,
     /// How long the lease was held (`lock.released`, `lock.expired`, `lock.force_released`).
     #[serde(
@@ -157,7 +157,7 @@ pub struct Event {
         skip_serializing_if = "Option::is_none",
         with = "duration_text::option"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::model::DurationText>))]
     pub held: Option<Duration>,
     /// The granted lease, for the manager to hand to a waiting caller. Not part of the wire form.
     #[serde(skip)]

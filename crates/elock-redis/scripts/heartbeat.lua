@@ -2,11 +2,18 @@
 -- ARGV[9]: the node timeout (ms). A server whose last heartbeat is older than that is gone, and
 -- so are the connections of its waiters: their tickets leave the queues (client_gone) and the
 -- next waiters are handed the resources, and leases handed to them that the dead server never
--- gave its clients are released. Run by every server every third of the timeout.
+-- gave its clients are released. Run by every server every third of the timeout; a server whose
+-- own previous beat is older than half the timeout reaps nothing that round.
 local now = advance(clock())
 local timeout = tonumber(ARGV[9])
 local nodes = P .. 'nodes'
+local mine = tonumber(redis.call('HGET', nodes, ORIGIN) or 0)
 redis.call('HSET', nodes, ORIGIN, int(now))
+-- A server that could not beat on time itself (Redis was frozen or down, or this server
+-- stalled) judges nobody this round: the others could not beat either.
+if mine == 0 or now - mine > timeout / 2 then
+  return answer(now, 'ok', 0)
+end
 local reaped = 0
 local beats = redis.call('HGETALL', nodes)
 for i = 1, #beats, 2 do

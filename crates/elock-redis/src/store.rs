@@ -572,16 +572,19 @@ impl Store for RedisStore {
         )
     }
 
-    async fn delivered(&self, lease: LeaseId) -> Result<()> {
+    async fn delivered(&self, lease: LeaseId) -> Result<bool> {
         if self.config.node_timeout.is_none() {
-            return Ok(());
+            return Ok(true);
         }
+        // The handoff put the lease in this server's set; if it is no longer there, another
+        // server took this one for dead and released the lease.
         let member = hex(lease.as_bytes());
+        let mut removed = 0;
         for meta in &self.meta_keys {
             let tag = meta.strip_suffix("meta").unwrap_or(meta);
-            let _: i64 = self
+            removed += self
                 .conn
-                .query(
+                .query::<i64>(
                     redis::cmd("SREM")
                         .arg(format!("{tag}nl:{}", self.origin))
                         .arg(&member),
@@ -589,7 +592,7 @@ impl Store for RedisStore {
                 .await
                 .map_err(backend)?;
         }
-        Ok(())
+        Ok(removed > 0)
     }
 
     async fn apply(&self, op: Op) -> Result<Outcome> {

@@ -521,6 +521,21 @@ async fn openapi_3_1_describes_every_endpoint_of_the_contract() {
         ("get", "/api/enhanced-locks/metrics"),
         ("get", "/api/enhanced-locks/queue/status"),
         ("post", "/api/v1/admin/reload"),
+        ("get", "/api/v1/export"),
+        ("post", "/api/v1/import"),
+        ("post", "/api/atlantis/v1/try-lock"),
+        ("post", "/api/atlantis/v1/unlock"),
+        ("post", "/api/atlantis/v1/unlock-if-owned-by-pull"),
+        ("post", "/api/atlantis/v1/unlock-by-pull"),
+        ("get", "/api/atlantis/v1/locks"),
+        ("get", "/api/atlantis/v1/lock"),
+        ("get", "/api/atlantis/v1/command-lock"),
+        ("post", "/api/atlantis/v1/command-lock/lock"),
+        ("post", "/api/atlantis/v1/command-lock/unlock"),
+        ("get", "/api/atlantis/v1/migration"),
+        ("get", "/api/locks"),
+        ("get", "/lock"),
+        ("delete", "/locks"),
     ];
     for (method, path) in contract {
         assert!(
@@ -547,6 +562,20 @@ async fn openapi_3_1_describes_every_endpoint_of_the_contract() {
             "schema {schema}"
         );
     }
+    // Constraints the server enforces are in the document: ids, names, durations.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["LeaseId"]["pattern"], "^[A-Za-z0-9_-]{22}$");
+    assert_eq!(schemas["ResourceName"]["maxLength"], 1024);
+    assert!(
+        schemas["DurationText"]["pattern"].is_string(),
+        "{}",
+        schemas["DurationText"]
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/audit"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/AuditList"
+    );
     let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
     assert_eq!(
         codes.as_array().unwrap().len(),

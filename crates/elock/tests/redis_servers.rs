@@ -316,3 +316,56 @@ async fn a_handoff_to_a_dead_servers_waiter_is_released() {
         started.elapsed()
     );
 }
+
+/// Redis frozen for longer than the node timeout: no server could beat, so none is taken for
+/// dead when Redis comes back; the waiters of living servers keep their place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_does_not_make_living_servers_look_dead() {
+    let redis = RedisServer::start(&[]);
+    let prefix = unique_prefix();
+    let (a, _da) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
+    let (b, _db) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
+    let api_a = a.client();
+    let (status, first) = api_a
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "hot", "owner": "holder", "ttl": "60s"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let api_b = b.client();
+    let waiter = tokio::spawn(async move {
+        api_b
+            .post(
+                "/api/v1/locks",
+                json!({"resource": "hot", "owner": "on-b", "wait": "30s"}),
+            )
+            .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while api_a.get("/api/v1/resource?name=hot").await.1["queue"]
+        .as_array()
+        .is_none_or(|q| q.is_empty())
+    {
+        assert!(Instant::now() < deadline, "the waiter never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(redis.pid().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    // Several beats after Redis is back: B's waiter is still there, and is handed the lock.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, info) = api_a.get("/api/v1/resource?name=hot").await;
+    assert_eq!(info["queue"][0]["owner"], "on-b", "{info}");
+    let (status, _) = api_a
+        .delete(&format!("/api/v1/locks/{}", lease_id(&first)))
+        .await;
+    assert_eq!(status, 200);
+    let (status, lease) = waiter.await.unwrap();
+    assert_eq!(
+        (status, lease["owner"].as_str()),
+        (201, Some("on-b")),
+        "{lease}"
+    );
+}

@@ -151,7 +151,7 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
     guard.disarm();
     let waited = inner.now().since(now);
     match outcome {
-        Some(WaitOutcome::Granted(lease)) => Ok(handed_over(inner, lease).await),
+        Some(WaitOutcome::Granted(lease)) => handed_over(inner, ticket, lease, waited).await,
         Some(WaitOutcome::TimedOut) => Err(Error::WaitTimeout {
             waited,
             reason: "timeout".into(),
@@ -162,7 +162,7 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
         None => {
             inner.waiters.remove(&ticket);
             match settle_abandoned(inner, ticket, lease, false).await? {
-                Some(lease) => Ok(handed_over(inner, lease).await),
+                Some(lease) => handed_over(inner, ticket, lease, waited).await,
                 None => Err(Error::WaitTimeout {
                     waited,
                     reason: "timeout".into(),
@@ -172,17 +172,41 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
     }
 }
 
-/// A lease granted by handoff, on its way to the waiter: the store hears that it was delivered
-/// (a shared store releases undelivered handoffs of a server that died).
-async fn handed_over(inner: &Arc<Inner>, lease: crate::model::Lease) -> Acquired {
-    if let Err(e) = inner.store.delivered(lease.id).await {
-        // The lease stays granted; only a death of this server before its next confirmation
-        // could now release it.
-        tracing::warn!(lease = %lease.id, error = %e, "could not confirm a handoff to the store");
-    }
-    Acquired::Granted {
-        lease,
-        reentrant: false,
+/// A lease granted by handoff, on its way to the waiter: the store hears that it is delivered
+/// first (a shared store releases undelivered handoffs of a server taken for dead). If the store
+/// cannot say, the outcome is unknown to the waiter: it is answered `backend_unavailable` and
+/// the lease given back; if the store had already released it, the waiter was not granted.
+async fn handed_over(
+    inner: &Arc<Inner>,
+    ticket: TicketId,
+    lease: crate::model::Lease,
+    waited: Duration,
+) -> Result<Acquired> {
+    let mut attempt = 0;
+    loop {
+        match inner.store.delivered(lease.id).await {
+            Ok(true) => {
+                return Ok(Acquired::Granted {
+                    lease,
+                    reentrant: false,
+                })
+            }
+            Ok(false) => {
+                return Err(Error::WaitTimeout {
+                    waited,
+                    reason: "released before it reached this server's waiter (the server missed its heartbeat)".into(),
+                })
+            }
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::debug!(lease = %lease.id, error = %e, "confirming a handoff; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => {
+                inner.unsettled.add(ticket, lease.id);
+                return Err(e);
+            }
+        }
     }
 }
 

@@ -81,7 +81,7 @@ pub struct Health {
     pub backend: BackendHealth,
     pub breaker: BreakerState,
     pub version: &'static str,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::model::DurationText))]
     #[serde(with = "duration_text")]
     pub uptime: Duration,
 }

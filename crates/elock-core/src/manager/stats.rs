@@ -60,10 +60,10 @@ pub struct StatsSnapshot {
     pub total_requests: u64,
     pub successful_acquires: u64,
     pub failed_acquires: u64,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::model::DurationText))]
     #[serde(with = "duration_text")]
     pub average_wait: Duration,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::model::DurationText))]
     #[serde(with = "duration_text")]
     pub average_hold: Duration,
     pub queue_depth: i64,

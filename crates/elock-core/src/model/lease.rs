@@ -51,7 +51,7 @@ pub struct Lease {
     pub acquired_at: Timestamp,
     /// `None`: the lease never expires (Atlantis-compatible locks, when configured).
     pub expires_at: Option<Timestamp>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<super::DurationText>))]
     #[serde(with = "duration_text::option")]
     pub ttl: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,6 +7,8 @@ pub(crate) mod metadata;
 mod names;
 #[cfg(feature = "openapi")]
 mod openapi;
+#[cfg(feature = "openapi")]
+pub use openapi::DurationText;
 mod priority;
 mod ticket;
 mod time;

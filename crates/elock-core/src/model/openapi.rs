@@ -25,7 +25,12 @@ macro_rules! schema {
     };
 }
 
-schema!(LeaseId, text("A lease id: 128 random bits as 22 characters of URL-safe base64. A capability: it lets its holder release the lease.", "krrADO4c6sCCyvljF0u9fw").min_length(Some(22)).max_length(Some(22)));
+/// Ids are 22 characters of URL-safe base64 without padding.
+const ID_PATTERN: &str = "^[A-Za-z0-9_-]{22}$";
+/// Names: no control characters (the byte limits are checked by the server).
+const NAME_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F]+$";
+
+schema!(LeaseId, text("A lease id: 128 random bits as 22 characters of URL-safe base64. A capability: it lets its holder release the lease.", "krrADO4c6sCCyvljF0u9fw").min_length(Some(22)).max_length(Some(22)).pattern(Some(ID_PATTERN)));
 schema!(
     TicketId,
     text(
@@ -34,6 +39,7 @@ schema!(
     )
     .min_length(Some(22))
     .max_length(Some(22))
+    .pattern(Some(ID_PATTERN))
 );
 schema!(
     ResourceName,
@@ -43,6 +49,7 @@ schema!(
     )
     .min_length(Some(1))
     .max_length(Some(1024))
+    .pattern(Some(NAME_PATTERN))
 );
 schema!(
     Owner,
@@ -52,6 +59,7 @@ schema!(
     )
     .min_length(Some(1))
     .max_length(Some(256))
+    .pattern(Some(NAME_PATTERN))
 );
 schema!(
     Priority,
@@ -71,4 +79,17 @@ schema!(
     ObjectBuilder::new()
         .schema_type(Type::Object)
         .description(Some("Holder metadata: a JSON object of at most 16 KiB."))
+);
+
+/// The wire form of a duration, for the OpenAPI description only: `30s`, `10m`, `1h30m`,
+/// `250ms` (whole numbers with units; the server reads them with humantime).
+pub struct DurationText;
+
+schema!(
+    DurationText,
+    text(
+        "A duration: whole numbers with units (ms, s, m, h, d), e.g. 30s, 10m, 1h30m, 250ms.",
+        "10m"
+    )
+    .pattern(Some("^\\s*(0|([0-9]+\\s*[A-Za-zµ]+\\s*)+)$"))
 );

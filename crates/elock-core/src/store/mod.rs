@@ -79,12 +79,13 @@ pub trait Store: Send + Sync + 'static {
         (LeaseId::random(), TicketId::random())
     }
 
-    /// A lease granted by handoff to a waiter of this server has been given to that waiter.
-    /// Stores shared by several servers release such a lease if the server dies before saying
-    /// so (nobody would hold it); stores in this process have nothing to do.
-    async fn delivered(&self, lease: LeaseId) -> Result<()> {
+    /// A lease granted by handoff to a waiter of this server is about to be given to that
+    /// waiter. Stores shared by several servers release such a lease if the server is taken
+    /// for dead first (nobody would hold it); `false` says that happened, and the lease must
+    /// not be given. Stores in this process have nothing to do.
+    async fn delivered(&self, lease: LeaseId) -> Result<bool> {
         let _ = lease;
-        Ok(())
+        Ok(true)
     }
 
     /// Applies one lock-table transition atomically, at the store's current time.

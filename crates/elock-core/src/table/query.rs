@@ -76,7 +76,7 @@ pub struct QueueSummary {
     pub depth: usize,
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::HashMap<String, usize>))]
     pub by_priority: BTreeMap<Priority, usize>,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::model::DurationText))]
     #[serde(with = "duration_text")]
     pub oldest_wait: Duration,
 }

@@ -103,11 +103,11 @@ struct AcquireBody {
     priority: Priority,
     /// Absent: default-timeout. `null`: no expiry (where allowed). Text: that duration.
     #[serde(default, deserialize_with = "ttl_field")]
-    #[schema(value_type = Option<String>, example = "30m")]
+    #[schema(value_type = Option<elock_core::model::DurationText>, example = "30m")]
     ttl: Ttl,
     /// How long to wait in the queue (`0s` or absent: try once).
     #[serde(default, with = "duration_text::option")]
-    #[schema(value_type = Option<String>, example = "10m")]
+    #[schema(value_type = Option<elock_core::model::DurationText>, example = "10m")]
     wait: Option<Duration>,
     #[serde(default)]
     detach: bool,
@@ -216,12 +216,12 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     resource_prefix: Option<String>,
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<Owner>)]
     owner: Option<Owner>,
     #[param(value_type = Option<String>)]
     state: Option<StateFilter>,
     #[serde(default, with = "duration_text::option")]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<elock_core::model::DurationText>)]
     held_longer_than: Option<Duration>,
 }
 
@@ -260,14 +260,14 @@ fn ticket_id(raw: &str) -> ApiResult<TicketId> {
 }
 
 /// One lease.
-#[utoipa::path(get, path = "/api/v1/locks/{id}", params(("id" = String, Path, description = "lease id")), tag = "locks",
+#[utoipa::path(get, path = "/api/v1/locks/{id}", params(("id" = elock_core::model::LeaseId, Path, description = "lease id")), tag = "locks",
     responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn get_lease(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Json<Lease>> {
     Ok(Json(app.manager.get_lease(lease_id(&id)?).await?))
 }
 
 /// Release a lease.
-#[utoipa::path(delete, path = "/api/v1/locks/{id}", params(("id" = String, Path, description = "lease id")), tag = "locks",
+#[utoipa::path(delete, path = "/api/v1/locks/{id}", params(("id" = elock_core::model::LeaseId, Path, description = "lease id")), tag = "locks",
     responses((status = 200, description = "the released lease", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = lease_id(&id)?;
@@ -283,12 +283,12 @@ async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResu
 struct RenewBody {
     /// The new ttl (default: the lease's own).
     #[serde(default, with = "duration_text::option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<elock_core::model::DurationText>)]
     ttl: Option<Duration>,
 }
 
 /// Renew: expires_at = now + ttl.
-#[utoipa::path(post, path = "/api/v1/locks/{id}/renew", params(("id" = String, Path, description = "lease id")), request_body = RenewBody, tag = "locks",
+#[utoipa::path(post, path = "/api/v1/locks/{id}/renew", params(("id" = elock_core::model::LeaseId, Path, description = "lease id")), request_body = RenewBody, tag = "locks",
     responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn renew(
     State(app): State<Arc<App>>,
@@ -308,7 +308,7 @@ async fn renew(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ResourceQuery {
-    #[param(value_type = String)]
+    #[param(value_type = ResourceName)]
     name: ResourceName,
 }
 
@@ -346,14 +346,14 @@ async fn force_release(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<R
 }
 
 /// A ticket and its positions.
-#[utoipa::path(get, path = "/api/v1/tickets/{id}", params(("id" = String, Path, description = "ticket id")), tag = "tickets",
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", params(("id" = elock_core::model::TicketId, Path, description = "ticket id")), tag = "tickets",
     responses((status = 200, description = "ok", body = TicketView), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn get_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
     Ok(Json(app.manager.get_ticket(ticket_id(&id)?).await?).into_response())
 }
 
 /// Cancel a ticket.
-#[utoipa::path(delete, path = "/api/v1/tickets/{id}", params(("id" = String, Path, description = "ticket id")), tag = "tickets",
+#[utoipa::path(delete, path = "/api/v1/tickets/{id}", params(("id" = elock_core::model::TicketId, Path, description = "ticket id")), tag = "tickets",
     responses((status = 200, description = "the cancelled ticket", body = TicketView), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn cancel_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = ticket_id(&id)?;

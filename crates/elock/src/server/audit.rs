@@ -243,7 +243,7 @@ pub async fn audit(State(app): State<Arc<App>>, request: Request, next: Next) ->
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(read), components(schemas(AuditRecord)))]
+#[openapi(paths(read), components(schemas(AuditRecord, AuditList)))]
 pub struct Doc;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -262,7 +262,7 @@ struct AuditQuery {
 /// GET /api/v1/audit?since=RFC3339&limit=N (newest last; at most 10,000). Admin.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin",
     params(("since" = Option<String>, Query, description = "RFC 3339: records from then on"), ("limit" = Option<u32>, Query, description = "at most this many, newest (default 100)"), ("last" = Option<String>, Query, description = "a duration: records of the last 10m, 1h, ...")),
-    responses((status = 200, description = "{records: [...]}", body = Vec<AuditRecord>), (status = 400, description = "invalid_request", body = super::error::ErrorBody), (status = 403, description = "forbidden", body = super::error::ErrorBody)))]
+    responses((status = 200, description = "the records, oldest first", body = AuditList), (status = 400, description = "invalid_request", body = super::error::ErrorBody), (status = 403, description = "forbidden", body = super::error::ErrorBody)))]
 async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let q: AuditQuery = body::query(q.as_deref())?;
     let limit = match q.limit.as_deref() {
@@ -279,7 +279,11 @@ async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<R
             })?,
     };
     if app.audit.tx.is_none() {
-        return Ok(Json(serde_json::json!({ "records": [], "enabled": false })).into_response());
+        return Ok(Json(AuditList {
+            records: Vec::new(),
+            enabled: false,
+        })
+        .into_response());
     }
     let since = q.since.or_else(|| {
         q.last
@@ -297,5 +301,16 @@ async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<R
         .collect();
     let skip = records.len().saturating_sub(limit);
     records.drain(..skip);
-    Ok(Json(serde_json::json!({ "records": records })).into_response())
+    Ok(Json(AuditList {
+        records,
+        enabled: true,
+    })
+    .into_response())
+}
+
+/// `GET /api/v1/audit`: the records, and whether auditing is on (`audit.enabled`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditList {
+    pub records: Vec<AuditRecord>,
+    pub enabled: bool,
 }

@@ -20,6 +20,7 @@ use super::App;
         (name = "health", description = "Health and statistics"),
         (name = "events", description = "The event stream"),
         (name = "admin", description = "Audit and configuration"),
+        (name = "atlantis", description = "Atlantis's lock storage interface and Atlantis's own endpoints, in Atlantis's shapes"),
     )
 )]
 struct Root;
@@ -33,6 +34,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::admin::Doc::openapi());
     doc.merge(super::metrics::Doc::openapi());
     doc.merge(super::transfer::Doc::openapi());
+    doc.merge(super::atlantis::Doc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
 }

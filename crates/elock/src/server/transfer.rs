@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,8 +39,9 @@ pub fn routes() -> Router<Arc<App>> {
 /// Every lease, ticket and fencing counter (admin).
 #[utoipa::path(get, path = "/api/v1/export", tag = "admin",
     params(("include-secrets" = Option<bool>, Query, description = "keep credentials found in metadata (clone URLs); default false")),
-    responses((status = 200, description = "the export document", body = ExportFile), (status = 403, description = "forbidden", body = ErrorBody)))]
-async fn export(State(app): State<Arc<App>>, Query(q): Query<ExportQuery>) -> ApiResult<Response> {
+    responses((status = 200, description = "the export document", body = ExportFile), (status = 400, description = "invalid_request (details.field names the parameter)", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
+async fn export(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let q: ExportQuery = body::query(q.as_deref())?;
     let snapshot = app.manager.export().await?;
     let file = ExportFile {
         format: FORMAT.into(),
@@ -59,9 +60,21 @@ async fn export(State(app): State<Arc<App>>, Query(q): Query<ExportQuery>) -> Ap
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default, rename_all = "kebab-case")]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 struct ExportQuery {
+    /// Query values arrive as text: `true` or `false`.
+    #[serde(deserialize_with = "text_bool")]
     include_secrets: bool,
+}
+
+fn text_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "{other:?}: expected true or false"
+        ))),
+    }
 }
 
 /// Adds an export's records that do not conflict (admin).

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::audit::{self, AuditInfo};
 use super::body;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::App;
 use legacy::LegacyError;
 
@@ -45,6 +45,24 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/lock", get(lock_page))
         .route("/locks", axum::routing::delete(delete_lock))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    try_lock,
+    unlock,
+    unlock_if_owned,
+    unlock_by_pull,
+    list,
+    get_lock,
+    check_command,
+    lock_command,
+    unlock_command,
+    migration_state,
+    atlantis_api_locks,
+    delete_lock,
+    lock_page
+))]
+pub struct Doc;
 
 fn failed(e: LegacyError) -> Response {
     match e {
@@ -111,6 +129,10 @@ impl KeyBody {
     }
 }
 
+/// Atlantis's TryLock: take a project lock (a lease without expiry, owner `{repo}#{pull}`).
+#[utoipa::path(post, path = "/api/atlantis/v1/try-lock", tag = "atlantis",
+    request_body(content = serde_json::Value, description = "Atlantis's ProjectLock (Go field names: Project, Workspace, User, Pull, Time)"),
+    responses((status = 200, description = "Atlantis's TryLockResponse: LockAcquired, CurrLock, LockKey", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn try_lock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     let lock: ProjectLock = match body::json(&bytes) {
         Ok(l) => l,
@@ -124,6 +146,10 @@ async fn try_lock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     audited(answer(app.atlantis().try_lock(lock).await), [key])
 }
 
+/// Atlantis's Unlock: release a project lock by key (`{repo}/{path}/{workspace}`).
+#[utoipa::path(post, path = "/api/atlantis/v1/unlock", tag = "atlantis",
+    request_body(content = serde_json::Value, description = "{\"Key\": ...} or {\"Project\": {...}, \"Workspace\": ...}"),
+    responses((status = 200, description = "the ProjectLock released, or null", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     let b: KeyBody = match body::json(&bytes) {
         Ok(b) => b,
@@ -135,6 +161,10 @@ async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     }
 }
 
+/// Release a project lock only if the pull request given holds it.
+#[utoipa::path(post, path = "/api/atlantis/v1/unlock-if-owned-by-pull", tag = "atlantis",
+    request_body(content = serde_json::Value, description = "a key (as for unlock) and PullNum"),
+    responses((status = 200, description = "the ProjectLock released, or null", body = serde_json::Value), (status = 409, description = "locked: another pull request holds it", body = ErrorBody), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn unlock_if_owned(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     let b: KeyBody = match body::json(&bytes) {
         Ok(b) => b,
@@ -157,6 +187,10 @@ struct ByPull {
     pull_num: i64,
 }
 
+/// Atlantis's UnlockByPull: release every lock of a pull request.
+#[utoipa::path(post, path = "/api/atlantis/v1/unlock-by-pull", tag = "atlantis",
+    request_body(content = serde_json::Value, description = "{\"RepoFullName\": ..., \"PullNum\": ...}"),
+    responses((status = 200, description = "the ProjectLocks released", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn unlock_by_pull(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     let b: ByPull = match body::json(&bytes) {
         Ok(b) => b,
@@ -175,6 +209,9 @@ async fn unlock_by_pull(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     }
 }
 
+/// Atlantis's List: every project lock by key.
+#[utoipa::path(get, path = "/api/atlantis/v1/locks", tag = "atlantis",
+    responses((status = 200, description = "an object of ProjectLocks by key", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn list(State(app): State<Arc<App>>) -> Response {
     answer(app.atlantis().list().await)
 }
@@ -186,6 +223,10 @@ fn query_value(raw: Option<&str>, name: &str) -> Result<Option<String>, ApiError
         .map(|(_, v)| v))
 }
 
+/// Atlantis's GetLock: one project lock by key.
+#[utoipa::path(get, path = "/api/atlantis/v1/lock", tag = "atlantis",
+    params(("key" = String, Query, description = "the lock key, {repo}/{path}/{workspace}")),
+    responses((status = 200, description = "the ProjectLock, or null", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn get_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
     let key = match query_value(q.as_deref(), "key") {
         Ok(Some(key)) => key,
@@ -197,6 +238,9 @@ async fn get_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respons
     answer(app.atlantis().get_lock(&key).await)
 }
 
+/// Atlantis's CheckCommandLock: the global apply lock, if held.
+#[utoipa::path(get, path = "/api/atlantis/v1/command-lock", tag = "atlantis",
+    responses((status = 200, description = "Atlantis's CommandLock, or null", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn check_command(State(app): State<Arc<App>>) -> Response {
     answer(app.atlantis().check_command().await)
 }
@@ -208,6 +252,10 @@ struct CommandBody {
     command_name: i64,
 }
 
+/// Atlantis's LockCommand: take the global apply lock.
+#[utoipa::path(post, path = "/api/atlantis/v1/command-lock/lock", tag = "atlantis",
+    request_body(content = serde_json::Value, description = "{\"CommandName\": 0} (apply, the only command with a global lock)"),
+    responses((status = 200, description = "Atlantis's CommandLock", body = serde_json::Value), (status = 409, description = "locked", body = ErrorBody), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn lock_command(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     let b: CommandBody = match body::json(&bytes) {
         Ok(b) => b,
@@ -230,6 +278,9 @@ async fn lock_command(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
     )
 }
 
+/// Atlantis's UnlockCommand: release the global apply lock.
+#[utoipa::path(post, path = "/api/atlantis/v1/command-lock/unlock", tag = "atlantis",
+    responses((status = 200, description = "null", body = serde_json::Value), (status = 409, description = "locked: no apply lock is held (Atlantis's own message)", body = ErrorBody), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn unlock_command(State(app): State<Arc<App>>) -> Response {
     audited(
         answer(app.atlantis().unlock_command().await.map(|()| Value::Null)),
@@ -238,11 +289,15 @@ async fn unlock_command(State(app): State<Arc<App>>) -> Response {
 }
 
 /// The migration mode in force and what it has done (counts and recent differences).
+#[utoipa::path(get, path = "/api/atlantis/v1/migration", tag = "atlantis",
+    responses((status = 200, description = "the mode (off, shadow, split, enhanced), counts and recent differences", body = serde_json::Value)))]
 async fn migration_state(State(app): State<Arc<App>>) -> Response {
     Json(app.migration.report()).into_response()
 }
 
 /// Atlantis's `GET /api/locks`.
+#[utoipa::path(get, path = "/api/locks", tag = "atlantis",
+    responses((status = 200, description = "{\"Locks\": [...] or null}, as Atlantis answers", body = serde_json::Value), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn atlantis_api_locks(State(app): State<Arc<App>>) -> Response {
     let locks = match app.atlantis().list().await {
         Ok(l) => l,
@@ -319,6 +374,9 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 /// Atlantis's `DELETE /locks?id=`.
+#[utoipa::path(delete, path = "/locks", tag = "atlantis",
+    params(("id" = String, Query, description = "the lock key, URL-escaped (twice, as Atlantis's links do)")),
+    responses((status = 200, description = "Deleted lock id '...'", body = String, content_type = "text/plain"), (status = 400, description = "No lock id in request / Invalid lock id (text), or a key that is no resource name (the JSON error)", content((String = "text/plain"), (ErrorBody = "application/json"))), (status = 404, description = "No lock found at id '...'", body = String, content_type = "text/plain"), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn delete_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
     let id = match lock_id(q.as_deref()) {
         Ok(id) => id,
@@ -341,6 +399,9 @@ fn html_escape(s: &str) -> String {
 }
 
 /// Atlantis's `GET /lock?id=`: the lock's page.
+#[utoipa::path(get, path = "/lock", tag = "atlantis",
+    params(("id" = String, Query, description = "the lock key, URL-escaped (twice, as Atlantis's links do)")),
+    responses((status = 200, description = "the lock's page", body = String, content_type = "text/html"), (status = 400, description = "No lock id in request / Invalid lock id (text), or a key that is no resource name (the JSON error)", content((String = "text/plain"), (ErrorBody = "application/json"))), (status = 404, description = "No lock found at id '...'", body = String, content_type = "text/plain"), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn lock_page(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
     let id = match lock_id(q.as_deref()) {
         Ok(id) => id,
