@@ -169,17 +169,22 @@ async fn a_redis_restart_with_appendfsync_always_loses_no_acknowledged_lease() {
     assert!(again["resources"][0]["fencing_token"].as_u64().unwrap() > held["r0"]);
 }
 
-/// A waiter connected to a server that dies (kill -9) is never granted: once that server has
-/// missed its heartbeat for `redis.node-timeout`, the other server cancels its ticket and hands
-/// the resource to the next live waiter.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_waiters_of_a_dead_server_are_cancelled_by_the_living_one() {
-    let redis = RedisServer::start(&[]);
+/// Two servers, A and B, on one Redis with a 1 s node timeout: "holder" holds `hot` through A,
+/// and "on-b" waits for it through B (queued when this returns).
+struct HeldWithWaiterOnB {
+    a: Server,
+    b: Server,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    first: Value,
+    waiter: tokio::task::JoinHandle<(u16, Value)>,
+}
+
+async fn held_with_a_waiter_on_b(redis: &RedisServer) -> HeldWithWaiterOnB {
     let prefix = unique_prefix();
-    let (a, _da) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
-    let (b, _db) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
-    let api_a = a.client();
-    let (status, first) = api_a
+    let (a, da) = elock_with(redis, &prefix, "  node-timeout: 1s\n");
+    let (b, db) = elock_with(redis, &prefix, "  node-timeout: 1s\n");
+    let (status, first) = a
+        .client()
         .post(
             "/api/v1/locks",
             json!({"resource": "hot", "owner": "holder", "ttl": "60s"}),
@@ -187,63 +192,72 @@ async fn the_waiters_of_a_dead_server_are_cancelled_by_the_living_one() {
         .await;
     assert_eq!(status, 201, "{first}");
     let api_b = b.client();
-    let doomed = tokio::spawn(async move {
+    let waiter = tokio::spawn(async move {
         api_b
             .post(
                 "/api/v1/locks",
-                json!({"resource": "hot", "owner": "on-b", "wait": "60s"}),
+                json!({"resource": "hot", "owner": "on-b", "wait": "30s", "ttl": "60s"}),
             )
             .await
     });
+    wait_for_queue(&a.client(), &["on-b"]).await;
+    HeldWithWaiterOnB {
+        a,
+        b,
+        _dirs: (da, db),
+        first,
+        waiter,
+    }
+}
+
+/// Waits (5 s at most) until the queue of `hot` is exactly `owners`, in order.
+async fn wait_for_queue(api: &support::Api, owners: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, info) = api.get("/api/v1/resource?name=hot").await;
+        let queue: Vec<&str> = info["queue"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["owner"].as_str())
+            .collect();
+        if queue == owners {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue is not {owners:?}: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A waiter connected to a server that dies (kill -9) is never granted: once that server has
+/// missed its heartbeat for `redis.node-timeout`, the other server cancels its ticket and hands
+/// the resource to the next live waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiters_of_a_dead_server_are_cancelled_by_the_living_one() {
+    let redis = RedisServer::start(&[]);
+    let s = held_with_a_waiter_on_b(&redis).await;
+    let api_a = s.a.client();
     let live = {
         let api_a = api_a.clone();
         tokio::spawn(async move {
-            // Queued behind the doomed waiter.
-            tokio::time::sleep(Duration::from_millis(300)).await;
             api_a
                 .post(
                     "/api/v1/locks",
-                    json!({"resource": "hot", "owner": "on-a", "wait": "60s"}),
+                    json!({"resource": "hot", "owner": "on-a", "wait": "30s"}),
                 )
                 .await
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, info) = api_a.get("/api/v1/resource?name=hot").await;
-        if info["queue"].as_array().is_some_and(|q| q.len() == 2) {
-            assert_eq!(info["queue"][0]["owner"], "on-b", "{info}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the waiters never queued: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    b.kill_9();
-    doomed.abort();
-    let killed = Instant::now();
+    wait_for_queue(&api_a, &["on-b", "on-a"]).await;
+    s.b.kill_9();
+    s.waiter.abort();
     // The dead server's waiter leaves the queue within the timeout and a beat or two.
-    loop {
-        let (_, info) = api_a.get("/api/v1/resource?name=hot").await;
-        let owners: Vec<&str> = info["queue"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["owner"].as_str().unwrap())
-            .collect();
-        if owners == vec!["on-a"] {
-            break;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(5),
-            "the dead server's waiter is still queued: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_queue(&api_a, &["on-a"]).await;
     let (status, _) = api_a
-        .delete(&format!("/api/v1/locks/{}", lease_id(&first)))
+        .delete(&format!("/api/v1/locks/{}", lease_id(&s.first)))
         .await;
     assert_eq!(status, 200);
     let (status, lease) = live.await.unwrap();
@@ -260,39 +274,13 @@ async fn the_waiters_of_a_dead_server_are_cancelled_by_the_living_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handoff_to_a_dead_servers_waiter_is_released() {
     let redis = RedisServer::start(&[]);
-    let prefix = unique_prefix();
-    let (a, _da) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
-    let (b, _db) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
-    let api_a = a.client();
-    let (status, first) = api_a
-        .post(
-            "/api/v1/locks",
-            json!({"resource": "hot", "owner": "holder", "ttl": "60s"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{first}");
-    let api_b = b.client();
-    let doomed = tokio::spawn(async move {
-        api_b
-            .post(
-                "/api/v1/locks",
-                json!({"resource": "hot", "owner": "on-b", "wait": "60s", "ttl": "60s"}),
-            )
-            .await
-    });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while api_a.get("/api/v1/resource?name=hot").await.1["queue"]
-        .as_array()
-        .is_none_or(|q| q.is_empty())
-    {
-        assert!(Instant::now() < deadline, "the waiter never queued");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    b.kill_9();
-    doomed.abort();
+    let s = held_with_a_waiter_on_b(&redis).await;
+    let api_a = s.a.client();
+    s.b.kill_9();
+    s.waiter.abort();
     // Released at once: the dead server's waiter is handed the lease.
     let (status, _) = api_a
-        .delete(&format!("/api/v1/locks/{}", lease_id(&first)))
+        .delete(&format!("/api/v1/locks/{}", lease_id(&s.first)))
         .await;
     assert_eq!(status, 200);
     assert_eq!(api_a.holder("hot").await["owner"], "on-b");
@@ -322,47 +310,20 @@ async fn a_handoff_to_a_dead_servers_waiter_is_released() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_does_not_make_living_servers_look_dead() {
     let redis = RedisServer::start(&[]);
-    let prefix = unique_prefix();
-    let (a, _da) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
-    let (b, _db) = elock_with(&redis, &prefix, "  node-timeout: 1s\n");
-    let api_a = a.client();
-    let (status, first) = api_a
-        .post(
-            "/api/v1/locks",
-            json!({"resource": "hot", "owner": "holder", "ttl": "60s"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{first}");
-    let api_b = b.client();
-    let waiter = tokio::spawn(async move {
-        api_b
-            .post(
-                "/api/v1/locks",
-                json!({"resource": "hot", "owner": "on-b", "wait": "30s"}),
-            )
-            .await
-    });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while api_a.get("/api/v1/resource?name=hot").await.1["queue"]
-        .as_array()
-        .is_none_or(|q| q.is_empty())
-    {
-        assert!(Instant::now() < deadline, "the waiter never queued");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let s = held_with_a_waiter_on_b(&redis).await;
+    let api_a = s.a.client();
     let pid = nix::unistd::Pid::from_raw(redis.pid().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     // Several beats after Redis is back: B's waiter is still there, and is handed the lock.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, info) = api_a.get("/api/v1/resource?name=hot").await;
-    assert_eq!(info["queue"][0]["owner"], "on-b", "{info}");
+    wait_for_queue(&api_a, &["on-b"]).await;
     let (status, _) = api_a
-        .delete(&format!("/api/v1/locks/{}", lease_id(&first)))
+        .delete(&format!("/api/v1/locks/{}", lease_id(&s.first)))
         .await;
     assert_eq!(status, 200);
-    let (status, lease) = waiter.await.unwrap();
+    let (status, lease) = s.waiter.await.unwrap();
     assert_eq!(
         (status, lease["owner"].as_str()),
         (201, Some("on-b")),
