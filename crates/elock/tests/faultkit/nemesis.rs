@@ -95,7 +95,8 @@ pub async fn embedded(
 }
 
 /// Redis with two elock servers on it: kill -9 Redis (it restarts from its append-only file),
-/// freeze Redis past the call timeout (SIGSTOP, then SIGCONT), or kill -9 one elock server.
+/// stop it cleanly and restart it, freeze it past the call timeout (SIGSTOP, then SIGCONT), or
+/// kill -9 one elock server.
 pub async fn redis(
     seed: u64,
     redis: Arc<Mutex<RedisServer>>,
@@ -111,11 +112,25 @@ pub async fn redis(
         if Instant::now() >= stop {
             return;
         }
-        match rng.random_range(0..3) {
+        match rng.random_range(0..4) {
             0 => {
                 let r = redis.clone();
                 blocking(move || r.lock().unwrap().restart()).await;
                 rec.fault("kill -9 redis-server, restarted");
+            }
+            3 => {
+                // A clean restart: SIGTERM (Redis flushes its AOF and exits), then start again.
+                let r = redis.clone();
+                blocking(move || {
+                    let mut r = r.lock().unwrap();
+                    if let Some(pid) = r.pid() {
+                        signal(pid, nix::sys::signal::Signal::SIGTERM);
+                        std::thread::sleep(Duration::from_millis(300));
+                    }
+                    r.restart();
+                })
+                .await;
+                rec.fault("redis-server stopped (SIGTERM), restarted");
             }
             1 => {
                 let pid = redis.lock().unwrap().pid().expect("redis runs");
