@@ -45,10 +45,11 @@ async fn embedded_store_under_kill_9() {
 async fn redis_store_under_redis_and_server_faults() {
     // A server that dies is known to be gone when its heartbeat runs out (node-timeout 1s,
     // beats every third of it): until then a release may hand a lease to one of its waiters,
-    // which is then released. The ttl is longer, so a lease left to expire would be caught.
+    // which is then released. The bound leaves room for a loaded machine's late beats; the ttl
+    // is longer still, so a lease left to expire would be caught.
     let plan = Plan {
-        ttl: Duration::from_secs(3),
-        ghost_bound: Some(Duration::from_millis(2000)),
+        ttl: Duration::from_secs(6),
+        ghost_bound: Some(Duration::from_secs(4)),
         ..Plan::from_env(20)
     };
     let redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
