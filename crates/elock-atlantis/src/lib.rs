@@ -1,4 +1,4 @@
-//! Atlantis compatibility (SPEC 8): Atlantis's lock model serialised exactly as Go's
+//! Atlantis compatibility (docs/atlantis.md): Atlantis's lock model serialised exactly as Go's
 //! encoding/json writes it, its lock keys, and a read-only reader of its bbolt file.
 
 pub mod bolt;
@@ -11,12 +11,12 @@ pub mod repo_config;
 
 pub use gotime::GoTime;
 
-/// elock's resource for Atlantis's global apply lock (SPEC 8; Atlantis's Redis key too).
+/// elock's resource for Atlantis's global apply lock (Atlantis's Redis key too).
 pub const APPLY_LOCK_RESOURCE: &str = "global/apply/lock";
 /// Who holds the apply lock in elock (Atlantis does not record it).
 pub const APPLY_LOCK_OWNER: &str = "atlantis";
 
-/// elock's owner for the locks of pull request `pull` of `repo` (SPEC 8).
+/// elock's owner for the locks of pull request `pull` of `repo`.
 pub fn owner_name(repo: &str, pull: i64) -> String {
     format!("{repo}#{pull}")
 }

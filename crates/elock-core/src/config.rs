@@ -1,4 +1,4 @@
-//! The engine's settings (SPEC 5): what the lock table and the manager's policies need.
+//! The engine's settings (docs/configuration.md): what the lock table and the manager's policies need.
 //!
 //! Names follow the YAML file (`kebab-case`); the server's configuration loader (file, then
 //! environment, then flags) fills these structs. Defaults serve a new installation: the queue on,

@@ -1,4 +1,4 @@
-//! The engine's one error type, and the error codes every surface maps it to (SPEC 3).
+//! The engine's one error type, and the error codes every surface maps it to (docs/api.md).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -90,7 +90,7 @@ impl Error {
     }
 }
 
-/// The error codes of SPEC 3, each with its HTTP status.
+/// The error codes of the API (docs/api.md), each with its HTTP status.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

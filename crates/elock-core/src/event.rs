@@ -1,4 +1,4 @@
-//! Events: facts about what happened, published after the change they describe commits (SPEC 6).
+//! Events: facts about what happened, published after the change they describe commits (docs/api.md, "Events").
 
 use std::collections::BTreeMap;
 use std::fmt;

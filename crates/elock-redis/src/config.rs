@@ -1,4 +1,4 @@
-//! How to reach Redis (SPEC 5, `redis.*`).
+//! How to reach Redis (`redis.*`, docs/configuration.md).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Atlantis's own keys beside elock's (SPEC 8, `backward-compatibility.preserve-legacy-format`),
+//! Atlantis's own keys beside elock's (`backward-compatibility.preserve-legacy-format`, docs/atlantis.md),
 //! so that an unmodified Atlantis sharing the Redis and elock see the same locks.
 //!
 //! - **Mirror.** A lease of one resource that carries Atlantis's lock (`metadata.atlantis`, as

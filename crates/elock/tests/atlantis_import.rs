@@ -1,5 +1,5 @@
 //! `elock atlantis import-boltdb` against a real server: Atlantis's bbolt fixtures (written by the
-//! real bbolt library) become leases exactly as SPEC 8 says, the file is never changed, and a
+//! real bbolt library) become leases exactly as docs/atlantis.md says, the file is never changed, and a
 //! second import changes nothing.
 
 mod support;

@@ -1,4 +1,4 @@
-//! Atlantis and elock sharing one real redis-server (SPEC 8, `preserve-legacy-format`): elock's
+//! Atlantis and elock sharing one real redis-server (`preserve-legacy-format`, docs/atlantis.md): elock's
 //! Atlantis locks are written in Atlantis's layout with the grant and deleted with the release;
 //! the locks Atlantis wrote (the fixture atlantis-redis.resp, in Atlantis's exact layout) are
 //! held leases that elock lists and unlocks; and when Atlantis deletes or replaces its key, the

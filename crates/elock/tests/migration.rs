@@ -1,4 +1,4 @@
-//! The migration modes (SPEC 8) on a real server with a real redis-server as the legacy store
+//! The migration modes (docs/migration.md) on a real server with a real redis-server as the legacy store
 //! (Atlantis's lock storage in Redis): `shadow` serves from the legacy store, mirrors to elock
 //! and reports differences; `split` sends a stable share of keys to elock and the rest to the
 //! legacy store, and still finds locks after the percentage changes; `enhanced` is elock only.

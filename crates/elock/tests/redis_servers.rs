@@ -90,7 +90,7 @@ async fn a_release_on_one_server_hands_off_to_a_waiter_on_the_other() {
     let took = granted.duration_since(released);
     // Pub/sub wakes the waiter; the 1 s re-check is only the fallback.
     assert!(took < Duration::from_millis(500), "handoff took {took:?}");
-    // The Redis gauges of SPEC 6 are exported, read from INFO.
+    // The Redis gauges (docs/metrics.md) are exported, read from INFO.
     let metrics = b.metrics().await;
     let used: i64 = metrics
         .lines()

@@ -1,4 +1,4 @@
-//! The circuit breaker of SPEC 2: closed → open after `failure-threshold` consecutive backend
+//! The circuit breaker: closed → open after `failure-threshold` consecutive backend
 //! failures → half-open after `timeout` → closed after `success-threshold` successes (any failure
 //! while half-open opens it again). While open, calls fail fast with `backend_unavailable`.
 

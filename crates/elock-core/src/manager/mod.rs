@@ -45,7 +45,7 @@ pub use bus::{EventBus, Subscription};
 pub use deadlocks::DeadlockHistory;
 pub use stats::{HealthStatus, StatsSnapshot};
 
-/// What `cleanup` removes (SPEC 3: POST /api/v1/cleanup).
+/// What `cleanup` removes (POST /api/v1/cleanup).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cleanup {
     /// Every lease past its deadline (normally none: the timer reaps them at once).

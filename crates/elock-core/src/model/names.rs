@@ -8,9 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
 
-/// Longest resource name, in bytes (SPEC 1).
+/// Longest resource name, in bytes.
 pub const MAX_RESOURCE_BYTES: usize = 1024;
-/// Longest owner, in bytes (SPEC 1).
+/// Longest owner, in bytes.
 pub const MAX_OWNER_BYTES: usize = 256;
 
 fn validate(field: &'static str, value: &str, max: usize) -> Result<(), Error> {

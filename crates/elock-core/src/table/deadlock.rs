@@ -20,7 +20,7 @@ use super::queue::order_key;
 use super::LockTable;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-/// Which waiter of a cycle is cancelled (SPEC 2, `resolution-policy`).
+/// Which waiter of a cycle is cancelled (`resolution-policy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResolutionPolicy {

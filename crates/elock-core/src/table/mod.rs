@@ -37,7 +37,7 @@ pub(crate) type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 /// Most resources one request may name.
 pub const MAX_RESOURCES_PER_REQUEST: usize = 64;
 
-/// The settings the table's semantics depend on (SPEC 5: enhanced-locking, priority-queue,
+/// The settings the table's semantics depend on (docs/configuration.md: enhanced-locking, priority-queue,
 /// deadlock-detection).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TableConfig {

@@ -21,7 +21,7 @@ pub enum StateFilter {
     Expired,
 }
 
-/// The filters of GET /api/v1/locks (SPEC 3).
+/// The filters of GET /api/v1/locks (docs/api.md).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LeaseFilter {
     pub resource_prefix: Option<String>,

@@ -1,6 +1,6 @@
 //! One resource's wait queue: four FIFO lanes, one per base priority.
 //!
-//! Order (SPEC 2): higher effective priority first, then enqueue order, where
+//! Order: higher effective priority first, then enqueue order, where
 //! `effective = min(3, base + floor(waited / threshold), base + max_boost)`. Within one lane every
 //! ticket has the same base, and an older ticket has waited longer, so its effective priority is
 //! at least that of any younger one: each lane is already in queue order, and the head of the whole

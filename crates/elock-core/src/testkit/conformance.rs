@@ -1,4 +1,4 @@
-//! The conformance suite: one scenario for every rule of SPEC 1 and 2, written once and run
+//! The conformance suite: one scenario for every rule of the semantics (docs/engine.md), written once and run
 //! against every store (in-memory, embedded durable, and the Redis stores of their own crate).
 //!
 //! Each scenario takes a [`StoreFactory`], builds a [`Harness`] with a hand-moved clock, and

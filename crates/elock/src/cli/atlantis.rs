@@ -1,7 +1,7 @@
 //! `elock atlantis ...`: Atlantis's data brought into elock.
 //!
 //! `import-boltdb FILE` reads Atlantis's bbolt file (never writing it) and imports, through the
-//! server's import (admin), every project lock of `runLocks` as a lease (SPEC 8: resource = the
+//! server's import (admin), every project lock of `runLocks` as a lease (docs/atlantis.md: resource = the
 //! lock key, owner `{repo}#{pull}`, no expiry, the ProjectLock JSON in `metadata.atlantis`) and
 //! the apply command lock of `globalLocks` as a lease on `global/apply/lock`. Legacy three-part
 //! keys are imported under their current key (from the lock's own fields). The VCS credentials

@@ -1,4 +1,4 @@
-//! `elock bench` (SPEC 7): drives a running server and reports, per scenario, operations per
+//! `elock bench` (docs/benchmarks.md): drives a running server and reports, per scenario, operations per
 //! second and p50/p95/p99/max latency, with a same-run baseline against /healthz, so that every
 //! figure can be read as a ratio.
 //!

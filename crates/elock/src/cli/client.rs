@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-/// Documented exit codes (SPEC 4).
+/// Documented exit codes (docs/cli.md).
 pub mod exit {
     pub const OK: i32 = 0;
     pub const ERROR: i32 = 1;

@@ -1,4 +1,4 @@
-//! `elock compare-backends` and `elock validate-consistency` (SPEC 8, docs/migration.md): the
+//! `elock compare-backends` and `elock validate-consistency` (docs/migration.md): the
 //! Atlantis locks of the legacy store (Atlantis's Redis, or its bbolt file, read-only) beside
 //! the ones elock holds, every difference reported.
 

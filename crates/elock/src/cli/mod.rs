@@ -1,4 +1,4 @@
-//! The command line: `elock serve`, and the client commands of SPEC 4.
+//! The command line: `elock serve`, and the client commands (docs/cli.md).
 
 mod atlantis;
 mod bench;
@@ -47,7 +47,7 @@ pub struct Args {
     command: Command,
 }
 
-/// The server's configuration sources (SPEC 5 names kept exactly).
+/// The server's configuration sources (names kept from the enhanced locking system).
 #[derive(clap::Args, Debug, Clone)]
 struct ServerFlags {
     /// The YAML configuration file.

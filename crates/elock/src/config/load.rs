@@ -22,7 +22,7 @@ pub struct Override {
     pub source: String,
 }
 
-/// The environment variables of SPEC 5 and the keys they set.
+/// The environment variables (docs/configuration.md) and the keys they set.
 pub const ENV_KEYS: &[(&str, &str)] = &[
     (
         "ATLANTIS_ENHANCED_LOCKING_ENABLED",
@@ -114,7 +114,7 @@ pub fn text_override(key: &'static str, raw: &str, source: String) -> Vec<Overri
     }
 }
 
-/// Reads the SPEC 5 variables through `get` (the process environment in production).
+/// Reads those variables through `get` (the process environment in production).
 pub fn env_overrides(get: &dyn Fn(&str) -> Option<String>) -> Vec<Override> {
     ENV_KEYS
         .iter()

@@ -1,4 +1,4 @@
-//! The server's configuration (SPEC 5): schema, layering and checks.
+//! The server's configuration (docs/configuration.md): schema, layering and checks.
 
 mod load;
 pub mod schema;

@@ -1,4 +1,4 @@
-//! The configuration file's schema (SPEC 5): every section and key, with the defaults a new
+//! The configuration file's schema (docs/configuration.md): every section and key, with the defaults a new
 //! installation wants. Unknown keys are errors.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Migrating from Atlantis's own locking to elock (SPEC 8, `migration.*`; docs/migration.md).
+//! Migrating from Atlantis's own locking to elock (`migration.*`; docs/migration.md).
 //!
 //! The legacy store is Atlantis's lock storage in Redis (`atlantis_redis.rs`). The adapter's
 //! calls (`/api/atlantis/v1/...`, Atlantis's own endpoints) go where the mode says:

@@ -1,4 +1,4 @@
-//! The lock API of SPEC 3 under /api/v1: locks, tickets, resources, queues, deadlocks, stats,
+//! The lock API (docs/api.md) under /api/v1: locks, tickets, resources, queues, deadlocks, stats,
 //! cleanup. Handlers only translate between HTTP and the manager.
 
 use std::sync::Arc;

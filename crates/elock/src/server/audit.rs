@@ -1,4 +1,4 @@
-//! The audit log (SPEC 3): every mutating call (refused ones included) as one JSON line — time, actor, remote address,
+//! The audit log (docs/api.md): every mutating call (refused ones included) as one JSON line — time, actor, remote address,
 //! operation, resources, lease or ticket id, result — and GET /api/v1/audit to read it back.
 //!
 //! Records go through a bounded channel to one writer thread that appends whatever is queued with

@@ -1,4 +1,4 @@
-//! Authentication and authorization (SPEC 3): bearer tokens with a role. `read` may GET,
+//! Authentication and authorization (docs/api.md): bearer tokens with a role. `read` may GET,
 //! `write` may also acquire, renew, release and cancel, `admin` may also force-release, clean up,
 //! read the audit log and reload the configuration. With no tokens configured the API is open
 //! (and the server says so at start unless it listens on loopback only).

@@ -1,5 +1,5 @@
 //! The HTTP face of errors: every engine error becomes one JSON shape with one status per code
-//! (SPEC 3), with the details that code promises.
+//! (docs/api.md), with the details that code promises.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

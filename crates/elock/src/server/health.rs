@@ -1,4 +1,4 @@
-//! Liveness, readiness, the enhanced-locks health and its JSON views (SPEC 3).
+//! Liveness, readiness, the enhanced-locks health and its JSON views (docs/api.md).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! GET /metrics: Prometheus text exposition with the names of SPEC 6, so that dashboards and
+//! GET /metrics: Prometheus text exposition with the names of docs/metrics.md, so that dashboards and
 //! alert rules written for the enhanced locking system work unchanged.
 //!
 //! Counters and histograms that follow lock events are fed synchronously by the manager's event
@@ -80,7 +80,7 @@ pub struct Metrics {
     backend: Vec<(&'static str, Gauge)>,
 }
 
-/// The gauges of the Redis store (SPEC 6), with their help text.
+/// The gauges of the Redis store (docs/metrics.md), with their help text.
 const REDIS_GAUGES: [(&str, &str); 3] = [
     (
         "redis_memory_used_bytes",
@@ -339,7 +339,7 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/metrics", get(scrape))
 }
 
-/// Prometheus text exposition (SPEC 6 names).
+/// Prometheus text exposition (docs/metrics.md).
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"), (status = 404, description = "metrics are disabled")))]
 async fn scrape(State(app): State<Arc<App>>) -> Response {
     let Some(metrics) = &app.metrics else {

@@ -1,4 +1,4 @@
-//! Webhooks (SPEC 6): each configured URL gets the events of its types as a POST of the event
+//! Webhooks (docs/api.md, "Events"): each configured URL gets the events of its types as a POST of the event
 //! JSON, signed `X-Elock-Signature: sha256=<hex HMAC-SHA256 of the body>` with the secret from
 //! its `secret-env`, and retried with exponential backoff.
 //!

@@ -2,7 +2,7 @@
 //!
 //! An Atlantis project lock is a lease on the resource named by its key, owned by
 //! `{RepoFullName}#{Pull.Num}`, with no expiry and the ProjectLock JSON in `metadata.atlantis`
-//! (SPEC 8). The global apply lock is a lease on `global/apply/lock`. Each method behaves as the
+//! (docs/atlantis.md). The global apply lock is a lease on `global/apply/lock`. Each method behaves as the
 //! conformance list of `reference/atlantis.md` says, with Atlantis's bugs fixed: unlock-by-pull
 //! matches the repository exactly, and try-lock is atomic (it is elock's acquire).
 

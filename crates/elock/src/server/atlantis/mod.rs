@@ -1,4 +1,4 @@
-//! Atlantis compatibility over HTTP (SPEC 8).
+//! Atlantis compatibility over HTTP (docs/atlantis.md).
 //!
 //! - `/api/atlantis/v1/...`: Atlantis's lock storage interface (`legacy.rs`), bodies and
 //!   answers in Atlantis's own JSON (Go field names).
