@@ -133,3 +133,67 @@ fn a_lock_that_cannot_be_had_runs_nothing_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!std::path::Path::new("/tmp/elock-run-should-not-exist").exists());
 }
+
+/// Ctrl-C while still waiting in the queue: the command never runs, the ticket leaves the queue,
+/// and nothing is granted to the interrupted run later.
+#[tokio::test]
+async fn ctrl_c_while_waiting_leaves_the_queue_and_runs_nothing() {
+    let server = Server::start();
+    let api = server.client();
+    let (status, holder) = api
+        .post("/api/v1/locks", json!({"resource": "r", "owner": "other"}))
+        .await;
+    assert_eq!(status, 201, "{holder}");
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let child = run_cmd(
+        &server,
+        &[
+            "r",
+            "--owner",
+            "ci-4",
+            "--wait",
+            "30s",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    for _ in 0..100 {
+        if api.get("/api/v1/resource?name=r").await.1["queue"]
+            .as_array()
+            .is_some_and(|q| !q.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    support::signal(child.id(), nix::sys::signal::Signal::SIGINT);
+    let mut child = child;
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(130));
+    let mut queue_len = usize::MAX;
+    for _ in 0..100 {
+        queue_len = api.get("/api/v1/resource?name=r").await.1["queue"]
+            .as_array()
+            .map_or(0, |q| q.len());
+        if queue_len == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(queue_len, 0, "the interrupted wait left the queue");
+    let (status, _) = api
+        .delete(&format!("/api/v1/locks/{}", holder["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        api.holder("r").await.is_null(),
+        "nothing granted to the interrupted run"
+    );
+    assert!(!marker.exists(), "the command never ran");
+}

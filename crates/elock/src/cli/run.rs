@@ -29,20 +29,42 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+/// The exit code after SIGINT or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
+const INTERRUPTED: i32 = 130;
+
 pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
     let ttl = elock_core::model::parse_duration("ttl", &args.ttl)
         .map_err(|e| CliError::usage(e.to_string()))?;
+    // Listening before the lock is asked for: a signal at any moment from here on releases
+    // what was taken, instead of killing this process with the lock held until its ttl.
+    let mut interrupt = signals();
     let owner = args.owner.unwrap_or_else(default_owner);
     let mut body = json!({ "resources": args.resources, "owner": owner, "ttl": args.ttl });
     if let Some(p) = args.priority {
         body["priority"] = json!(p);
     }
+    let waits = args.wait.is_some();
     if let Some(w) = args.wait {
         body["wait"] = json!(w);
     }
-    let lease = client
-        .call(Method::POST, "/api/v1/locks", &[], Some(body))
-        .await?;
+    let call = client.call(Method::POST, "/api/v1/locks", &[], Some(body));
+    tokio::pin!(call);
+    let lease = tokio::select! {
+        lease = &mut call => lease?,
+        _ = interrupt.recv() => {
+            eprintln!("elock run: interrupted while asking for the lock");
+            if waits {
+                // Dropping a waiting request closes its connection: the server cancels the
+                // ticket, or releases a lease granted in the meantime.
+                return Ok(INTERRUPTED);
+            }
+            // A try-lock answers at once: take the answer, and give back what it granted.
+            if let Ok(lease) = call.await {
+                release(client, lease["id"].as_str().unwrap_or_default()).await;
+            }
+            return Ok(INTERRUPTED);
+        }
+    };
     let id = lease["id"].as_str().unwrap_or_default().to_string();
     let tokens: serde_json::Map<String, Value> = lease["resources"]
         .as_array()
@@ -60,6 +82,11 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
         .command
         .split_first()
         .ok_or_else(|| CliError::usage("give the command after --"))?;
+    if interrupt.try_recv().is_ok() {
+        eprintln!("elock run: interrupted; releasing the lock without running the command");
+        release(client, &id).await;
+        return Ok(INTERRUPTED);
+    }
     let mut child = match Command::new(program)
         .args(rest)
         .env("ELOCK_LEASE_ID", &id)
@@ -74,7 +101,7 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
             return Err(CliError::usage(format!("cannot start {program:?}: {e}")));
         }
     };
-    let code = supervise(client, &id, ttl, &lease, &mut child).await;
+    let code = supervise(client, &id, ttl, &lease, &mut child, &mut interrupt).await;
     release(client, &id).await;
     Ok(code)
 }
@@ -87,11 +114,11 @@ async fn supervise(
     ttl: Duration,
     lease: &Value,
     child: &mut Child,
+    interrupt: &mut tokio::sync::mpsc::Receiver<()>,
 ) -> i32 {
     let every = (ttl / 3).max(Duration::from_millis(100));
     let mut expires = deadline_of(lease);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut interrupt = signals();
     loop {
         tokio::select! {
             status = child.wait() => return exit_code(status),
@@ -111,7 +138,7 @@ async fn supervise(
             _ = interrupt.recv() => {
                 eprintln!("elock run: interrupted; stopping the command and releasing the lock");
                 stop(child).await;
-                return 130;
+                return INTERRUPTED;
             }
         }
     }
