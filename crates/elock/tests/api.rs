@@ -650,3 +650,28 @@ async fn a_body_over_the_limit_is_refused() {
         .await;
     assert_eq!(status, 201, "the server goes on");
 }
+
+/// Lease ids are URL-safe base64, so one in 64 begins with `-`: the CLI takes it as the id, not
+/// as an unknown flag (which would exit 2, "not granted", by clap's usage-error code).
+#[test]
+fn lease_ids_that_begin_with_a_dash_are_ids() {
+    let server = Server::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut id = String::new();
+    for n in 0..2000 {
+        let (status, lease) = rt.block_on(server.client().post(
+            "/api/v1/locks",
+            serde_json::json!({"resource": format!("r{n}"), "owner": "o"}),
+        ));
+        assert_eq!(status, 201, "{lease}");
+        let this = lease["id"].as_str().unwrap().to_string();
+        if this.starts_with('-') {
+            id = this;
+            break;
+        }
+    }
+    assert!(id.starts_with('-'), "no id began with '-' in 2,000 grants");
+    assert_eq!(server.cli(&["renew", &id, "--ttl", "10m"]).0, 0);
+    assert_eq!(server.cli(&["unlock", &id]).0, 0);
+    assert_eq!(server.cli(&["unlock", &id]).0, 1, "already gone");
+}

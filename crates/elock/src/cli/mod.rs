@@ -220,9 +220,16 @@ enum Command {
         command: Vec<String>,
     },
     /// Release a lease.
-    Unlock { lease_id: String },
+    Unlock {
+        /// The lease id. Ids are URL-safe base64 and may begin with `-`: taken as the id, not
+        /// as a flag.
+        #[arg(allow_hyphen_values = true)]
+        lease_id: String,
+    },
     /// Extend a lease: it expires `ttl` from now (its own ttl if none is given).
     Renew {
+        /// The lease id (it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
         lease_id: String,
         #[arg(long)]
         ttl: Option<String>,
