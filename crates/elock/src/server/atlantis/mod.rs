@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use elock_atlantis::{LockKey, Project, ProjectLock};
+use elock_core::error::ErrorCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -64,17 +65,12 @@ pub fn routes() -> Router<Arc<App>> {
 ))]
 pub struct Doc;
 
+/// Atlantis's own refusals (its messages, kept word for word) are `locked`, through the one
+/// error mapping like every other answer.
 fn failed(e: LegacyError) -> Response {
     match e {
         LegacyError::Atlantis(message) => {
-            let mut r = (
-                StatusCode::CONFLICT,
-                Json(json!({"error": {"code": "locked", "message": message, "details": {}}})),
-            )
-                .into_response();
-            r.extensions_mut()
-                .insert(super::metrics::ErrorKind("locked"));
-            r
+            ApiError::Http(ErrorCode::Locked, message.to_string()).into_response()
         }
         LegacyError::Engine(e) => ApiError::from(e).into_response(),
     }
