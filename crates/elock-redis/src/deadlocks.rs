@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use elock_core::error::Result;
-use elock_core::model::{find_cycles, Cycle, CycleEdge, Owner};
-use elock_core::table::{DeadlockRecord, ResolutionPolicy};
+use elock_core::model::{find_cycles, Cycle, CycleEdge, Owner, Priority};
+use elock_core::table::{DeadlockRecord, ResolutionPolicy, VictimFacts};
 
 use crate::store::{decode, Core};
 use crate::wire::{self, hex, WireEdge, WireRecord, WireView};
@@ -103,36 +103,22 @@ async fn held_counts(core: &Core) -> Result<HashMap<String, usize>> {
     Ok(out)
 }
 
-/// The index of the victim: the same keys as the table's choice, with the enqueue time (then
-/// the ticket id) standing for the queue sequence.
+/// The index of the victim, by the table's own order ([`ResolutionPolicy::victim`]), with the
+/// enqueue time (then the ticket id) standing for the queue sequence.
 fn choose(
     policy: ResolutionPolicy,
     c: &[(CycleEdge, usize, WireView)],
     held: &HashMap<String, usize>,
 ) -> usize {
-    let younger = |a: &WireView, b: &WireView| (a.at, &a.id) > (b.at, &b.id);
-    let better = |a: &(CycleEdge, usize, WireView), b: &(CycleEdge, usize, WireView)| {
-        let (ta, tb) = (&a.2, &b.2);
-        match policy {
-            ResolutionPolicy::Youngest => younger(ta, tb),
-            ResolutionPolicy::Oldest => younger(tb, ta),
-            ResolutionPolicy::FewestLocks => {
-                let ha = held.get(a.0.waiter.as_str()).copied().unwrap_or(0);
-                let hb = held.get(b.0.waiter.as_str()).copied().unwrap_or(0);
-                ha < hb || (ha == hb && younger(ta, tb))
-            }
-            ResolutionPolicy::LowestPriority => {
-                ta.pri < tb.pri || (ta.pri == tb.pri && younger(ta, tb))
-            }
-        }
-    };
-    let mut best = 0;
-    for i in 1..c.len() {
-        if better(&c[i], &c[best]) {
-            best = i;
-        }
-    }
-    best
+    let facts: Vec<VictimFacts<(u64, &str)>> = c
+        .iter()
+        .map(|(edge, _, view)| VictimFacts {
+            priority: Priority::from_level_saturating(view.pri),
+            held: held.get(edge.waiter.as_str()).copied().unwrap_or(0),
+            youth: (view.at, view.id.as_str()),
+        })
+        .collect();
+    policy.victim(&facts).unwrap_or(0)
 }
 
 #[cfg(test)]

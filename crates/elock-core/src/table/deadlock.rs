@@ -225,19 +225,51 @@ impl LockTable {
     }
 
     fn choose_victim<'c>(&self, cycle: &'c Cycle, policy: ResolutionPolicy) -> &'c CycleEdge {
-        let ticket = |e: &CycleEdge| &self.tickets[&e.ticket_id.expect("ticket edge")];
-        let held = |o: &Owner| self.holding.get(o).copied().unwrap_or(0);
-        let pick = match policy {
-            ResolutionPolicy::LowestPriority => cycle
-                .iter()
-                .min_by_key(|e| (ticket(e).priority, std::cmp::Reverse(ticket(e).seq))),
-            ResolutionPolicy::Youngest => cycle.iter().max_by_key(|e| ticket(e).seq),
-            ResolutionPolicy::Oldest => cycle.iter().min_by_key(|e| ticket(e).seq),
-            ResolutionPolicy::FewestLocks => cycle
-                .iter()
-                .min_by_key(|e| (held(&e.waiter), std::cmp::Reverse(ticket(e).seq))),
-        };
-        pick.expect("a cycle has at least one edge")
+        let facts: Vec<VictimFacts<u64>> = cycle
+            .iter()
+            .map(|e| {
+                let ticket = &self.tickets[&e.ticket_id.expect("ticket edge")];
+                VictimFacts {
+                    priority: ticket.priority,
+                    held: self.holding.get(&e.waiter).copied().unwrap_or(0) as usize,
+                    youth: ticket.seq,
+                }
+            })
+            .collect();
+        &cycle[policy
+            .victim(&facts)
+            .expect("a cycle has at least one edge")]
+    }
+}
+
+/// What the choice of a deadlock victim weighs, for one waiter of a cycle. `youth` orders the
+/// tickets by when they were enqueued: the larger, the younger (the table's sequence number; the
+/// Redis store's enqueue time and id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VictimFacts<Y> {
+    pub priority: Priority,
+    /// Resources the waiter's owner holds.
+    pub held: usize,
+    pub youth: Y,
+}
+
+impl ResolutionPolicy {
+    /// The index of the waiter to cancel among `candidates` (`None` when there are none). The
+    /// one definition of the victim order: the table and the Redis store's resolution across
+    /// shards both call it.
+    pub fn victim<Y: Ord>(self, candidates: &[VictimFacts<Y>]) -> Option<usize> {
+        (0..candidates.len()).min_by(|&a, &b| self.rank(&candidates[a], &candidates[b]))
+    }
+
+    /// `Less` when `a` is the better victim.
+    fn rank<Y: Ord>(self, a: &VictimFacts<Y>, b: &VictimFacts<Y>) -> std::cmp::Ordering {
+        let younger_first = b.youth.cmp(&a.youth);
+        match self {
+            ResolutionPolicy::LowestPriority => a.priority.cmp(&b.priority).then(younger_first),
+            ResolutionPolicy::Youngest => younger_first,
+            ResolutionPolicy::Oldest => younger_first.reverse(),
+            ResolutionPolicy::FewestLocks => a.held.cmp(&b.held).then(younger_first),
+        }
     }
 }
 

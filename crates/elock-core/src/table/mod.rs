@@ -25,7 +25,7 @@ use std::time::Duration;
 use crate::event::Event;
 use crate::model::{Lease, LeaseId, Owner, ResourceName, Ticket, TicketId, Timestamp};
 
-pub use deadlock::{DeadlockRecord, Resolution, ResolutionPolicy};
+pub use deadlock::{DeadlockRecord, Resolution, ResolutionPolicy, VictimFacts};
 pub use op::{AcquireRequest, Acquired, Applied, CancelReason, Op, Outcome, WaitMode};
 pub use persist::{ChangeSet, ImportReport, Skipped, Snapshot};
 pub use query::{LeaseFilter, QueueSummary, ResourceInfo, StateFilter};

@@ -157,3 +157,34 @@ fn a_three_owner_cycle_is_found_in_order() {
     let lease = table.get_lease(&LeaseId::from_u128(1), t(3)).unwrap();
     assert_eq!(lease.state, LeaseState::Held);
 }
+
+#[test]
+fn the_victim_order_of_each_policy() {
+    use crate::model::Priority;
+    use crate::table::{ResolutionPolicy, VictimFacts};
+    let f = |priority, held, youth| VictimFacts {
+        priority,
+        held,
+        youth,
+    };
+    // (priority, resources held by the owner, enqueue order: larger is younger)
+    let cycle = [
+        f(Priority::Low, 5, 1),
+        f(Priority::High, 0, 2),
+        f(Priority::Low, 3, 3),
+        f(Priority::Normal, 0, 4),
+    ];
+    assert_eq!(
+        ResolutionPolicy::LowestPriority.victim(&cycle),
+        Some(2),
+        "lowest, then youngest"
+    );
+    assert_eq!(ResolutionPolicy::Youngest.victim(&cycle), Some(3));
+    assert_eq!(ResolutionPolicy::Oldest.victim(&cycle), Some(0));
+    assert_eq!(
+        ResolutionPolicy::FewestLocks.victim(&cycle),
+        Some(3),
+        "fewest, then youngest"
+    );
+    assert_eq!(ResolutionPolicy::Oldest.victim::<u64>(&[]), None);
+}
