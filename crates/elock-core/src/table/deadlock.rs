@@ -78,8 +78,14 @@ pub struct DeadlockRecord {
     pub policy: Option<ResolutionPolicy>,
 }
 
-/// An edge of the wait-for graph, labelled with the ticket and resource that make it.
-type Edge = (TicketId, ResourceName, Owner);
+/// An edge of the wait-for graph: a ticket waits, on `resource`, for `blocker` (the holder, or
+/// the owner of the ticket just ahead in the queue).
+#[derive(Clone, Debug)]
+struct Edge {
+    ticket: TicketId,
+    resource: ResourceName,
+    blocker: Owner,
+}
 
 impl LockTable {
     /// The edges out of `owner`: for each of its tickets (oldest first), each resource's holder
@@ -96,14 +102,22 @@ impl LockTable {
             for r in &t.resources {
                 let s = &self.resources[r];
                 if let Some(h) = s.holder {
-                    edges.push((t.id, r.clone(), self.leases[&h].owner.clone()));
+                    edges.push(Edge {
+                        ticket: t.id,
+                        resource: r.clone(),
+                        blocker: self.leases[&h].owner.clone(),
+                    });
                 }
                 if let Some(ahead) = s
                     .queue
                     .as_ref()
                     .and_then(|q| q.ahead_of(key, &self.tickets, &self.aging, now))
                 {
-                    edges.push((t.id, r.clone(), self.tickets[&ahead].owner.clone()));
+                    edges.push(Edge {
+                        ticket: t.id,
+                        resource: r.clone(),
+                        blocker: self.tickets[&ahead].owner.clone(),
+                    });
                 }
             }
         }
@@ -128,14 +142,22 @@ impl LockTable {
         for r in resources {
             if let Some(s) = self.resources.get(r) {
                 if let Some(h) = s.holder {
-                    first.push((ticket_id, r.clone(), self.leases[&h].owner.clone()));
+                    first.push(Edge {
+                        ticket: ticket_id,
+                        resource: r.clone(),
+                        blocker: self.leases[&h].owner.clone(),
+                    });
                 }
                 if let Some(ahead) = s
                     .queue
                     .as_ref()
                     .and_then(|q| q.ahead_of(key, &self.tickets, &self.aging, now))
                 {
-                    first.push((ticket_id, r.clone(), self.tickets[&ahead].owner.clone()));
+                    first.push(Edge {
+                        ticket: ticket_id,
+                        resource: r.clone(),
+                        blocker: self.tickets[&ahead].owner.clone(),
+                    });
                 }
             }
         }
@@ -143,12 +165,12 @@ impl LockTable {
         let mut came_from: BTreeMap<Owner, (Owner, Edge)> = BTreeMap::new();
         let mut frontier: Vec<Owner> = Vec::new();
         for e in first {
-            if e.2 == *owner {
+            if e.blocker == *owner {
                 return Some(vec![edge(owner, &e)]);
             }
-            if !came_from.contains_key(&e.2) {
-                came_from.insert(e.2.clone(), (owner.clone(), e.clone()));
-                frontier.push(e.2.clone());
+            if !came_from.contains_key(&e.blocker) {
+                came_from.insert(e.blocker.clone(), (owner.clone(), e.clone()));
+                frontier.push(e.blocker.clone());
             }
         }
         let mut i = 0;
@@ -156,7 +178,7 @@ impl LockTable {
             let from = frontier[i].clone();
             i += 1;
             for e in self.edges_of(&from, now) {
-                if e.2 == *owner {
+                if e.blocker == *owner {
                     let mut path = vec![edge(&from, &e)];
                     let mut at = from.clone();
                     while at != *owner {
@@ -167,9 +189,9 @@ impl LockTable {
                     path.reverse();
                     return Some(path);
                 }
-                if !came_from.contains_key(&e.2) && e.2 != *owner {
-                    came_from.insert(e.2.clone(), (from.clone(), e.clone()));
-                    frontier.push(e.2.clone());
+                if !came_from.contains_key(&e.blocker) && e.blocker != *owner {
+                    came_from.insert(e.blocker.clone(), (from.clone(), e.clone()));
+                    frontier.push(e.blocker.clone());
                 }
             }
         }
@@ -276,8 +298,8 @@ impl ResolutionPolicy {
 fn edge(waiter: &Owner, e: &Edge) -> CycleEdge {
     CycleEdge {
         waiter: waiter.clone(),
-        ticket_id: Some(e.0),
-        resource: e.1.clone(),
-        blocker: e.2.clone(),
+        ticket_id: Some(e.ticket),
+        resource: e.resource.clone(),
+        blocker: e.blocker.clone(),
     }
 }
