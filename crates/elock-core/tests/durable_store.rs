@@ -85,26 +85,39 @@ async fn leases_tickets_and_fencing_counters_survive_a_reopen() {
     );
 }
 
+/// A store in `dir` where "holder" holds `r` for 10 s and `waiters` (id, owner, detached) queue
+/// for it, in order; closed when this returns.
+async fn held_with_waiters(
+    dir: &std::path::Path,
+    clock: &Arc<ManualClock>,
+    waiters: &[(u128, &str, bool)],
+) {
+    let deadline = Some(clock.now().plus(Duration::from_secs(600)));
+    let store = DurableStore::open(dir, TableConfig::default(), clock.clone()).unwrap();
+    store
+        .acquire(req(1, "holder", "r", 10, WaitMode::Try))
+        .await
+        .unwrap();
+    for &(n, who, detached) in waiters {
+        let wait = WaitMode::Queue { deadline, detached };
+        let queued = store.acquire(req(n, who, "r", 60, wait)).await.unwrap();
+        assert!(matches!(queued, Acquired::Queued { .. }));
+    }
+    store.flush().await.unwrap();
+}
+
 /// A waiter connected to the server dies with it: its ticket is not restored, so no grant is
 /// ever made to a client that is gone. Detached tickets survive and are granted in their turn.
 #[tokio::test]
 async fn attached_tickets_do_not_survive_a_restart_detached_ones_do() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at_epoch_2026();
-    let deadline = Some(clock.now().plus(Duration::from_secs(600)));
-    {
-        let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
-        store
-            .acquire(req(1, "holder", "r", 10, WaitMode::Try))
-            .await
-            .unwrap();
-        for (n, who, detached) in [(2, "a1", false), (3, "d", true), (4, "a2", false)] {
-            let wait = WaitMode::Queue { deadline, detached };
-            let queued = store.acquire(req(n, who, "r", 60, wait)).await.unwrap();
-            assert!(matches!(queued, Acquired::Queued { .. }));
-        }
-        store.flush().await.unwrap();
-    }
+    held_with_waiters(
+        dir.path(),
+        &clock,
+        &[(2, "a1", false), (3, "d", true), (4, "a2", false)],
+    )
+    .await;
     let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
     let sink = Arc::new(elock_core::testkit::RecordingSink::default());
     store.attach_sink(sink.clone()).unwrap();
@@ -279,19 +292,12 @@ async fn concurrent_requests_share_commits() {
 async fn a_lease_that_ran_out_while_down_goes_to_a_detached_waiter_not_a_vanished_one() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at_epoch_2026();
-    let deadline = Some(clock.now().plus(Duration::from_secs(600)));
-    {
-        let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
-        store
-            .acquire(req(1, "holder", "r", 10, WaitMode::Try))
-            .await
-            .unwrap();
-        for (n, who, detached) in [(2, "vanished", false), (3, "patient", true)] {
-            let wait = WaitMode::Queue { deadline, detached };
-            store.acquire(req(n, who, "r", 60, wait)).await.unwrap();
-        }
-        store.flush().await.unwrap();
-    }
+    held_with_waiters(
+        dir.path(),
+        &clock,
+        &[(2, "vanished", false), (3, "patient", true)],
+    )
+    .await;
     clock.advance(Duration::from_secs(30));
     let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
     let holder = store

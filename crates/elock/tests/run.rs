@@ -14,6 +14,15 @@ fn run_cmd(server: &Server, args: &[&str]) -> Command {
     c
 }
 
+/// Ctrl-C to `elock run`; its exit code.
+async fn interrupt(mut child: std::process::Child) -> Option<i32> {
+    support::signal(child.id(), nix::sys::signal::Signal::SIGINT);
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap()
+        .code()
+}
+
 /// Waits (bounded) until someone holds `resource`.
 async fn held(api: &support::Api, resource: &str) {
     for _ in 0..100 {
@@ -106,12 +115,7 @@ async fn ctrl_c_stops_the_command_and_releases_the_lock() {
         .spawn()
         .unwrap();
     held(&api, "r").await;
-    support::signal(child.id(), nix::sys::signal::Signal::SIGINT);
-    let mut child = child;
-    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(code.code(), Some(130));
+    assert_eq!(interrupt(child).await, Some(130));
     assert!(api.holder("r").await.is_null(), "released on Ctrl-C");
 }
 
@@ -170,12 +174,7 @@ async fn ctrl_c_while_waiting_leaves_the_queue_and_runs_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    support::signal(child.id(), nix::sys::signal::Signal::SIGINT);
-    let mut child = child;
-    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(code.code(), Some(130));
+    assert_eq!(interrupt(child).await, Some(130));
     let mut queue_len = usize::MAX;
     for _ in 0..100 {
         queue_len = api.get("/api/v1/resource?name=r").await.1["queue"]
