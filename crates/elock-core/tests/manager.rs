@@ -423,6 +423,9 @@ struct FlakyStore {
     down: AtomicBool,
     /// Applies the next operations but loses their answers (a timeout after the commit).
     lose_answers: AtomicU32,
+    /// How a handoff's delivery is confirmed: 0 yes, 1 refused (the lease was taken back),
+    /// 2 the store fails.
+    delivery: AtomicU32,
 }
 
 impl FlakyStore {
@@ -462,6 +465,13 @@ impl Store for FlakyStore {
     async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>> {
         self.check()?;
         self.inner.get_lease(id).await
+    }
+    async fn delivered(&self, _: &Lease) -> Result<bool> {
+        match self.delivery.load(Ordering::SeqCst) {
+            0 => Ok(true),
+            1 => Ok(false),
+            _ => Err(Error::Storage("response timed out".into())),
+        }
     }
     async fn get_ticket(&self, id: TicketId) -> Result<Option<TicketView>> {
         self.inner.get_ticket(id).await
@@ -506,6 +516,7 @@ async fn flaky(config: EngineConfig) -> (Manager, Arc<FlakyStore>, Arc<ManualClo
         fail_next: AtomicU32::new(0),
         down: AtomicBool::new(false),
         lose_answers: AtomicU32::new(0),
+        delivery: AtomicU32::new(0),
     });
     let m = Manager::start(store.clone(), config, clock.clone())
         .await
@@ -764,6 +775,45 @@ async fn an_acquire_answered_backend_unavailable_never_keeps_what_it_took() {
             .unwrap()
             .holder
         {
+            m.release(l.id).await.unwrap();
+        }
+    }
+}
+
+/// A handoff to a waiter is confirmed to the store before the waiter is answered. A store that
+/// says the lease was taken back (its server was taken for dead) makes the answer
+/// `wait_timeout`; a store that cannot say makes it `backend_unavailable`, and the lease is
+/// given back once the store answers.
+#[tokio::test]
+async fn a_handoff_is_answered_only_once_its_delivery_is_confirmed() {
+    let (m, store, _) = flaky(EngineConfig::default()).await;
+    for (mode, code) in [(1, "wait_timeout"), (2, "backend_unavailable")] {
+        let holder = lease(m.acquire(req("holder", &["r"])).await.unwrap());
+        let waiter = {
+            let m = m.clone();
+            tokio::spawn(async move { m.acquire(waiting("waiter", &["r"], 30 * SEC)).await })
+        };
+        while m.queues().await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        store.delivery.store(mode, Ordering::SeqCst);
+        m.release(holder.id).await.unwrap();
+        let e = waiter.await.unwrap().unwrap_err();
+        assert_eq!(e.code().as_str(), code, "{e:?}");
+        store.delivery.store(0, Ordering::SeqCst);
+        let r = ResourceName::new("r").unwrap();
+        if mode == 2 {
+            // Given back in the background once the store answers.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while m.resource(r.clone()).await.unwrap().holder.is_some() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the handoff was never given back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } else if let Some(l) = m.resource(r).await.unwrap().holder {
+            // The store of this test does not take leases back itself.
             m.release(l.id).await.unwrap();
         }
     }

@@ -572,26 +572,27 @@ impl Store for RedisStore {
         )
     }
 
-    async fn delivered(&self, lease: LeaseId) -> Result<bool> {
+    async fn delivered(&self, lease: &Lease) -> Result<bool> {
         if self.config.node_timeout.is_none() {
             return Ok(true);
         }
-        // The handoff put the lease in this server's set; if it is no longer there, another
-        // server took this one for dead and released the lease.
-        let member = hex(lease.as_bytes());
-        let mut removed = 0;
-        for meta in &self.meta_keys {
-            let tag = meta.strip_suffix("meta").unwrap_or(meta);
-            removed += self
-                .conn
-                .query::<i64>(
-                    redis::cmd("SREM")
-                        .arg(format!("{tag}nl:{}", self.origin))
-                        .arg(&member),
-                )
-                .await
-                .map_err(backend)?;
-        }
+        // The handoff put the lease in this server's set, in the shard of the ticket (a queued
+        // ticket lives in one shard, its resources'); if it is no longer there, another server
+        // took this one for dead and released the lease.
+        let Some(first) = lease.resources.first() else {
+            return Ok(true);
+        };
+        let meta = &self.meta_keys[self.shards.of_resource(first.resource.as_str())];
+        let tag = meta.strip_suffix("meta").unwrap_or(meta);
+        let removed: i64 = self
+            .conn
+            .query(
+                redis::cmd("SREM")
+                    .arg(format!("{tag}nl:{}", self.origin))
+                    .arg(hex(lease.id.as_bytes())),
+            )
+            .await
+            .map_err(backend)?;
         Ok(removed > 0)
     }
 

@@ -184,7 +184,7 @@ async fn handed_over(
 ) -> Result<Acquired> {
     let mut attempt = 0;
     loop {
-        match inner.store.delivered(lease.id).await {
+        match inner.store.delivered(&lease).await {
             Ok(true) => {
                 return Ok(Acquired::Granted {
                     lease,

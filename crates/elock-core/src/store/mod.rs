@@ -83,7 +83,7 @@ pub trait Store: Send + Sync + 'static {
     /// waiter. Stores shared by several servers release such a lease if the server is taken
     /// for dead first (nobody would hold it); `false` says that happened, and the lease must
     /// not be given. Stores in this process have nothing to do.
-    async fn delivered(&self, lease: LeaseId) -> Result<bool> {
+    async fn delivered(&self, lease: &Lease) -> Result<bool> {
         let _ = lease;
         Ok(true)
     }

@@ -80,6 +80,8 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout);
+    // HTTP/2 has no header deadline of its own: a connection whose peer stops answering pings
+    // (sent every header-read-timeout) is closed instead of held forever.
     builder
         .http2()
         .timer(TokioTimer::new())
