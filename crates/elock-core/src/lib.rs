@@ -5,6 +5,7 @@
 //! [`store::Store`]. Every store implements the same transitions as the pure, deterministic
 //! [`table::LockTable`], which is the single definition of elock's locking semantics.
 
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod error;

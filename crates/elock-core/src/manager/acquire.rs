@@ -26,6 +26,12 @@ pub enum Ttl {
     After(Duration),
 }
 
+impl Ttl {
+    pub fn is_default(&self) -> bool {
+        matches!(self, Ttl::Default)
+    }
+}
+
 /// An acquire request as a surface hands it to the manager (already validated names).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LockRequest {

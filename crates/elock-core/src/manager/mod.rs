@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -33,12 +32,11 @@ use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventType};
-use crate::model::{
-    duration_text, Cycle, Lease, LeaseId, ResourceName, TicketId, TicketView, Timestamp,
-};
+use crate::model::{Lease, LeaseId, ResourceName, TicketId, TicketView, Timestamp};
 use crate::store::{EventSink, Store};
 use crate::table::{CancelReason, DeadlockRecord, LeaseFilter, QueueSummary, ResourceInfo};
 
+pub use crate::api::{BackendHealth, DeadlockReport, Health, ManagerStats};
 pub use acquire::{LockRequest, Ttl};
 pub use breaker::BreakerState;
 pub use bus::{EventBus, Subscription};
@@ -52,50 +50,6 @@ pub enum Cleanup {
     ExpiredOnly,
     /// Whatever holds this resource, by force.
     Resource(ResourceName),
-}
-
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct DeadlockReport {
-    /// Cycles in the wait-for graph right now.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<crate::model::CycleEdge>>))]
-    pub active: Vec<Cycle>,
-    /// The last 1,000 deadlocks, newest last.
-    pub history: Vec<DeadlockRecord>,
-}
-
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BackendHealth {
-    pub kind: &'static str,
-    pub healthy: bool,
-    pub latency_ms: f64,
-}
-
-/// GET /api/enhanced-locks/health.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Health {
-    pub status: HealthStatus,
-    pub health_score: u8,
-    pub backend: BackendHealth,
-    pub breaker: BreakerState,
-    pub version: &'static str,
-    #[cfg_attr(feature = "openapi", schema(value_type = crate::model::DurationText))]
-    #[serde(with = "duration_text")]
-    pub uptime: Duration,
-}
-
-/// GET /api/v1/stats.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ManagerStats {
-    #[serde(flatten)]
-    pub stats: StatsSnapshot,
-    pub health_score: u8,
-    pub backend: &'static str,
-    pub breaker: BreakerState,
-    pub events_lost: u64,
 }
 
 pub(crate) struct Inner {
@@ -240,6 +194,11 @@ impl Manager {
 
     pub fn config(&self) -> EngineConfig {
         (*self.inner.config()).clone()
+    }
+
+    /// The circuit breaker's state now.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state(self.inner.clock.now())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -391,7 +350,7 @@ impl Manager {
         ManagerStats {
             health_score: self.inner.score(&snapshot, breaker, deepest),
             stats: snapshot,
-            backend: self.inner.store.kind(),
+            backend: self.inner.store.kind().to_string(),
             breaker,
             events_lost: self.inner.bus.lost(),
         }
@@ -409,12 +368,12 @@ impl Manager {
             status: stats::health_status(stats.health_score),
             health_score: stats.health_score,
             backend: BackendHealth {
-                kind: self.inner.store.kind(),
+                kind: self.inner.store.kind().to_string(),
                 healthy,
                 latency_ms: latency.as_secs_f64() * 1000.0,
             },
             breaker: stats.breaker,
-            version: env!("CARGO_PKG_VERSION"),
+            version: env!("CARGO_PKG_VERSION").to_string(),
             uptime: self.inner.started.elapsed(),
         }
     }

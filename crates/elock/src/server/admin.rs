@@ -3,16 +3,15 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
+use elock_core::api::{ErrorBody, Reloaded};
 
+use super::error::{ApiError, ApiResult};
 use super::App;
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(reload))]
+#[openapi(paths(reload), components(schemas(Reloaded)))]
 pub struct Doc;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -20,20 +19,15 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 /// Reload the configuration (admin): like SIGHUP.
-#[utoipa::path(post, path = "/api/v1/admin/reload", tag = "admin", responses((status = 200, description = "{reloaded: true, restart_required: [keys]}"), (status = 400, description = "the configuration has errors; the running one stays", body = super::error::ErrorBody)))]
-async fn reload(State(app): State<Arc<App>>) -> Response {
-    match app.reloader.reload(&app.manager).await {
-        Ok(restart) => {
-            Json(json!({ "reloaded": true, "restart_required": restart })).into_response()
-        }
-        Err(errors) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": {
-                "code": "invalid_request",
-                "message": format!("configuration not reloaded: {}", errors.join("; ")),
-                "details": { "field": "config", "errors": errors }
-            }})),
-        )
-            .into_response(),
-    }
+#[utoipa::path(post, path = "/api/v1/admin/reload", tag = "admin", responses((status = 200, description = "reloaded; the settings that need a restart", body = Reloaded), (status = 400, description = "the configuration has errors (details.errors); the running one stays", body = ErrorBody)))]
+async fn reload(State(app): State<Arc<App>>) -> ApiResult<Json<Reloaded>> {
+    let restart_required = app
+        .reloader
+        .reload(&app.manager)
+        .await
+        .map_err(ApiError::Config)?;
+    Ok(Json(Reloaded {
+        reloaded: true,
+        restart_required,
+    }))
 }

@@ -10,36 +10,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use elock_core::manager::{Cleanup, LockRequest, Ttl};
-use elock_core::manager::{DeadlockReport, ManagerStats};
-use elock_core::model::TicketView;
-use elock_core::model::{
-    duration_text, parse_duration, Lease, LeaseId, Metadata, Owner, Priority, ResourceName,
-    TicketId,
+use elock_core::api::{
+    AcquireBody, CleanupBody, DeadlockReport, ErrorBody, ForceReleaseBody, LeaseAnswer, ListQuery,
+    LockList, ManagerStats, QueueList, Released, RenewBody, ResourceQuery,
 };
-use elock_core::table::{Acquired, LeaseFilter, QueueSummary, ResourceInfo, StateFilter};
-use serde::{Deserialize, Deserializer, Serialize};
+use elock_core::manager::{Cleanup, LockRequest};
+use elock_core::model::{Lease, LeaseId, TicketId, TicketView};
+use elock_core::table::{Acquired, LeaseFilter, ResourceInfo};
 
 use super::audit::{self, AuditInfo};
 use super::body;
-use super::error::ErrorBody;
 use super::error::{ApiError, ApiResult};
 use super::App;
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct LockList {
-    locks: Vec<Lease>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct QueueList {
-    queues: Vec<QueueSummary>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Released {
-    released: Vec<Lease>,
-}
 
 /// The paths and schemas of this module, for /openapi.json.
 #[derive(utoipa::OpenApi)]
@@ -90,49 +72,6 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/cleanup", post(cleanup))
 }
 
-/// POST /api/v1/locks.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AcquireBody {
-    #[serde(default)]
-    resources: Vec<ResourceName>,
-    #[serde(default)]
-    resource: Option<ResourceName>,
-    owner: Owner,
-    #[serde(default)]
-    priority: Priority,
-    /// Absent: default-timeout. `null`: no expiry (where allowed). Text: that duration.
-    #[serde(default, deserialize_with = "ttl_field")]
-    #[schema(value_type = Option<elock_core::model::DurationText>, example = "30m")]
-    ttl: Ttl,
-    /// How long to wait in the queue (`0s` or absent: try once).
-    #[serde(default, with = "duration_text::option")]
-    #[schema(value_type = Option<elock_core::model::DurationText>, example = "10m")]
-    wait: Option<Duration>,
-    #[serde(default)]
-    detach: bool,
-    #[serde(default)]
-    metadata: Option<Metadata>,
-}
-
-fn ttl_field<'de, D: Deserializer<'de>>(d: D) -> Result<Ttl, D::Error> {
-    match Option::<String>::deserialize(d)? {
-        None => Ok(Ttl::Never),
-        Some(s) => parse_duration("ttl", &s)
-            .map(Ttl::After)
-            .map_err(serde::de::Error::custom),
-    }
-}
-
-/// A lease as answered, flagged when it came back by re-entry.
-#[derive(Serialize, utoipa::ToSchema)]
-struct LeaseAnswer {
-    #[serde(flatten)]
-    lease: Lease,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    reentrant: bool,
-}
-
 /// Acquire: granted at once (201), by re-entry (200), queued when detached (202), else an error.
 #[utoipa::path(post, path = "/api/v1/locks", request_body = AcquireBody, tag = "locks",
     responses((status = 201, description = "granted", body = LeaseAnswer), (status = 200, description = "re-entrant: the owner's lease", body = LeaseAnswer),
@@ -140,10 +79,7 @@ struct LeaseAnswer {
         (status = 429, description = "queue_full", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
 async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Response> {
     let body: AcquireBody = body::json(&bytes)?;
-    let mut resources = body.resources;
-    if let Some(r) = body.resource {
-        resources.insert(0, r);
-    }
+    let resources = body.all_resources();
     if resources.is_empty() {
         return Err(ApiError::invalid(
             "resources",
@@ -211,20 +147,6 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
     Ok(audit::attach_info(response, info))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    resource_prefix: Option<String>,
-    #[param(value_type = Option<Owner>)]
-    owner: Option<Owner>,
-    #[param(value_type = Option<String>)]
-    state: Option<StateFilter>,
-    #[serde(default, with = "duration_text::option")]
-    #[param(value_type = Option<elock_core::model::DurationText>)]
-    held_longer_than: Option<Duration>,
-}
-
 /// List held leases.
 #[utoipa::path(get, path = "/api/v1/locks", params(ListQuery), tag = "locks",
     responses((status = 200, description = "ok", body = LockList), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
@@ -278,15 +200,6 @@ async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResu
     Ok(audit::attach(result.map(Json), info))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct RenewBody {
-    /// The new ttl (default: the lease's own).
-    #[serde(default, with = "duration_text::option")]
-    #[schema(value_type = Option<elock_core::model::DurationText>)]
-    ttl: Option<Duration>,
-}
-
 /// Renew: expires_at = now + ttl.
 #[utoipa::path(post, path = "/api/v1/locks/{id}/renew", params(("id" = elock_core::model::LeaseId, Path, description = "lease id")), request_body = RenewBody, tag = "locks",
     responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
@@ -304,28 +217,12 @@ async fn renew(
     Ok(audit::attach(result.map(Json), info))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct ResourceQuery {
-    #[param(value_type = ResourceName)]
-    name: ResourceName,
-}
-
 /// A resource: holder, queue in order, last fencing token.
 #[utoipa::path(get, path = "/api/v1/resource", params(ResourceQuery), tag = "resources",
     responses((status = 200, description = "ok", body = ResourceInfo), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn resource(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let q: ResourceQuery = body::query(q.as_deref())?;
     Ok(Json(app.manager.resource(q.name).await?).into_response())
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ForceReleaseBody {
-    name: ResourceName,
-    #[serde(default)]
-    reason: Option<String>,
 }
 
 /// Release whatever holds a resource (admin).
@@ -382,17 +279,6 @@ async fn deadlocks(State(app): State<Arc<App>>) -> ApiResult<Response> {
 #[utoipa::path(get, path = "/api/v1/stats", tag = "health", responses((status = 200, description = "ok", body = ManagerStats), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn stats(State(app): State<Arc<App>>) -> Response {
     Json(app.manager.stats().await).into_response()
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct CleanupBody {
-    #[serde(default)]
-    expired_only: bool,
-    #[serde(default)]
-    resource: Option<ResourceName>,
-    #[serde(default)]
-    force: bool,
 }
 
 /// Release expired leases, or by force the holder of one resource (admin).

@@ -18,10 +18,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use elock_core::model::{
-    duration_text, Lease, LeaseId, ResourceName, TicketId, TicketView, Timestamp,
-};
-use serde::{Deserialize, Serialize};
+use elock_core::api::{AuditList, AuditQuery, AuditRecord};
+use elock_core::model::{Lease, LeaseId, ResourceName, TicketId, TicketView, Timestamp};
 use std::io::Write;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,25 +27,6 @@ use super::auth::Actor;
 use super::error::{ApiError, ApiResult};
 use super::metrics::ErrorKind;
 use super::{body, App};
-
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct AuditRecord {
-    pub time: Timestamp,
-    pub actor: String,
-    pub remote: Option<String>,
-    /// `POST /api/v1/locks`, ...
-    pub operation: String,
-    #[serde(default)]
-    pub resources: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ticket_id: Option<String>,
-    /// HTTP status and, for errors, the error code.
-    pub status: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// How long the writer lets records gather after each write.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
@@ -250,19 +229,10 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/api/v1/audit", get(read))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    since: Option<Timestamp>,
-    limit: Option<String>,
-    #[serde(default, with = "duration_text::option")]
-    last: Option<std::time::Duration>,
-}
-
 /// GET /api/v1/audit?since=RFC3339&limit=N (newest last; at most 10,000). Admin.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin",
     params(("since" = Option<String>, Query, description = "RFC 3339: records from then on"), ("limit" = Option<u32>, Query, description = "at most this many, newest (default 100)"), ("last" = Option<String>, Query, description = "a duration: records of the last 10m, 1h, ...")),
-    responses((status = 200, description = "the records, oldest first", body = AuditList), (status = 400, description = "invalid_request", body = super::error::ErrorBody), (status = 403, description = "forbidden", body = super::error::ErrorBody)))]
+    responses((status = 200, description = "the records, oldest first", body = AuditList), (status = 400, description = "invalid_request", body = elock_core::api::ErrorBody), (status = 403, description = "forbidden", body = elock_core::api::ErrorBody)))]
 async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let q: AuditQuery = body::query(q.as_deref())?;
     let limit = match q.limit.as_deref() {
@@ -306,11 +276,4 @@ async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<R
         enabled: true,
     })
     .into_response())
-}
-
-/// `GET /api/v1/audit`: the records, and whether auditing is on (`audit.enabled`).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditList {
-    pub records: Vec<AuditRecord>,
-    pub enabled: bool,
 }

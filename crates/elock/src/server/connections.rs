@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
+use elock_core::api::{ErrorBody, ErrorCode, ErrorDetails};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -131,14 +132,15 @@ pub async fn serve(
 
 /// Answers a connection over the limit with 503 `overloaded` and closes it.
 async fn refuse(mut stream: TcpStream, max: usize) {
-    let body = serde_json::json!({
-        "error": {
-            "code": "overloaded",
-            "message": format!("the server is at its limit of {max} connections (http.max-connections); try again shortly"),
-            "details": { "max_connections": max },
-        }
-    })
-    .to_string();
+    let body = ErrorBody::new(
+        ErrorCode::Overloaded,
+        format!("the server is at its limit of {max} connections (http.max-connections); try again shortly"),
+        ErrorDetails {
+            max: Some(max),
+            ..ErrorDetails::default()
+        },
+    );
+    let body = serde_json::to_string(&body).unwrap_or_default();
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()

@@ -1,14 +1,19 @@
-//! The HTTP face of errors: every engine error becomes one JSON shape with one status per code
-//! (docs/api.md), with the details that code promises.
+//! The HTTP face of errors: every error answer is an [`ErrorBody`] (the one JSON shape of
+//! docs/api.md) with one status per code and the details that code promises.
 
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use elock_core::api::{ErrorBody, ErrorDetails};
 use elock_core::error::{Error, ErrorCode};
-use elock_core::model::format_duration;
-use serde_json::{json, Value};
 
-/// An error answer: every code the engine produces, and those of authentication.
+use super::App;
+
+/// An error answer: every code the engine produces, and those of the layers around it.
 #[derive(Debug)]
 pub enum ApiError {
     Engine(Error),
@@ -16,6 +21,8 @@ pub enum ApiError {
     Forbidden(String),
     /// A refusal of the HTTP layer (method, size, time, connection limit), before the engine.
     Http(ErrorCode, String),
+    /// A configuration reload refused: one line per problem; the running configuration stays.
+    Config(Vec<String>),
 }
 
 impl From<Error> for ApiError {
@@ -35,47 +42,49 @@ impl ApiError {
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
             ApiError::Forbidden(_) => ErrorCode::Forbidden,
             ApiError::Http(code, _) => *code,
+            ApiError::Config(_) => ErrorCode::InvalidRequest,
         }
     }
 
-    fn details(&self) -> Value {
-        let ApiError::Engine(e) = self else {
-            return json!({});
-        };
-        match e {
-            Error::InvalidRequest { field, .. } => json!({ "field": field }),
-            Error::Locked { resource, holder } => json!({ "resource": resource, "holder": holder }),
-            Error::WaitTimeout { waited, reason } => {
-                json!({ "waited": format_duration(*waited), "reason": reason })
-            }
-            Error::Deadlock { cycle } => json!({ "cycle": cycle }),
-            Error::QueueFull { resource, max } => json!({ "resource": resource, "max": max }),
-            Error::BackendUnavailable { breaker, .. } => json!({ "breaker": breaker }),
-            Error::Storage(_) => json!({ "breaker": "closed" }),
-            Error::NotFound { .. } | Error::Internal(_) => json!({}),
-        }
-    }
-
-    fn message(&self) -> String {
+    /// The answer's body. A storage failure's `breaker` is filled in by [`complete`], which
+    /// knows the manager; until then it says `closed` (the breaker let the call through).
+    pub fn body(&self) -> ErrorBody {
         match self {
-            ApiError::Engine(e) => e.to_string(),
-            ApiError::Unauthorized(m) | ApiError::Forbidden(m) | ApiError::Http(_, m) => m.clone(),
+            ApiError::Engine(e) => ErrorBody::of_engine(e, "closed"),
+            ApiError::Unauthorized(m) | ApiError::Forbidden(m) | ApiError::Http(_, m) => {
+                ErrorBody::new(self.code(), m.clone(), ErrorDetails::default())
+            }
+            ApiError::Config(errors) => ErrorBody::new(
+                self.code(),
+                format!("configuration not reloaded: {}", errors.join("; ")),
+                ErrorDetails {
+                    field: Some("config".into()),
+                    errors: Some(errors.clone()),
+                    ..ErrorDetails::default()
+                },
+            ),
         }
     }
 }
+
+/// Marks an answer whose `details.breaker` must be read from the manager.
+#[derive(Clone)]
+struct StorageFailure(ErrorBody);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.code();
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = self.body();
         if code == ErrorCode::Internal || code == ErrorCode::BackendUnavailable {
-            tracing::warn!(code = code.as_str(), error = %self.message(), "request failed");
+            tracing::warn!(code = code.as_str(), error = %body.error.message, "request failed");
         }
-        let body = json!({
-            "error": { "code": code.as_str(), "message": self.message(), "details": self.details() }
-        });
-        let mut response = (status, Json(body)).into_response();
+        let storage = matches!(self, ApiError::Engine(Error::Storage(_)));
+        let mut response = (status, Json(body.clone())).into_response();
+        if storage {
+            response.extensions_mut().insert(StorageFailure(body));
+        }
         response
             .extensions_mut()
             .insert(super::metrics::ErrorKind(code.as_str()));
@@ -83,22 +92,22 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Middleware: a storage failure reports the circuit breaker's state as it is after that
+/// failure (closed, or open when this failure opened it), not a guess.
+pub async fn complete(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let Some(StorageFailure(mut body)) = response.extensions_mut().remove::<StorageFailure>()
+    else {
+        return response;
+    };
+    body.error.details.breaker = Some(app.manager.breaker_state().name().into());
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
 pub type ApiResult<T> = Result<T, ApiError>;
-
-/// The one error shape (for the OpenAPI description).
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    pub code: ErrorCode,
-    pub message: String,
-    /// Per code: `field`; `holder`; `waited`; `cycle`; `resource` and `max`; `breaker`.
-    #[schema(value_type = Object)]
-    pub details: Value,
-}
 
 #[cfg(test)]
 mod tests {
@@ -106,6 +115,8 @@ mod tests {
 
     use super::*;
     use elock_core::model::{CycleEdge, Owner, ResourceName};
+
+    use serde_json::Value;
 
     async fn answer(e: ApiError) -> (u16, Value) {
         let r = e.into_response();

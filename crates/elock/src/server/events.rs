@@ -60,7 +60,7 @@ fn to_sse(e: &Event) -> SseEvent {
 /// Server-sent events: `id`, `event` (the type) and `data` (the event JSON); `Last-Event-ID` resumes.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     params(("types" = Option<String>, Query, description = "comma-separated event types"), ("Last-Event-ID" = Option<u64>, Header, description = "resume after this id")),
-    responses((status = 200, description = "text/event-stream of events", body = Event, content_type = "text/event-stream"), (status = 400, description = "invalid_request", body = super::error::ErrorBody)))]
+    responses((status = 200, description = "text/event-stream of events", body = Event, content_type = "text/event-stream"), (status = 400, description = "invalid_request", body = elock_core::api::ErrorBody)))]
 async fn events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,

@@ -8,13 +8,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use elock_core::manager::{Health, HealthStatus, ManagerStats};
+use elock_core::api::{Health, ManagerStats, QueueList, Readiness};
+use elock_core::manager::HealthStatus;
 use serde_json::json;
 
 use super::App;
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(healthz, readyz, health, metrics, queue_status))]
+#[openapi(
+    paths(healthz, readyz, health, metrics, queue_status),
+    components(schemas(Readiness))
+)]
 pub struct Doc;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -33,27 +37,30 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// The backend answers: 200, else 503.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "the backend answers"), (status = 503, description = "the backend does not answer")))]
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "the backend answers", body = Readiness), (status = 503, description = "the backend does not answer", body = Readiness)))]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let store = app.manager.store();
     match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
-        Ok(Ok(latency)) => Json(json!({
-            "status": "ready",
-            "backend": store.kind(),
-            "latency_ms": latency.as_secs_f64() * 1000.0
-        }))
+        Ok(Ok(latency)) => Json(Readiness {
+            status: "ready".into(),
+            backend: store.kind().into(),
+            latency_ms: Some(latency.as_secs_f64() * 1000.0),
+            error: None,
+        })
         .into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "backend": store.kind(), "error": e.to_string() })),
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "backend": store.kind(), "error": "no answer within 2s" })),
-        )
-            .into_response(),
+        Ok(Err(e)) => unavailable(store.kind(), e.to_string()),
+        Err(_) => unavailable(store.kind(), "no answer within 2s".into()),
     }
+}
+
+fn unavailable(backend: &str, error: String) -> Response {
+    let answer = Readiness {
+        status: "unavailable".into(),
+        backend: backend.into(),
+        latency_ms: None,
+        error: Some(error),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(answer)).into_response()
 }
 
 /// Health with its score: 200 healthy or degraded, 503 unhealthy.
@@ -74,10 +81,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 /// The queues as JSON.
-#[utoipa::path(get, path = "/api/enhanced-locks/queue/status", tag = "queues", responses((status = 200, description = "ok", body = super::api::QueueList)))]
+#[utoipa::path(get, path = "/api/enhanced-locks/queue/status", tag = "queues", responses((status = 200, description = "ok", body = QueueList)))]
 async fn queue_status(State(app): State<Arc<App>>) -> Response {
     match app.manager.queues().await {
-        Ok(q) => Json(json!({ "queues": q })).into_response(),
+        Ok(queues) => Json(QueueList { queues }).into_response(),
         Err(e) => super::error::ApiError::from(e).into_response(),
     }
 }

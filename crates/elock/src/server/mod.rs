@@ -153,7 +153,11 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(openapi::routes())
         .merge(transfer::routes())
         .merge(atlantis::routes())
-        // Outermost last: count → audit → authorize → handler.
+        // Outermost last: count → audit → authorize → complete errors → handler.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            error::complete,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::authorize,

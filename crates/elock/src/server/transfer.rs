@@ -10,25 +10,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use elock_core::model::Timestamp;
-use elock_core::table::{ImportReport, Snapshot};
-use serde::{Deserialize, Serialize};
+use elock_core::api::{ErrorBody, ExportFile, EXPORT_FORMAT};
+use elock_core::table::ImportReport;
+use serde::Deserialize;
 
 use super::body;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult};
 use super::App;
-
-pub const FORMAT: &str = "elock-export/1";
-
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ExportFile {
-    /// `elock-export/1`.
-    pub format: String,
-    pub exported_at: Timestamp,
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub snapshot: Snapshot,
-}
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -44,7 +32,7 @@ async fn export(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult
     let q: ExportQuery = body::query(q.as_deref())?;
     let snapshot = app.manager.export().await?;
     let file = ExportFile {
-        format: FORMAT.into(),
+        format: EXPORT_FORMAT.into(),
         exported_at: app.manager.clock().now(),
         snapshot,
     };
@@ -82,10 +70,10 @@ fn text_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     responses((status = 200, description = "what was imported and what was skipped, with reasons"), (status = 400, description = "invalid_request", body = ErrorBody)))]
 async fn import(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Json<ImportReport>> {
     let file: ExportFile = body::json(&bytes)?;
-    if file.format != FORMAT {
+    if file.format != EXPORT_FORMAT {
         return Err(ApiError::invalid(
             "format",
-            format!("format {:?}: expected {FORMAT:?}", file.format),
+            format!("format {:?}: expected {EXPORT_FORMAT:?}", file.format),
         ));
     }
     Ok(Json(app.manager.import(file.snapshot).await?))

@@ -23,8 +23,9 @@ use serde_json::{json, Value};
 
 use super::audit::{self, AuditInfo};
 use super::body;
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::App;
+use elock_core::api::ErrorBody;
 use legacy::LegacyError;
 
 pub fn routes() -> Router<Arc<App>> {
