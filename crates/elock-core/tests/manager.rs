@@ -351,7 +351,7 @@ async fn statistics_follow_what_happened() {
     assert_eq!(s.stats.average_wait, 4 * SEC);
     assert_eq!(s.stats.average_hold, 4 * SEC);
     assert_eq!(s.health_score, 100);
-    assert_eq!((s.backend, s.breaker), ("memory", BreakerState::Closed));
+    assert_eq!((s.backend.as_str(), s.breaker), ("memory", BreakerState::Closed));
     m.release(c.id).await.unwrap();
     assert_eq!(m.stats().await.stats.active_locks, 0);
 }
@@ -596,7 +596,7 @@ async fn health_reports_the_backend_and_the_score() {
     let (m, store, _) = flaky(EngineConfig::default()).await;
     let h = m.health().await;
     assert_eq!(
-        (h.health_score, h.backend.kind, h.backend.healthy),
+        (h.health_score, h.backend.kind.as_str(), h.backend.healthy),
         (100, "flaky", true)
     );
     assert_eq!(h.status, elock_core::manager::HealthStatus::Healthy);
