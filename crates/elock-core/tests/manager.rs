@@ -351,7 +351,10 @@ async fn statistics_follow_what_happened() {
     assert_eq!(s.stats.average_wait, 4 * SEC);
     assert_eq!(s.stats.average_hold, 4 * SEC);
     assert_eq!(s.health_score, 100);
-    assert_eq!((s.backend.as_str(), s.breaker), ("memory", BreakerState::Closed));
+    assert_eq!(
+        (s.backend.as_str(), s.breaker),
+        ("memory", BreakerState::Closed)
+    );
     m.release(c.id).await.unwrap();
     assert_eq!(m.stats().await.stats.active_locks, 0);
 }

@@ -1,11 +1,7 @@
 //! `elock`: `elock serve` runs the lock server; every other command is a client of it.
 
-mod cli;
-mod config;
-mod migration;
-mod server;
-
 use clap::Parser;
+use elock::cli;
 
 /// mimalloc rather than glibc's malloc: the server allocates and frees many small buffers per
 /// request (JSON, headers, leases) from several threads, where glibc's arenas spent about 15% of

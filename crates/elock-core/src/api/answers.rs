@@ -154,3 +154,15 @@ pub struct AuditList {
     pub records: Vec<AuditRecord>,
     pub enabled: bool,
 }
+
+/// The `gap` message of the event stream: events after `after` up to `first_available` were
+/// missed (the server keeps the last `events.buffer-size`, and a restarted server's ids start
+/// again). What follows is everything still kept.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventGap {
+    /// The `Last-Event-ID` the client resumed from.
+    pub after: Option<u64>,
+    pub first_available: u64,
+    pub message: String,
+}

@@ -11,8 +11,8 @@ mod errors;
 mod requests;
 
 pub use answers::{
-    AuditList, AuditRecord, BackendHealth, DeadlockReport, ExportFile, Health, LeaseAnswer,
-    LockList, ManagerStats, QueueList, Readiness, Released, Reloaded, EXPORT_FORMAT,
+    AuditList, AuditRecord, BackendHealth, DeadlockReport, EventGap, ExportFile, Health,
+    LeaseAnswer, LockList, ManagerStats, QueueList, Readiness, Released, Reloaded, EXPORT_FORMAT,
 };
 pub use errors::{ErrorBody, ErrorDetail, ErrorDetails};
 pub use requests::{

@@ -71,8 +71,21 @@ impl EventBus {
 
     /// Events with an id above `last_id`, from the ring; `Err(Gap)` if some are no longer kept
     /// (the ones still kept are then replayed by the caller's choice via `Gap::first_available`).
+    ///
+    /// An id this bus never issued (the caller saw the ids of an earlier run of the server) is
+    /// a gap too: everything still kept is replayed.
     pub fn since(&self, last_id: u64) -> (Vec<Arc<Event>>, Option<Gap>) {
         let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if last_id >= ring.next_id {
+            let first = ring.events.front().map_or(ring.next_id, |e| e.id);
+            let events = ring.events.iter().cloned().collect();
+            return (
+                events,
+                Some(Gap {
+                    first_available: first,
+                }),
+            );
+        }
         let events: Vec<_> = ring
             .events
             .iter()

@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use axum::Router;
+use elock_core::api::EventGap;
 use elock_core::event::{Event, EventType};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
@@ -89,13 +90,30 @@ async fn events(
         Some(id) => bus.since(id),
         None => (Vec::new(), None),
     };
-    let seen = replay.last().map(|e| e.id).or(last_id).unwrap_or(0);
+    // After a gap the live stream starts from what was replayed (ids may have started again
+    // when the server restarted); otherwise from the caller's last id.
+    let seen = match (replay.last(), &gap) {
+        (Some(e), _) => e.id,
+        (None, Some(gap)) => gap.first_available.saturating_sub(1),
+        (None, None) => last_id.unwrap_or(0),
+    };
     let mut head: Vec<SseEvent> = Vec::new();
     if let Some(gap) = gap {
-        head.push(SseEvent::default().comment(format!(
-            "events before {} are no longer kept (events.buffer-size); some were missed",
-            gap.first_available
-        )));
+        // A machine-readable marker: clients report it to their caller as missed events.
+        head.push(
+            SseEvent::default()
+                .event("gap")
+                .json_data(EventGap {
+                    after: last_id,
+                    first_available: gap.first_available,
+                    message: format!(
+                        "events after {} up to {} are no longer kept (events.buffer-size, or the server restarted); some were missed",
+                        last_id.unwrap_or(0),
+                        gap.first_available
+                    ),
+                })
+                .unwrap_or_else(|_| SseEvent::default().comment("some events were missed")),
+        );
     }
     let wanted = |e: &Event| types.is_empty() || types.contains(&e.kind);
     head.extend(replay.iter().filter(|e| wanted(e)).map(|e| to_sse(e)));
@@ -110,6 +128,14 @@ async fn events(
             }
         },
     );
-    let stream = stream::iter(head).chain(live).map(Ok);
+    // The stream ends when the server shuts down; clients reconnect with Last-Event-ID.
+    let closed = {
+        let app = app.clone();
+        async move { app.closed().await }
+    };
+    let stream = stream::iter(head)
+        .chain(live)
+        .take_until(Box::pin(closed))
+        .map(Ok);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

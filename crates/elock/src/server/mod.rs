@@ -63,6 +63,22 @@ pub struct ServeOptions {
     pub flags: Vec<Override>,
 }
 
+impl ServeOptions {
+    /// A throw-away server: the memory store on a free loopback port, no audit file, defaults
+    /// otherwise. For tests and examples that run a server inside their own process.
+    pub fn in_memory() -> ServeOptions {
+        let mut config = Config::default();
+        config.enhanced_locking.backend = Backend::Memory;
+        config.enhanced_locking.listen = "127.0.0.1:0".into();
+        config.audit.enabled = false;
+        ServeOptions {
+            config,
+            file: None,
+            flags: Vec::new(),
+        }
+    }
+}
+
 /// What every handler shares.
 pub struct App {
     pub manager: Manager,
@@ -75,6 +91,17 @@ pub struct App {
     pub migration: Arc<crate::migration::Migration>,
     /// `http.body-read-timeout`.
     pub body_read_timeout: std::time::Duration,
+    /// Turns true when the server begins to shut down: open event streams end then, instead
+    /// of keeping the shutdown waiting for their clients.
+    pub closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl App {
+    /// Completes when the server begins to shut down.
+    pub async fn closed(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|closing| *closing).await;
+    }
 }
 
 impl App {
@@ -190,8 +217,53 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// Runs the server until SIGINT or SIGTERM, then stops accepting, finishes in-flight calls and
-/// flushes the store.
+/// flushes the store. The first line on standard output says where it listens.
 pub async fn serve(opts: ServeOptions) -> Result<(), String> {
+    let started = start(opts).await?;
+    println!(
+        "elock: listening on http://{} (backend {:?}, data dir {})",
+        started.addr, started.backend, started.data_dir
+    );
+    tokio::spawn(reload_on_sighup(started.app.clone()));
+    started.run(shutdown_signal()).await
+}
+
+/// A server bound to its address and ready to answer, not yet accepting connections.
+pub struct Started {
+    /// Where it listens (the real port when the configuration asked for port 0).
+    pub addr: SocketAddr,
+    backend: Backend,
+    data_dir: String,
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    http: config::schema::Http,
+}
+
+impl Started {
+    /// Serves until `shutdown` completes, then finishes in-flight calls and flushes the audit
+    /// log and the store.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+        let Started {
+            app,
+            listener,
+            http,
+            ..
+        } = self;
+        let closing = app.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        };
+        connections::serve(listener, router(app.clone()), &http, shutdown).await;
+        tracing::info!("shutting down: flushing the audit log and the store");
+        app.audit.flush().await;
+        app.manager.shutdown().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Opens the store, starts the manager and binds the listener: everything `serve` does before
+/// accepting connections. Tests use it to run a server inside their own process.
+pub async fn start(opts: ServeOptions) -> Result<Started, String> {
     let cfg = &opts.config;
     let el = &cfg.enhanced_locking;
     let engine = cfg.engine();
@@ -247,15 +319,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
             "NO AUTH: no tokens are configured and the API listens on a non-loopback address; anyone who can reach it can take and release locks"
         );
     }
-    // The first line on stdout says where we listen (tests and scripts read it).
-    println!(
-        "elock: listening on http://{addr} (backend {:?}, data dir {})",
-        el.backend,
-        el.data_dir.display()
-    );
     tracing::info!(%addr, backend = ?el.backend, "elock serving");
     let app = Arc::new(App {
-        manager: manager.clone(),
+        manager,
         reloader: Reloader {
             file: opts.file.clone(),
             flags: opts.flags.clone(),
@@ -266,12 +332,16 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         audit,
         migration,
         body_read_timeout: cfg.http.body_read_timeout,
+        closing: tokio::sync::watch::channel(false).0,
     });
-    tokio::spawn(reload_on_sighup(app.clone()));
-    connections::serve(listener, router(app.clone()), &cfg.http, shutdown_signal()).await;
-    tracing::info!("shutting down: flushing the audit log and the store");
-    app.audit.flush().await;
-    manager.shutdown().await.map_err(|e| e.to_string())
+    Ok(Started {
+        addr,
+        backend: el.backend,
+        data_dir: el.data_dir.display().to_string(),
+        app,
+        listener,
+        http: cfg.http.clone(),
+    })
 }
 
 async fn reload_on_sighup(app: Arc<App>) {
