@@ -1,6 +1,7 @@
 //! Atlantis compatibility (docs/atlantis.md): Atlantis's lock model serialised exactly as Go's
 //! encoding/json writes it, its lock keys, and a read-only reader of its bbolt file.
 
+pub mod adapter;
 pub mod bolt;
 pub mod gojson;
 pub mod gotime;

@@ -76,7 +76,8 @@ pub struct LeaseGuard {
 }
 
 impl LeaseGuard {
-    /// Guards a lease the client already holds.
+    /// Guards a lease the client already holds. Make it as soon as the lease is granted: the
+    /// deadline it watches is counted from now.
     pub fn new(client: Client, lease: Lease) -> LeaseGuard {
         let (tx, loss) = watch::channel(None);
         let lease = Arc::new(Mutex::new(lease));
@@ -171,7 +172,7 @@ async fn renew(client: Client, lease: Arc<Mutex<Lease>>, loss: watch::Sender<Opt
     // A lease without expiry needs no renewal.
     let Some(ttl) = ttl else { return };
     let period = (ttl / 3).max(Duration::from_millis(10));
-    // Conservative: counted from before the grant's answer arrived.
+    // Counted from when the guard was made, right after the grant.
     let mut deadline = Instant::now() + ttl;
     let mut next = Instant::now() + period;
     loop {

@@ -41,6 +41,8 @@
 //! [`ErrorCode`](elock_core::api::ErrorCode) and details, the other variants say why no answer
 //! came.
 
+#[cfg(feature = "atlantis")]
+pub mod atlantis;
 mod calls;
 mod client;
 mod error;

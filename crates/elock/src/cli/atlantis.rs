@@ -11,22 +11,23 @@
 //! nothing: every lock is then reported as already present.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use elock_atlantis::bolt::{Bolt, Entry};
 use elock_atlantis::{
     owner_name, CommandLock, LockKey, ProjectLock, APPLY_LOCK_OWNER, APPLY_LOCK_RESOURCE,
 };
+use elock_client::api::{ExportFile, ImportReport, EXPORT_FORMAT};
+use elock_client::Client;
 use elock_core::model::{
     HeldResource, Lease, LeaseId, LeaseState, Metadata, Owner, Priority, ResourceName, Timestamp,
 };
 use elock_core::table::Snapshot;
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::client::{CliError, Client};
+use super::errors::CliError;
 use super::output::{self, Format};
 
 /// Import requests stay well under the server's 256 KiB body limit.
@@ -85,6 +86,13 @@ pub fn lease_for_lock(
     .map(|l| (l, omitted))
 }
 
+/// `{"atlantis": <Atlantis's JSON>}`: where elock keeps what Atlantis wrote.
+fn atlantis_metadata(atlantis: Value) -> Result<Metadata, String> {
+    let mut map = serde_json::Map::new();
+    map.insert("atlantis".into(), atlantis);
+    Metadata::new(Value::Object(map)).map_err(|e| e.to_string())
+}
+
 fn lease(
     resource: &str,
     owner: &str,
@@ -103,7 +111,7 @@ fn lease(
         acquired_at: Timestamp::from_millis(at),
         expires_at: None,
         ttl: None,
-        metadata: Some(Metadata::new(json!({ "atlantis": atlantis })).map_err(|e| e.to_string())?),
+        metadata: Some(atlantis_metadata(atlantis)?),
         state: LeaseState::Held,
     })
 }
@@ -121,14 +129,12 @@ pub async fn import_boltdb(
         ..ImportSummary::default()
     };
     // Fencing counters already in elock: an imported lease takes the next token.
-    let export = client
-        .call(Method::GET, "/api/v1/export", &[], None)
-        .await?;
-    let fences: HashMap<String, u64> = export["fences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| Some((f[0].as_str()?.to_string(), f[1].as_u64()?)))
+    let export = client.export(false).await?;
+    let fences: HashMap<String, u64> = export
+        .snapshot
+        .fences
+        .iter()
+        .map(|(r, t)| (r.to_string(), *t))
         .collect();
     let next = |r: &str| fences.get(r).copied().unwrap_or(0) + 1;
 
@@ -250,7 +256,7 @@ pub async fn import_boltdb(
     summary.locks_per_second =
         (summary.imported + summary.already_present) as f64 / summary.seconds.max(1e-9);
     match out {
-        Format::Json => output::json(&serde_json::to_value(&summary).unwrap_or(Value::Null)),
+        Format::Json => output::json(&summary),
         Format::Table => {
             println!(
                 "{}: imported {} lock(s), {} already present ({} under a legacy three-part key, {} without their pull request description, too long to keep), {} pull status(es) skipped, {:.2}s ({:.0} locks/s); the file was not modified",
@@ -277,38 +283,35 @@ pub async fn import_boltdb(
 }
 
 /// Imports one chunk of leases.
-async fn send(client: &Client, leases: Vec<Lease>) -> Result<Value, CliError> {
-    let snapshot = Snapshot {
-        fences: Vec::new(),
-        leases,
-        tickets: Vec::new(),
+async fn send(client: &Client, leases: Vec<Lease>) -> Result<ImportReport, CliError> {
+    let file = ExportFile {
+        format: EXPORT_FORMAT.into(),
+        exported_at: Timestamp::from_millis(0),
+        snapshot: Snapshot {
+            fences: Vec::new(),
+            leases,
+            tickets: Vec::new(),
+        },
     };
-    let mut body = serde_json::to_value(&snapshot).unwrap_or(Value::Null);
-    body["format"] = "elock-export/1".into();
-    body["exported_at"] = Timestamp::from_millis(0).to_string().into();
-    client
-        .call(Method::POST, "/api/v1/import", &[], Some(body))
-        .await
+    Ok(client.import(&file).await?)
 }
 
 /// Counts one chunk's report. A lease refused because its resource is already held by the same
 /// owner (an earlier import of this file) counts as already present.
 fn tally(
-    report: Value,
+    report: ImportReport,
     owners: &HashMap<String, String>,
     keys: &HashMap<String, String>,
     summary: &mut ImportSummary,
 ) {
-    summary.imported += report["leases"].as_u64().unwrap_or(0) as usize;
-    for s in report["skipped"].as_array().into_iter().flatten() {
-        let id = s["id"].as_str().unwrap_or_default();
-        let reason = s["reason"].as_str().unwrap_or_default();
-        let key = keys.get(id).cloned().unwrap_or_else(|| id.to_string());
-        match owners.get(id) {
-            Some(owner) if reason.ends_with(&format!("is held by {owner}")) => {
+    summary.imported += report.leases;
+    for s in report.skipped {
+        let key = keys.get(&s.id).cloned().unwrap_or_else(|| s.id.clone());
+        match owners.get(&s.id) {
+            Some(owner) if s.reason.ends_with(&format!("is held by {owner}")) => {
                 summary.already_present += 1;
             }
-            _ => summary.skipped.push((key, reason.to_string())),
+            _ => summary.skipped.push((key, s.reason)),
         }
     }
 }
@@ -333,29 +336,17 @@ pub async fn export_redis(
     file: Option<&Path>,
     include_secrets: bool,
 ) -> Result<(), CliError> {
-    let query: Vec<(&str, String)> = if include_secrets {
-        vec![("include-secrets", "true".into())]
-    } else {
-        Vec::new()
-    };
-    let export = client
-        .call(Method::GET, "/api/v1/export", &query, None)
-        .await?;
+    let export = client.export(include_secrets).await?;
     let mut out = Vec::new();
     let (mut locks, mut apply) = (0, 0);
-    let mut leases: Vec<&Value> = export["leases"].as_array().into_iter().flatten().collect();
-    leases.sort_by_key(|l| {
-        l["resources"][0]["resource"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    });
-    for l in leases {
-        let Some(atlantis) = l["metadata"].get("atlantis") else {
+    let mut leases = export.snapshot.leases;
+    leases.retain(|l| !l.resources.is_empty());
+    leases.sort_by(|a, b| a.resources[0].resource.cmp(&b.resources[0].resource));
+    for l in &leases {
+        let Some(atlantis) = l.metadata.as_ref().and_then(|m| m.get("atlantis")) else {
             continue;
         };
-        let resource = l["resources"][0]["resource"].as_str().unwrap_or_default();
-        if resource == APPLY_LOCK_RESOURCE {
+        if l.resources[0].resource.as_str() == APPLY_LOCK_RESOURCE {
             if let Ok(c) = serde_json::from_value::<CommandLock>(atlantis.clone()) {
                 out.extend(resp(&[b"SET", b"global/apply/lock", &c.to_go_json()]));
                 apply += 1;
@@ -399,6 +390,14 @@ fn read_repo_config(file: &Path) -> Result<String, CliError> {
         .map_err(|e| CliError::usage(format!("cannot read {}: {e}", file.display())))
 }
 
+/// One problem of `elock atlantis validate --output json`.
+#[derive(serde::Serialize)]
+struct Problem<'a> {
+    file: String,
+    line: usize,
+    message: &'a str,
+}
+
 /// `elock atlantis validate FILE`: every problem with its line; exit 1 if there is any.
 pub fn validate(file: &Path, max_timeout: &str, out: Format) -> Result<(), CliError> {
     let max = elock_core::model::parse_duration("max-timeout", max_timeout)
@@ -406,10 +405,16 @@ pub fn validate(file: &Path, max_timeout: &str, out: Format) -> Result<(), CliEr
     let text = read_repo_config(file)?;
     let problems = elock_atlantis::repo_config::validate(&text, max);
     match out {
-        Format::Json => output::json(&json!(problems
-            .iter()
-            .map(|p| json!({"file": file.display().to_string(), "line": p.line, "message": p.message}))
-            .collect::<Vec<_>>())),
+        Format::Json => output::json(
+            &problems
+                .iter()
+                .map(|p| Problem {
+                    file: file.display().to_string(),
+                    line: p.line,
+                    message: &p.message,
+                })
+                .collect::<Vec<_>>(),
+        ),
         Format::Table => {
             for p in &problems {
                 println!("{}:{}: {}", file.display(), p.line, p.message);
@@ -444,7 +449,7 @@ pub fn locks(file: &Path, repo: &str, pull: i64, out: Format) -> Result<(), CliE
     }
     let plans = elock_atlantis::repo_config::lock_requests(&projects, repo, pull);
     match out {
-        Format::Json => output::json(&serde_json::to_value(&plans).unwrap_or(Value::Null)),
+        Format::Json => output::json(&plans),
         Format::Table => {
             let dash = || "default".to_string();
             let rows: Vec<Vec<String>> = plans
@@ -476,4 +481,78 @@ pub fn locks(file: &Path, repo: &str, pull: i64, out: Format) -> Result<(), CliE
         }
     }
     Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AtlantisCommand {
+    /// Import Atlantis's locks from its bbolt file (admin).
+    ///
+    /// Every project lock of `runLocks` becomes a lease on its lock key, owned by
+    /// `{repo}#{pull}`, with no expiry and the Atlantis JSON in `metadata.atlantis`; the apply
+    /// lock of `globalLocks` a lease on `global/apply/lock`. Pull statuses (`pulls`) are
+    /// skipped. The file is only read, never written (stop Atlantis first or copy the file: bbolt
+    /// holds a lock on it while Atlantis runs). Importing twice changes nothing.
+    ///
+    /// The VCS token inside each lock's CloneURL is replaced by `<redacted>` unless
+    /// --include-secrets is given.
+    ///
+    /// Example: elock atlantis import-boltdb /var/lib/atlantis/atlantis.db
+    ImportBoltdb {
+        file: PathBuf,
+        /// Keep the credentials of CloneURL in the imported locks.
+        #[arg(long)]
+        include_secrets: bool,
+    },
+    /// Check an atlantis.yaml: repo_locks settings (mode, priority, timeout, queue_timeout,
+    /// retry_policy, deadlock_detection), depends_on cycles and execution_order_group order.
+    /// Every problem is printed with its line; exit 0 when there are none, 1 otherwise. Reads
+    /// only the file (no server needed).
+    ///
+    /// Example: elock atlantis validate atlantis.yaml --max-timeout 2h
+    Validate {
+        file: PathBuf,
+        /// The server's enhanced-locking.max-timeout: longer timeouts are refused.
+        #[arg(long, default_value = "2h")]
+        max_timeout: String,
+    },
+    /// Print the lock request each project of an atlantis.yaml would make for a pull request:
+    /// resource, owner, mode, priority, ttl and queue timeout (no server needed).
+    ///
+    /// Example: elock atlantis locks atlantis.yaml --repo acme/infra --pull 42
+    Locks {
+        file: PathBuf,
+        /// The repository's full name, e.g. acme/infra.
+        #[arg(long)]
+        repo: String,
+        /// The pull request number.
+        #[arg(long)]
+        pull: i64,
+    },
+    /// Write every Atlantis lock elock holds in Atlantis's Redis layout (admin): `pr/{key}` and
+    /// `global/apply/lock`, as Redis commands for `redis-cli --pipe`. The way back to Atlantis.
+    ///
+    /// Example: elock atlantis export-redis locks.resp && redis-cli --pipe < locks.resp
+    ExportRedis {
+        /// Where to write (default: standard output).
+        file: Option<PathBuf>,
+        /// Keep the credentials of CloneURL (redacted otherwise).
+        #[arg(long)]
+        include_secrets: bool,
+    },
+}
+
+/// The `elock atlantis ...` commands that talk to a server.
+pub async fn run(client: &Client, command: AtlantisCommand, out: Format) -> Result<(), CliError> {
+    match command {
+        AtlantisCommand::ImportBoltdb {
+            file,
+            include_secrets,
+        } => import_boltdb(client, &file, include_secrets, out).await,
+        AtlantisCommand::ExportRedis {
+            file,
+            include_secrets,
+        } => export_redis(client, file.as_deref(), include_secrets).await,
+        AtlantisCommand::Validate { file, max_timeout } => validate(&file, &max_timeout, out),
+        AtlantisCommand::Locks { file, repo, pull } => locks(&file, &repo, pull, out),
+    }
 }

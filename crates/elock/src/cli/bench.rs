@@ -26,13 +26,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use elock_atlantis::{Project, ProjectLock, PullRequest, User};
+use elock_client::api::Priority;
+use elock_client::Client;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::Method;
 use serde::Serialize;
-use serde_json::{json, Value};
 
-use super::client::{CliError, Client};
+use super::errors::CliError;
 use super::output::{self, Format};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -55,6 +56,85 @@ pub enum Scenario {
 
 /// How many leases `redis-memory` holds at once.
 pub const MEMORY_LEASES: usize = 100_000;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchFlags {
+    /// Scenarios to run, in order (default: baseline, uncontended, hot, priority-mix).
+    #[arg(long = "scenario", value_enum)]
+    pub scenarios: Vec<Scenario>,
+    /// Concurrent workers (one HTTP client shared by all).
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// How long each scenario runs.
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Offered operations per second in total (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// The Redis (host:port) that `--scenario redis-baseline` drives directly with raw
+    /// `SET NX PX` + `DEL` cycles: the baseline for a server on the Redis store.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// `--scenario redis-store` on a Redis Cluster: `--redis` is then a comma-separated list
+    /// of seed nodes.
+    #[arg(long)]
+    pub redis_cluster: bool,
+    /// `--scenario redis-store`: how many shards (`redis.shards`) to spread the table over.
+    #[arg(long, default_value_t = 1)]
+    pub redis_shards: usize,
+    /// A second server sharing the first one's store: every other worker uses it, and `hot`
+    /// reports handoffs within one server and across servers apart.
+    #[arg(long)]
+    pub peer: Option<String>,
+}
+
+impl BenchFlags {
+    /// The flags checked and completed with the defaults.
+    fn into_args(self) -> Result<BenchArgs, CliError> {
+        if self.redis_shards == 0 || self.redis_shards > elock_redis::MAX_SHARDS {
+            return Err(CliError::usage(format!(
+                "--redis-shards {}: expected 1 to {}",
+                self.redis_shards,
+                elock_redis::MAX_SHARDS
+            )));
+        }
+        let needs_redis = [
+            Scenario::RedisBaseline,
+            Scenario::RedisStore,
+            Scenario::RedisMemory,
+        ];
+        if self.scenarios.iter().any(|s| needs_redis.contains(s)) && self.redis.is_none() {
+            return Err(CliError::usage(
+                "--scenario redis-baseline, redis-store and redis-memory need --redis HOST:PORT",
+            ));
+        }
+        let duration = elock_core::model::parse_duration("duration", &self.duration)
+            .map_err(|e| CliError::usage(format!("--duration: {e}")))?;
+        if self.concurrency == 0 {
+            return Err(CliError::usage("--concurrency 0: expected at least 1"));
+        }
+        let scenarios = if self.scenarios.is_empty() {
+            vec![
+                Scenario::Baseline,
+                Scenario::Uncontended,
+                Scenario::Hot,
+                Scenario::PriorityMix,
+            ]
+        } else {
+            self.scenarios
+        };
+        Ok(BenchArgs {
+            scenarios,
+            concurrency: self.concurrency,
+            duration,
+            rate: self.rate,
+            redis: self.redis,
+            redis_cluster: self.redis_cluster,
+            redis_shards: self.redis_shards,
+            peer: self.peer,
+        })
+    }
+}
 
 pub struct BenchArgs {
     pub scenarios: Vec<Scenario>,
@@ -123,14 +203,15 @@ impl Results {
     }
 }
 
-pub async fn run(client: &Client, args: BenchArgs, out: Format) -> Result<(), CliError> {
+pub async fn run(client: &Client, flags: BenchFlags, out: Format) -> Result<(), CliError> {
+    let args = flags.into_args()?;
     let redis_only = [
         Scenario::RedisBaseline,
         Scenario::RedisStore,
         Scenario::RedisMemory,
     ];
     if !args.scenarios.iter().all(|s| redis_only.contains(s)) {
-        client.call(Method::GET, "/healthz", &[], None).await?;
+        client.alive().await?;
     }
     let mut rows = Vec::new();
     for scenario in &args.scenarios {
@@ -188,7 +269,7 @@ pub async fn run(client: &Client, args: BenchArgs, out: Format) -> Result<(), Cl
         }
     }
     match out {
-        Format::Json => output::json(&serde_json::to_value(&rows).unwrap_or(Value::Null)),
+        Format::Json => output::json(&rows),
         Format::Table => {
             // Against Redis's own raw cycles when measured, else against /healthz.
             let baseline = rows
@@ -244,14 +325,19 @@ async fn run_scenario(
     results: Arc<Mutex<Results>>,
 ) {
     let deadline = Instant::now() + args.duration;
-    let client = Arc::new(Client::new(&client.url(""), None).with_http(client));
+    let client = Arc::new(client.clone());
     // fencing token → when its release was sent (hot scenario).
     let releases: Arc<Mutex<HashMap<u64, (Instant, usize)>>> = Arc::default();
     // `--peer`: odd workers talk to a second server sharing the same store.
-    let peer = args
-        .peer
-        .as_ref()
-        .map(|u| Arc::new(Client::new(u, None).with_http(&client)));
+    let peer = args.peer.as_ref().map(|u| Client::new(u).map(Arc::new));
+    let peer = match peer.transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("elock bench: --peer: {e}");
+            results.lock().unwrap().errors += 1;
+            return;
+        }
+    };
     let pace = args
         .rate
         .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
@@ -302,14 +388,15 @@ async fn run_scenario(
         let store = store.clone();
         workers.push(tokio::spawn(async move {
             let priority = match w % 10 {
-                0 => "critical",
-                1 | 2 => "high",
-                9 => "low",
-                _ => "normal",
+                0 => Priority::Critical,
+                1 | 2 => Priority::High,
+                9 => Priority::Low,
+                _ => Priority::Normal,
             };
             // Workers start spread over one pacing interval, so the offered load is smooth
             // rather than bursts of `concurrency` requests at once.
-            let mut next = Instant::now() + pace.map_or(Duration::ZERO, |p| p.mul_f64(w as f64 / concurrency as f64));
+            let mut next = Instant::now()
+                + pace.map_or(Duration::ZERO, |p| p.mul_f64(w as f64 / concurrency as f64));
             let mut i: u64 = 0;
             while Instant::now() < deadline {
                 if let Some(p) = pace {
@@ -322,15 +409,27 @@ async fn run_scenario(
                     Scenario::RedisMemory => Err(()),
                     Scenario::Baseline => {
                         let t = Instant::now();
-                        client.call(Method::GET, "/healthz", &[], None).await.map(|_| ("", t.elapsed())).map_err(|_| ())
+                        client
+                            .alive()
+                            .await
+                            .map(|()| ("", t.elapsed()))
+                            .map_err(|_| ())
                     }
                     Scenario::RedisBaseline => {
                         let conn = redis.as_mut().expect("connected above");
                         let key = format!("bench/{run_id}/raw/{w}/{}", i % 64);
                         let t = Instant::now();
-                        let set: redis::RedisResult<Option<String>> = redis::cmd("SET").arg(&key).arg(w).arg("NX").arg("PX").arg(30_000).query_async(conn).await;
+                        let set: redis::RedisResult<Option<String>> = redis::cmd("SET")
+                            .arg(&key)
+                            .arg(w)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(30_000)
+                            .query_async(conn)
+                            .await;
                         let took = t.elapsed();
-                        let del: redis::RedisResult<i64> = redis::cmd("DEL").arg(&key).query_async(conn).await;
+                        let del: redis::RedisResult<i64> =
+                            redis::cmd("DEL").arg(&key).query_async(conn).await;
                         match (set, del) {
                             (Ok(Some(_)), Ok(_)) => Ok(("", took)),
                             _ => Err(()),
@@ -339,12 +438,17 @@ async fn run_scenario(
                     Scenario::RedisStore => {
                         use elock_core::store::Store;
                         let store = store.as_ref().expect("opened above");
-                        let resources = vec![elock_core::model::ResourceName::new(&format!("bench/{run_id}/s/{w}/{}", i % 64)).expect("a valid name")];
+                        let resources = vec![elock_core::model::ResourceName::new(&format!(
+                            "bench/{run_id}/s/{w}/{}",
+                            i % 64
+                        ))
+                        .expect("a valid name")];
                         let (lease_id, ticket_id) = store.new_ids(&resources);
                         let req = elock_core::table::AcquireRequest {
                             lease_id,
                             ticket_id,
-                            owner: elock_core::model::Owner::new(&format!("bench-{w}")).expect("a valid owner"),
+                            owner: elock_core::model::Owner::new(&format!("bench-{w}"))
+                                .expect("a valid owner"),
                             resources,
                             priority: elock_core::model::Priority::Normal,
                             ttl: Some(Duration::from_secs(30)),
@@ -366,19 +470,12 @@ async fn run_scenario(
                     Scenario::AtlantisTryLock => {
                         let repo = format!("bench-{run_id}/w{w}");
                         let path = format!("p{}", i % 64);
-                        let lock = json!({
-                            "Project": {"ProjectName": "", "RepoFullName": repo, "Path": path},
-                            "Pull": {"Num": w, "URL": format!("https://github.com/{repo}/pull/{w}")},
-                            "User": {"Username": format!("bench-{w}"), "Teams": null},
-                            "Workspace": "default",
-                            "Time": "2025-03-04T10:15:30.123456789Z",
-                        });
+                        let lock = atlantis_lock(&repo, &path, w as i64);
                         let t = Instant::now();
-                        match client.call(Method::POST, "/api/atlantis/v1/try-lock", &[], Some(lock)).await {
-                            Ok(r) if r["LockAcquired"] == true => {
+                        match client.atlantis().try_lock(&lock).await {
+                            Ok(r) if r.lock_acquired => {
                                 let took = t.elapsed();
-                                let key = r["LockKey"].clone();
-                                match client.call(Method::POST, "/api/atlantis/v1/unlock", &[], Some(json!({"Key": key}))).await {
+                                match client.atlantis().unlock(&r.lock_key).await {
                                     Ok(_) => Ok(("", took)),
                                     Err(_) => Err(()),
                                 }
@@ -387,13 +484,18 @@ async fn run_scenario(
                         }
                     }
                     Scenario::Uncontended => {
-                        let body = json!({"resource": format!("bench/{run_id}/u/{w}/{}", i % 64), "owner": format!("bench-{w}")});
+                        let resource = format!("bench/{run_id}/u/{w}/{}", i % 64);
+                        let owner = format!("bench-{w}");
                         let t = Instant::now();
-                        match client.call(Method::POST, "/api/v1/locks", &[], Some(body)).await {
+                        match client
+                            .lock(&owner, [&resource])
+                            .expect("valid bench names")
+                            .try_acquire()
+                            .await
+                        {
                             Ok(lease) => {
                                 let took = t.elapsed();
-                                let id = lease["id"].as_str().unwrap_or_default();
-                                let _ = client.call(Method::DELETE, &format!("/api/v1/locks/{id}"), &[], None).await;
+                                let _ = client.release(lease.id).await;
                                 Ok(("", took))
                             }
                             Err(_) => Err(()),
@@ -401,31 +503,49 @@ async fn run_scenario(
                     }
                     Scenario::Hot | Scenario::PriorityMix => {
                         let (resource, p) = if scenario == Scenario::Hot {
-                            (format!("bench/{run_id}/hot"), "normal")
+                            (format!("bench/{run_id}/hot"), Priority::Normal)
                         } else {
                             (format!("bench/{run_id}/mix/{}", i % 4), priority)
                         };
-                        let body = json!({"resource": resource, "owner": format!("bench-{w}"), "priority": p, "wait": "60s"});
+                        let owner = format!("bench-{w}");
                         let t = Instant::now();
-                        match client.call(Method::POST, "/api/v1/locks", &[], Some(body)).await {
+                        let req = client.lock(&owner, [&resource]).expect("valid bench names");
+                        match req
+                            .priority(p)
+                            .wait(Duration::from_secs(60))
+                            .acquire()
+                            .await
+                        {
                             Ok(lease) => {
                                 let granted = Instant::now();
-                                let token = lease["resources"][0]["fencing_token"].as_u64().unwrap_or(0);
-                                let id = lease["id"].as_str().unwrap_or_default().to_string();
-                                let mut label = if scenario == Scenario::Hot { "" } else { p };
+                                let token = lease.resources.first().map_or(0, |r| r.fencing_token);
+                                let id = lease.id;
+                                let mut label = if scenario == Scenario::Hot {
+                                    ""
+                                } else {
+                                    p.name()
+                                };
                                 let sample = if scenario == Scenario::Hot {
-                                    let prev = releases.lock().unwrap().remove(&(token.saturating_sub(1)));
+                                    let prev =
+                                        releases.lock().unwrap().remove(&(token.saturating_sub(1)));
                                     prev.map(|(r, from)| {
                                         if has_peer {
-                                            label = if from == side { "same server" } else { "across servers" };
+                                            label = if from == side {
+                                                "same server"
+                                            } else {
+                                                "across servers"
+                                            };
                                         }
                                         granted.duration_since(r)
                                     })
                                 } else {
                                     Some(granted.duration_since(t))
                                 };
-                                releases.lock().unwrap().insert(token, (Instant::now(), side));
-                                let _ = client.call(Method::DELETE, &format!("/api/v1/locks/{id}"), &[], None).await;
+                                releases
+                                    .lock()
+                                    .unwrap()
+                                    .insert(token, (Instant::now(), side));
+                                let _ = client.release(id).await;
                                 match sample {
                                     Some(d) => Ok((label, d)),
                                     None => Ok(("first", Duration::ZERO)),
@@ -449,6 +569,28 @@ async fn run_scenario(
     }
     for w in workers {
         let _ = w.await;
+    }
+}
+
+/// A project lock of pull request `pull` for the adapter's try-lock.
+fn atlantis_lock(repo: &str, path: &str, pull: i64) -> ProjectLock {
+    ProjectLock {
+        project: Project {
+            repo_full_name: repo.into(),
+            path: path.into(),
+            ..Project::default()
+        },
+        pull: PullRequest {
+            num: pull,
+            url: format!("https://github.com/{repo}/pull/{pull}"),
+            ..PullRequest::default()
+        },
+        user: User {
+            username: format!("bench-{pull}"),
+            ..User::default()
+        },
+        workspace: "default".into(),
+        ..ProjectLock::default()
     }
 }
 

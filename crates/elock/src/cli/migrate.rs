@@ -8,14 +8,13 @@ use std::path::PathBuf;
 use clap::Args;
 use elock_atlantis::bolt::{Bolt, Entry};
 use elock_atlantis::{CommandLock, LockKey, ProjectLock, APPLY_LOCK_RESOURCE};
-use reqwest::Method;
 use serde::Serialize;
-use serde_json::json;
 
-use super::client::{CliError, Client};
+use super::errors::CliError;
 use super::output::{self, Format};
 use crate::config::schema::legacy_redis_url;
 use crate::migration::{routes_to_elock, AtlantisRedis};
+use elock_client::Client;
 
 /// Where the legacy store is: one of the two.
 #[derive(Args, Debug, Clone)]
@@ -126,15 +125,16 @@ async fn legacy_side(src: &LegacySource) -> Result<Side, CliError> {
 /// elock's Atlantis locks (leases carrying `metadata.atlantis`), and the leases whose resource
 /// is not their lock's key.
 async fn elock_side(client: &Client) -> Result<Side, CliError> {
-    let export = client
-        .call(Method::GET, "/api/v1/export", &[], None)
-        .await?;
+    let export = client.export(false).await?;
     let mut side = Side::default();
-    for l in export["leases"].as_array().into_iter().flatten() {
-        let Some(atlantis) = l["metadata"].get("atlantis") else {
+    for l in &export.snapshot.leases {
+        let Some(atlantis) = l.metadata.as_ref().and_then(|m| m.get("atlantis")) else {
             continue;
         };
-        let resource = l["resources"][0]["resource"].as_str().unwrap_or_default();
+        let Some(first) = l.resources.first() else {
+            continue;
+        };
+        let resource = first.resource.as_str();
         if resource == APPLY_LOCK_RESOURCE {
             let c = serde_json::from_value::<CommandLock>(atlantis.clone()).unwrap_or_default();
             side.locks.insert(resource.into(), held_command(&c));
@@ -143,7 +143,7 @@ async fn elock_side(client: &Client) -> Result<Side, CliError> {
         match serde_json::from_value::<ProjectLock>(atlantis.clone()) {
             Ok(lock) => {
                 let key = LockKey::of(&lock);
-                let owner = l["owner"].as_str().unwrap_or_default();
+                let owner = l.owner.as_str();
                 let h = held(&lock);
                 if resource != key.to_string() && resource != key.legacy().to_string() {
                     side.unreadable.push(format!(
@@ -232,6 +232,31 @@ fn failed(n: usize, what: &str) -> CliError {
     }
 }
 
+/// `elock compare-backends --output json`.
+#[derive(Serialize)]
+struct Comparison<'a> {
+    legacy_locks: usize,
+    elock_locks: usize,
+    differences: &'a [Difference],
+    unreadable: Unreadable<'a>,
+}
+
+#[derive(Serialize)]
+struct Unreadable<'a> {
+    legacy: &'a [String],
+    elock: &'a [String],
+}
+
+/// `elock validate-consistency --output json`.
+#[derive(Serialize)]
+struct Consistency<'a> {
+    mode: &'a str,
+    traffic_percentage: u8,
+    legacy_locks: usize,
+    elock_locks: usize,
+    violations: &'a [Violation],
+}
+
 /// `elock compare-backends`: every lock in one store and not the other, or held differently.
 pub async fn compare_backends(
     client: &Client,
@@ -242,12 +267,15 @@ pub async fn compare_backends(
     let elock = elock_side(client).await?;
     let diffs = differences(&legacy, &elock);
     if out == Format::Json {
-        output::json(&json!({
-            "legacy_locks": legacy.locks.len(),
-            "elock_locks": elock.locks.len(),
-            "differences": diffs,
-            "unreadable": {"legacy": legacy.unreadable, "elock": elock.unreadable},
-        }));
+        output::json(&Comparison {
+            legacy_locks: legacy.locks.len(),
+            elock_locks: elock.locks.len(),
+            differences: &diffs,
+            unreadable: Unreadable {
+                legacy: &legacy.unreadable,
+                elock: &elock.unreadable,
+            },
+        });
     } else {
         println!(
             "legacy store: {} lock(s); elock: {} lock(s); {} difference(s)",
@@ -292,11 +320,9 @@ pub async fn validate_consistency(
     src: &LegacySource,
     out: Format,
 ) -> Result<(), CliError> {
-    let state = client
-        .call(Method::GET, "/api/atlantis/v1/migration", &[], None)
-        .await?;
-    let mode = state["mode"].as_str().unwrap_or("off").to_string();
-    let pct = state["traffic_percentage"].as_u64().unwrap_or(0) as u8;
+    let state = client.atlantis().migration().await?;
+    let mode = state.mode.name();
+    let pct = state.traffic_percentage;
     let legacy = legacy_side(src).await?;
     let elock = elock_side(client).await?;
     let mut violations: Vec<Violation> = Vec::new();
@@ -313,7 +339,7 @@ pub async fn validate_consistency(
         v("", format!("legacy store: {u}"));
     }
     for d in differences(&legacy, &elock) {
-        match (mode.as_str(), d.kind) {
+        match (mode, d.kind) {
             (_, "held by different pulls") => v(
                 &d.key,
                 format!(
@@ -354,13 +380,13 @@ pub async fn validate_consistency(
         }
     }
     if out == Format::Json {
-        output::json(&json!({
-            "mode": mode,
-            "traffic_percentage": pct,
-            "legacy_locks": legacy.locks.len(),
-            "elock_locks": elock.locks.len(),
-            "violations": violations,
-        }));
+        output::json(&Consistency {
+            mode,
+            traffic_percentage: pct,
+            legacy_locks: legacy.locks.len(),
+            elock_locks: elock.locks.len(),
+            violations: &violations,
+        });
     } else {
         println!(
             "mode {mode} ({pct}% to elock); legacy store: {} lock(s); elock: {} lock(s); {} violation(s)",

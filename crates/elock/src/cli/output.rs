@@ -1,6 +1,8 @@
 //! Output for people (aligned tables) and for scripts (`--output json`).
 
-use serde_json::Value;
+use std::fmt::Display;
+
+use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -8,7 +10,8 @@ pub enum Format {
     Json,
 }
 
-pub fn json(v: &Value) {
+/// Any answer as pretty JSON.
+pub fn json<T: Serialize + ?Sized>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -34,11 +37,18 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// A JSON field as a table cell (`-` when absent).
-pub fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// An optional value as a table cell (`-` when absent).
+pub fn opt<T: Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), T::to_string)
+}
+
+/// A value as its JSON text, without quotes for a string: enums as their wire names
+/// (`half_open`, `force_released`), maps as JSON.
+pub fn text<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Null) => "-".into(),
+        Ok(other) => other.to_string(),
+        Err(_) => "-".into(),
     }
 }

@@ -7,25 +7,38 @@
 //! lock is released. The child's exit code is passed on (128 + signal if a signal ended it).
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use elock_client::api::Lease;
+use elock_client::{Client, LeaseGuard};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use reqwest::Method;
-use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use super::client::{exit, CliError, Client};
+use super::errors::{exit, CliError};
+use super::locks::{duration, priority};
 
 /// How long a child has to stop after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
 
+#[derive(clap::Args, Debug)]
 pub struct RunArgs {
+    #[arg(required = true)]
     pub resources: Vec<String>,
+    /// Who holds the lock (default: elock-run@HOST:PID).
+    #[arg(long)]
     pub owner: Option<String>,
+    /// low, normal, high, critical (or 0..3).
+    #[arg(long)]
     pub priority: Option<String>,
+    /// Lease lifetime; renewed at a third of it while the command runs.
+    #[arg(long, default_value = "60s")]
     pub ttl: String,
+    /// How long to wait for the lock (0: try once).
+    #[arg(long)]
     pub wait: Option<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
@@ -33,21 +46,20 @@ pub struct RunArgs {
 const INTERRUPTED: i32 = 130;
 
 pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
-    let ttl = elock_core::model::parse_duration("ttl", &args.ttl)
-        .map_err(|e| CliError::usage(e.to_string()))?;
+    let ttl = duration("ttl", &args.ttl)?;
     // Listening before the lock is asked for: a signal at any moment from here on releases
     // what was taken, instead of killing this process with the lock held until its ttl.
     let mut interrupt = signals();
     let owner = args.owner.unwrap_or_else(default_owner);
-    let mut body = json!({ "resources": args.resources, "owner": owner, "ttl": args.ttl });
-    if let Some(p) = args.priority {
-        body["priority"] = json!(p);
+    let mut req = client.lock(&owner, &args.resources)?.ttl(ttl);
+    if let Some(p) = &args.priority {
+        req = req.priority(priority(p)?);
     }
     let waits = args.wait.is_some();
-    if let Some(w) = args.wait {
-        body["wait"] = json!(w);
+    if let Some(w) = &args.wait {
+        req = req.wait(duration("wait", w)?);
     }
-    let call = client.call(Method::POST, "/api/v1/locks", &[], Some(body));
+    let call = req.acquire();
     tokio::pin!(call);
     let lease = tokio::select! {
         lease = &mut call => lease?,
@@ -60,86 +72,82 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
             }
             // A try-lock answers at once: take the answer, and give back what it granted.
             if let Ok(lease) = call.await {
-                release(client, lease["id"].as_str().unwrap_or_default()).await;
+                release(client, &lease).await;
             }
             return Ok(INTERRUPTED);
         }
     };
-    let id = lease["id"].as_str().unwrap_or_default().to_string();
-    let tokens: serde_json::Map<String, Value> = lease["resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            (
-                r["resource"].as_str().unwrap_or_default().to_string(),
-                r["fencing_token"].clone(),
-            )
-        })
+    // From here the guard renews the lease at a third of its ttl and says when it is lost.
+    let guard = LeaseGuard::new(client.clone(), lease.clone());
+    let tokens: std::collections::BTreeMap<&str, u64> = lease
+        .resources
+        .iter()
+        .map(|r| (r.resource.as_str(), r.fencing_token))
         .collect();
-    let first_token = lease["resources"][0]["fencing_token"].to_string();
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or_else(|| CliError::usage("give the command after --"))?;
+    let tokens = serde_json::to_string(&tokens).unwrap_or_default();
+    let first_token = lease
+        .resources
+        .first()
+        .map_or(String::new(), |r| r.fencing_token.to_string());
+    let Some((program, rest)) = args.command.split_first() else {
+        give_back(guard).await;
+        return Err(CliError::usage("give the command after --"));
+    };
     if interrupt.try_recv().is_ok() {
         eprintln!("elock run: interrupted; releasing the lock without running the command");
-        release(client, &id).await;
+        give_back(guard).await;
         return Ok(INTERRUPTED);
     }
     let mut child = match Command::new(program)
         .args(rest)
-        .env("ELOCK_LEASE_ID", &id)
+        .env("ELOCK_LEASE_ID", lease.id.to_string())
         .env("ELOCK_FENCING_TOKEN", &first_token)
-        .env("ELOCK_FENCING_TOKENS", Value::Object(tokens).to_string())
+        .env("ELOCK_FENCING_TOKENS", tokens)
         .stdin(Stdio::inherit())
         .spawn()
     {
         Ok(c) => c,
         Err(e) => {
-            release(client, &id).await;
+            give_back(guard).await;
             return Err(CliError::usage(format!("cannot start {program:?}: {e}")));
         }
     };
-    let code = supervise(client, &id, ttl, &lease, &mut child, &mut interrupt).await;
-    release(client, &id).await;
+    let code = supervise(&guard, &mut child, &mut interrupt).await;
+    if guard.loss().is_none() {
+        give_back(guard).await;
+    }
     Ok(code)
 }
 
-/// Waits for the child, renewing the lease; stops the child if the lease is lost or we are asked
-/// to stop. Returns the exit code to pass on.
+/// Releases the guarded lease; only an unreachable server is worth a message (the lease then
+/// expires at its deadline).
+async fn give_back(guard: LeaseGuard) {
+    let id = guard.id();
+    if let Err(e) = guard.release().await {
+        if e.is_unreachable() {
+            eprintln!("elock run: could not release {id}: {e} (it expires at its deadline)");
+        }
+    }
+}
+
+/// Waits for the child; stops it if the lease is lost or we are asked to stop. Returns the
+/// exit code to pass on.
 async fn supervise(
-    client: &Client,
-    id: &str,
-    ttl: Duration,
-    lease: &Value,
+    guard: &LeaseGuard,
     child: &mut Child,
     interrupt: &mut tokio::sync::mpsc::Receiver<()>,
 ) -> i32 {
-    let every = (ttl / 3).max(Duration::from_millis(100));
-    let mut expires = deadline_of(lease);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            status = child.wait() => return exit_code(status),
-            _ = tick.tick() => {
-                match client.call(Method::POST, &format!("/api/v1/locks/{id}/renew"), &[], Some(json!({}))).await {
-                    Ok(renewed) => expires = deadline_of(&renewed),
-                    Err(e) if e.exit == exit::UNREACHABLE && Instant::now() < expires => {
-                        eprintln!("elock run: cannot renew yet ({}); the lease holds until its deadline", e.message);
-                    }
-                    Err(e) => {
-                        eprintln!("elock run: the lease was lost ({}); stopping the command", e.message);
-                        stop(child).await;
-                        return exit::ERROR;
-                    }
-                }
-            }
-            _ = interrupt.recv() => {
-                eprintln!("elock run: interrupted; stopping the command and releasing the lock");
-                stop(child).await;
-                return INTERRUPTED;
-            }
+    tokio::select! {
+        status = child.wait() => exit_code(status),
+        loss = guard.lost() => {
+            eprintln!("elock run: the lock was lost ({loss}); stopping the command");
+            stop(child).await;
+            exit::ERROR
+        }
+        _ = interrupt.recv() => {
+            eprintln!("elock run: interrupted; stopping the command and releasing the lock");
+            stop(child).await;
+            INTERRUPTED
         }
     }
 }
@@ -155,32 +163,16 @@ async fn stop(child: &mut Child) {
     let _ = child.kill().await;
 }
 
-async fn release(client: &Client, id: &str) {
-    if let Err(e) = client
-        .call(Method::DELETE, &format!("/api/v1/locks/{id}"), &[], None)
-        .await
-    {
-        if e.exit != exit::ERROR {
+/// Gives back a lease taken before the guard existed.
+async fn release(client: &Client, lease: &Lease) {
+    if let Err(e) = client.release(lease.id).await {
+        if e.is_unreachable() {
             eprintln!(
-                "elock run: could not release {id}: {} (it expires at its deadline)",
-                e.message
+                "elock run: could not release {}: {e} (it expires at its deadline)",
+                lease.id
             );
         }
     }
-}
-
-/// When the lease expires, as an instant of this process (from its remaining time).
-fn deadline_of(lease: &Value) -> Instant {
-    let remaining = lease["expires_at"]
-        .as_str()
-        .and_then(|t| elock_core::model::Timestamp::parse_rfc3339(t).ok())
-        .map(|t| {
-            t.since(elock_core::model::Timestamp::from_system(
-                std::time::SystemTime::now(),
-            ))
-        })
-        .unwrap_or(Duration::ZERO);
-    Instant::now() + remaining
 }
 
 fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {

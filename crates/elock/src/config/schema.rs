@@ -203,15 +203,7 @@ impl Default for BackwardCompatibility {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MigrationMode {
-    #[default]
-    Off,
-    Shadow,
-    Split,
-    Enhanced,
-}
+pub use elock_atlantis::adapter::MigrationMode;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]

@@ -14,13 +14,10 @@
 
 pub mod atlantis_redis;
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use serde::Serialize;
-
-use crate::config::schema::MigrationMode;
 pub use atlantis_redis::AtlantisRedis;
+pub use elock_atlantis::adapter::{MigrationMode, MigrationReport, MigrationStats, Mismatch};
 
 /// Whether `key` is served by elock in `split` mode at `percentage`: FNV-1a (64-bit) of the
 /// key, modulo 100, below the percentage. Stable across servers, restarts and versions.
@@ -31,25 +28,6 @@ pub fn routes_to_elock(key: &str, percentage: u8) -> bool {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h % 100 < u64::from(percentage)
-}
-
-/// One difference between the legacy store's answer and elock's, in `shadow` mode.
-#[derive(Clone, Debug, Serialize)]
-pub struct Mismatch {
-    pub operation: &'static str,
-    pub key: String,
-    pub legacy: String,
-    pub elock: String,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct MigrationStats {
-    pub served_by_legacy: u64,
-    pub served_by_elock: u64,
-    pub compared: u64,
-    pub mismatches: u64,
-    /// The most recent differences (at most 100).
-    pub recent: VecDeque<Mismatch>,
 }
 
 /// The migration settings in force and what they have done.
@@ -132,7 +110,7 @@ impl Migration {
                     s.recent.pop_front();
                 }
                 s.recent.push_back(Mismatch {
-                    operation,
+                    operation: operation.into(),
                     key: key.to_string(),
                     legacy,
                     elock,
@@ -142,15 +120,13 @@ impl Migration {
     }
 
     /// The state for `GET /api/atlantis/v1/migration`.
-    pub fn report(&self) -> serde_json::Value {
-        self.with(|s| {
-            serde_json::json!({
-                "mode": self.mode,
-                "traffic_percentage": self.percentage,
-                "validation_enabled": self.validation,
-                "legacy_store": self.legacy.is_some(),
-                "stats": s,
-            })
+    pub fn report(&self) -> MigrationReport {
+        self.with(|s| MigrationReport {
+            mode: self.mode,
+            traffic_percentage: self.percentage,
+            validation_enabled: self.validation,
+            legacy_store: self.legacy.is_some(),
+            stats: s.clone(),
         })
     }
 }

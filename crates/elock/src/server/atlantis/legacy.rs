@@ -38,16 +38,7 @@ impl From<Error> for LegacyError {
 
 pub type LegacyResult<T> = Result<T, LegacyError>;
 
-/// Atlantis's `TryLockResponse`.
-#[derive(serde::Serialize, Debug)]
-pub struct TryLockResponse {
-    #[serde(rename = "LockAcquired")]
-    pub lock_acquired: bool,
-    #[serde(rename = "CurrLock")]
-    pub curr_lock: ProjectLock,
-    #[serde(rename = "LockKey")]
-    pub lock_key: String,
-}
+pub use elock_atlantis::adapter::TryLockResponse;
 
 fn owner_of(repo: &str, pull: i64) -> Result<Owner, Error> {
     Owner::new(&owner_name(repo, pull))

@@ -16,10 +16,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use elock_atlantis::{LockKey, Project, ProjectLock};
+use elock_atlantis::{LockKey, ProjectLock};
 use elock_core::error::ErrorCode;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::audit::{self, AuditInfo};
 use super::body;
@@ -95,20 +94,17 @@ fn audited(response: Response, keys: impl IntoIterator<Item = String>) -> Respon
     )
 }
 
-/// A lock's key: `{"Key": ...}`, or Atlantis's `{"Project": {...}, "Workspace": ...}`.
-#[derive(Deserialize)]
-struct KeyBody {
-    #[serde(rename = "Key", default)]
-    key: Option<String>,
-    #[serde(rename = "Project", default)]
-    project: Option<Project>,
-    #[serde(rename = "Workspace", default)]
-    workspace: Option<String>,
-    #[serde(rename = "PullNum", default)]
-    pull_num: Option<i64>,
+use elock_atlantis::adapter::{
+    ApiLock, ApiLocks, CommandRequest as CommandBody, KeyRequest as KeyBody,
+    UnlockByPullRequest as ByPull,
+};
+
+/// The lock a [`KeyBody`] names.
+trait KeyOf {
+    fn key(&self) -> Result<String, ApiError>;
 }
 
-impl KeyBody {
+impl KeyOf for KeyBody {
     fn key(&self) -> Result<String, ApiError> {
         match (&self.key, &self.project, &self.workspace) {
             (Some(k), _, _) => Ok(k.clone()),
@@ -176,14 +172,6 @@ async fn unlock_if_owned(State(app): State<Arc<App>>, bytes: Bytes) -> Response 
     }
 }
 
-#[derive(Deserialize)]
-struct ByPull {
-    #[serde(rename = "RepoFullName")]
-    repo_full_name: String,
-    #[serde(rename = "PullNum")]
-    pull_num: i64,
-}
-
 /// Atlantis's UnlockByPull: release every lock of a pull request.
 #[utoipa::path(post, path = "/api/atlantis/v1/unlock-by-pull", tag = "atlantis",
     request_body(content = serde_json::Value, description = "{\"RepoFullName\": ..., \"PullNum\": ...}"),
@@ -242,13 +230,6 @@ async fn check_command(State(app): State<Arc<App>>) -> Response {
     answer(app.atlantis().check_command().await)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CommandBody {
-    #[serde(rename = "CommandName")]
-    command_name: i64,
-}
-
 /// Atlantis's LockCommand: take the global apply lock.
 #[utoipa::path(post, path = "/api/atlantis/v1/command-lock/lock", tag = "atlantis",
     request_body(content = serde_json::Value, description = "{\"CommandName\": 0} (apply, the only command with a global lock)"),
@@ -300,29 +281,23 @@ async fn atlantis_api_locks(State(app): State<Arc<App>>) -> Response {
         Ok(l) => l,
         Err(e) => return failed(e),
     };
-    let rows: Vec<Value> = locks
+    let rows: Vec<ApiLock> = locks
         .iter()
-        .map(|(key, l)| {
-            json!({
-                "Name": key,
-                "ProjectName": l.project.project_name,
-                "ProjectRepo": l.project.repo_full_name,
-                "ProjectRepoPath": l.project.path,
-                "PullID": l.pull.num.to_string(),
-                "PullURL": l.pull.url,
-                "User": l.user.username,
-                "Workspace": l.workspace,
-                "Time": l.time,
-            })
+        .map(|(key, l)| ApiLock {
+            name: key.clone(),
+            project_name: l.project.project_name.clone(),
+            project_repo: l.project.repo_full_name.clone(),
+            project_repo_path: l.project.path.clone(),
+            pull_id: l.pull.num.to_string(),
+            pull_url: l.pull.url.clone(),
+            user: l.user.username.clone(),
+            workspace: l.workspace.clone(),
+            time: l.time,
         })
         .collect();
     // Atlantis answers `null`, not `[]`, when there are none.
-    let rows = if rows.is_empty() {
-        Value::Null
-    } else {
-        Value::Array(rows)
-    };
-    Json(json!({ "Locks": rows })).into_response()
+    let locks = (!rows.is_empty()).then_some(rows);
+    Json(ApiLocks { locks }).into_response()
 }
 
 /// The `id` of `?id=`, unescaped once more as Atlantis does (its links escape ids twice).

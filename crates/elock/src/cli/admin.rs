@@ -1,0 +1,117 @@
+//! `elock force-unlock`, `cleanup`, `export`, `import`: an administrator's tools (admin tokens).
+
+use std::path::{Path, PathBuf};
+
+use elock_client::api::{CleanupBody, ExportFile, Released, ResourceName};
+use elock_client::Client;
+
+use super::errors::CliError;
+use super::output::{self, Format};
+
+pub async fn force_unlock(
+    client: &Client,
+    resource: &str,
+    reason: Option<&str>,
+    out: Format,
+) -> Result<(), CliError> {
+    let lease = client.force_release(resource, reason).await?;
+    match out {
+        Format::Json => output::json(&lease),
+        Format::Table => println!("force-released lease {} of {}", lease.id, lease.owner),
+    }
+    Ok(())
+}
+
+pub async fn cleanup(
+    client: &Client,
+    expired_only: bool,
+    resource: Option<String>,
+    force: bool,
+    out: Format,
+) -> Result<(), CliError> {
+    let what = match (expired_only, resource) {
+        (true, _) => CleanupBody {
+            expired_only: true,
+            ..CleanupBody::default()
+        },
+        (false, Some(r)) => CleanupBody {
+            resource: Some(
+                ResourceName::new(&r).map_err(|e| CliError::usage(format!("--resource: {e}")))?,
+            ),
+            force,
+            ..CleanupBody::default()
+        },
+        (false, None) => {
+            return Err(CliError::usage(
+                "give --expired-only, or --resource R --force",
+            ))
+        }
+    };
+    let released = client.cleanup(&what).await?;
+    match out {
+        Format::Json => output::json(&Released { released }),
+        Format::Table => println!("released {} lease(s)", released.len()),
+    }
+    Ok(())
+}
+
+pub async fn export(
+    client: &Client,
+    file: Option<PathBuf>,
+    include_secrets: bool,
+) -> Result<(), CliError> {
+    let export = client.export(include_secrets).await?;
+    let text = serde_json::to_string_pretty(&export).unwrap_or_default();
+    match file {
+        Some(path) => {
+            std::fs::write(&path, text + "\n")
+                .map_err(|e| CliError::usage(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!(
+                "exported {} lease(s), {} ticket(s) to {}",
+                export.snapshot.leases.len(),
+                export.snapshot.tickets.len(),
+                path.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// Reads an export file, naming the field that does not fit.
+pub fn read_export(file: &Path) -> Result<ExportFile, CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::usage(format!("cannot read {}: {e}", file.display())))?;
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        CliError::usage(format!(
+            "{}: not an elock export (at {}): {}",
+            file.display(),
+            e.path(),
+            e.inner()
+        ))
+    })
+}
+
+pub async fn import(client: &Client, file: &Path, out: Format) -> Result<(), CliError> {
+    let export = read_export(file)?;
+    let report = client.import(&export).await?;
+    match out {
+        Format::Json => output::json(&report),
+        Format::Table => {
+            println!(
+                "imported {} lease(s), {} ticket(s)",
+                report.leases, report.tickets
+            );
+            let rows: Vec<_> = report
+                .skipped
+                .iter()
+                .map(|s| vec![s.id.clone(), s.reason.clone()])
+                .collect();
+            if !rows.is_empty() {
+                output::table(&["skipped", "reason"], &rows);
+            }
+        }
+    }
+    Ok(())
+}

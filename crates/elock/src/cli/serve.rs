@@ -1,0 +1,185 @@
+//! `elock serve` and `elock config`: the server's side of the command line.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::errors::exit;
+use crate::config::{self, Config, Override};
+use crate::server::{self, ServeOptions};
+
+/// The server's configuration sources (names kept from the enhanced locking system).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerFlags {
+    /// The YAML configuration file.
+    #[arg(long, env = "ELOCK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the first line printed says which).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Where the embedded store keeps its data.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// embedded (alias boltdb), memory, or redis.
+    #[arg(long)]
+    backend: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    enhanced_locking_enabled: Option<String>,
+    #[arg(long, value_name = "BACKEND")]
+    enhanced_locking_backend: Option<String>,
+    #[arg(long, value_name = "HOST:PORT,...")]
+    enhanced_locking_redis_addr: Option<String>,
+    #[arg(long, value_name = "PASSWORD")]
+    enhanced_locking_redis_password: Option<String>,
+    #[arg(long, value_name = "N")]
+    enhanced_locking_redis_db: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    enhanced_locking_priority_queue: Option<String>,
+    /// Retry attempts (0 turns retry off), or true/false.
+    #[arg(long, value_name = "N")]
+    enhanced_locking_retries: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    enhanced_locking_metrics: Option<String>,
+}
+
+impl ServerFlags {
+    /// The flag values as configuration overrides.
+    pub fn overrides(&self) -> Vec<Override> {
+        let data_dir = self.data_dir.as_ref().map(|d| d.display().to_string());
+        let pairs: [(&'static str, &Option<String>, &str); 11] = [
+            ("enhanced-locking.listen", &self.listen, "--listen"),
+            ("enhanced-locking.data-dir", &data_dir, "--data-dir"),
+            ("enhanced-locking.backend", &self.backend, "--backend"),
+            (
+                "enhanced-locking.enabled",
+                &self.enhanced_locking_enabled,
+                "--enhanced-locking-enabled",
+            ),
+            (
+                "enhanced-locking.backend",
+                &self.enhanced_locking_backend,
+                "--enhanced-locking-backend",
+            ),
+            (
+                "redis.addresses",
+                &self.enhanced_locking_redis_addr,
+                "--enhanced-locking-redis-addr",
+            ),
+            (
+                "redis.password",
+                &self.enhanced_locking_redis_password,
+                "--enhanced-locking-redis-password",
+            ),
+            (
+                "redis.db",
+                &self.enhanced_locking_redis_db,
+                "--enhanced-locking-redis-db",
+            ),
+            (
+                "priority-queue.enabled",
+                &self.enhanced_locking_priority_queue,
+                "--enhanced-locking-priority-queue",
+            ),
+            (
+                "retry",
+                &self.enhanced_locking_retries,
+                "--enhanced-locking-retries",
+            ),
+            (
+                "metrics.enabled",
+                &self.enhanced_locking_metrics,
+                "--enhanced-locking-metrics",
+            ),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(key, v, flag)| {
+                v.as_ref()
+                    .map(|v| config::text_override(key, v, flag.to_string()))
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// Loads the effective configuration (file, environment, flags).
+    pub fn load(&self) -> Result<Config, Vec<String>> {
+        let mut overrides = config::env_overrides(&|v| std::env::var(v).ok());
+        overrides.extend(self.overrides());
+        config::load(self.config.as_deref(), &overrides)
+    }
+}
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check a configuration file: unknown keys and bad values are reported with key, value and
+    /// expectation. Exit 0 when valid.
+    Validate { file: PathBuf },
+    /// The effective configuration (file, environment, flags), secrets redacted, as YAML.
+    Show(ServerFlags),
+}
+
+pub async fn serve(flags: ServerFlags) -> i32 {
+    init_logging();
+    let config = match flags.load() {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("elock serve: configuration: {e}");
+            }
+            return exit::ERROR;
+        }
+    };
+    let opts = ServeOptions {
+        config,
+        file: flags.config.clone(),
+        flags: flags.overrides(),
+    };
+    match server::serve(opts).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("elock serve: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+pub fn config_command(c: ConfigCommand) -> i32 {
+    let result = match &c {
+        ConfigCommand::Validate { file } => config::load(Some(file), &[]),
+        ConfigCommand::Show(flags) => flags.load(),
+    };
+    match (result, c) {
+        (Ok(_), ConfigCommand::Validate { file }) => {
+            println!("{}: valid", file.display());
+            exit::OK
+        }
+        (Ok(config), ConfigCommand::Show(_)) => {
+            print!(
+                "{}",
+                serde_yaml_ng::to_string(&config.redacted()).unwrap_or_default()
+            );
+            exit::OK
+        }
+        (Err(errors), _) => {
+            for e in errors {
+                eprintln!("elock config: {e}");
+            }
+            exit::ERROR
+        }
+    }
+}
+
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("ELOCK_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("ELOCK_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
