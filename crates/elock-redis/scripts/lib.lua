@@ -53,7 +53,7 @@
 --     removing the lease deletes the key if it still holds that value;
 --   - a resource whose Atlantis key exists without an elock holder is Atlantis's: it is never
 --     granted (acquire answers {legacy = resource} so that the Rust side adopts the lock as a
---     lease first, see legacy.lua), and no waiter is handed it.
+--     lease first, see atlantis_keys.lua), and no waiter is handed it.
 
 -- Per-call state. The library is loaded once (as a Redis Function library, or in front of each
 -- entry script where Functions are not available), so these are set by `begin` at the start of

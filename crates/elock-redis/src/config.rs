@@ -26,7 +26,7 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// Keep Atlantis's own keys (`pr/{key}`, `global/apply/lock`) beside the lock table, so that
     /// an unmodified Atlantis sharing this Redis sees elock's locks and elock sees Atlantis's
-    /// (`backward-compatibility.preserve-legacy-format`; single node only, see `legacy.rs`).
+    /// (`backward-compatibility.preserve-legacy-format`; single node only, see `atlantis_watch.rs`).
     pub legacy_format: bool,
     /// How often the watch of Atlantis's keys runs when no keyspace notification wakes it.
     pub legacy_poll: Duration,

@@ -13,14 +13,15 @@ use elock_core::error::Result;
 use elock_core::model::{find_cycles, Cycle, CycleEdge, Owner, Priority};
 use elock_core::table::{DeadlockRecord, ResolutionPolicy, VictimFacts};
 
-use crate::store::{decode, Core};
+use crate::scripts::Script;
+use crate::shards::{decode, Shards};
 use crate::wire::{self, hex, WireEdge, WireRecord, WireView};
 
 /// Every waiting owner's edges, all shards together, owners in name order.
-async fn graph(core: &Core) -> Result<BTreeMap<Owner, Vec<CycleEdge>>> {
-    let all = core
+async fn graph(shards: &Shards) -> Result<BTreeMap<Owner, Vec<CycleEdge>>> {
+    let all = shards
         .each_shard(|k| async move {
-            let (_, v) = core.view(k, "edges", "").await?;
+            let (_, v) = shards.view(k, "edges", "").await?;
             wire::lua_vec::<_, (String, serde_json::Value)>(v).map_err(wire::corrupt)
         })
         .await?;
@@ -39,30 +40,30 @@ fn cycles(g: &BTreeMap<Owner, Vec<CycleEdge>>) -> Vec<Cycle> {
     find_cycles(g.keys().cloned(), |o| g.get(o).cloned().unwrap_or_default())
 }
 
-pub(crate) async fn find_across(core: &Core) -> Result<Vec<Cycle>> {
-    Ok(cycles(&graph(core).await?))
+pub(crate) async fn find_across(shards: &Shards) -> Result<Vec<Cycle>> {
+    Ok(cycles(&graph(shards).await?))
 }
 
 /// Resolves the cycles left after every shard resolved its own: one victim per cycle.
 pub(crate) async fn resolve_across(
-    core: &Core,
+    shards: &Shards,
     policy: ResolutionPolicy,
 ) -> Result<Vec<DeadlockRecord>> {
     let mut records = Vec::new();
     // Each round cancels a ticket, so this ends; the bound only guards against a bug.
     for _ in 0..1000 {
-        let Some(cycle) = cycles(&graph(core).await?).into_iter().next() else {
+        let Some(cycle) = cycles(&graph(shards).await?).into_iter().next() else {
             break;
         };
         let mut candidates = Vec::with_capacity(cycle.len());
         for e in &cycle {
-            let k = core.shards.of_resource(e.resource.as_str());
+            let k = shards.map.of_resource(e.resource.as_str());
             let ticket = e.ticket_id.map(|t| hex(t.as_bytes())).unwrap_or_default();
-            let (_, v) = core.view(k, "ticket", &ticket).await?;
+            let (_, v) = shards.view(k, "ticket", &ticket).await?;
             candidates.push((e.clone(), k, decode::<WireView>(v)?));
         }
         let held = if policy == ResolutionPolicy::FewestLocks {
-            held_counts(core).await?
+            held_counts(shards).await?
         } else {
             HashMap::new()
         };
@@ -75,7 +76,7 @@ pub(crate) async fn resolve_across(
             cycle_json,
             "1".to_string(),
         ];
-        let (now, v) = core.run(*shard, &core.scripts.cancel, &args).await?;
+        let (now, v) = shards.run(*shard, Script::Cancel, &args).await?;
         v?;
         records.push(
             WireRecord {
@@ -91,9 +92,9 @@ pub(crate) async fn resolve_across(
 }
 
 /// Resources held per owner, every shard together.
-async fn held_counts(core: &Core) -> Result<HashMap<String, usize>> {
+async fn held_counts(shards: &Shards) -> Result<HashMap<String, usize>> {
     let mut out = HashMap::new();
-    for l in core
+    for l in shards
         .pages::<wire::WireLease>("leases_page")
         .await?
         .into_iter()

@@ -1,543 +1,137 @@
 //! [`RedisStore`]: elock-core's [`Store`] on Redis or Redis Cluster. Every transition is one Lua
 //! script (see `scripts/`), so a grant, its fencing token and its handoff commit together, and
-//! several elock servers can share the same data.
+//! several elock servers can share the same data. This is the top of the crate: it composes the
+//! [`Shards`] with the leases spanning shards, deadlocks across shards and Atlantis's keys, and
+//! nothing inside the crate imports it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::try_join_all;
-use tokio::sync::Notify;
-
 use async_trait::async_trait;
-use redis::ToRedisArgs;
 use serde_json::Value;
 
-use elock_core::clock::Clock;
 use elock_core::error::{Error, Result};
-use elock_core::event::Event;
 use elock_core::model::{
     Cycle, Lease, LeaseId, Priority, ResourceName, TicketId, TicketView, Timestamp,
 };
-use elock_core::store::{EventSink, SinkSlot, Store};
+use elock_core::store::{EventSink, Store};
 use elock_core::table::{
-    AcquireRequest, Acquired, CancelReason, LeaseFilter, Op, Outcome, QueueSummary, ResourceInfo,
-    Snapshot, TableConfig, WaitMode,
+    Acquired, CancelReason, LeaseFilter, Op, Outcome, QueueSummary, ResourceInfo, Snapshot,
+    TableConfig,
 };
 
+use crate::atlantis_watch;
+use crate::atlantis_watch::AtlantisSync;
 use crate::config::RedisConfig;
-use crate::connection::Conn;
-use crate::cross;
-use crate::scripts::{Entry, Scripts};
-use crate::shards::ShardMap;
-use crate::wire::{self, hex, Answer, WireEdge, WireLease, WireTicket};
+use crate::scripts::Script;
+use crate::shard_map::ShardMap;
+use crate::shards::{backend, decode, AcquireAnswer, Shards, TimeSource, RECHECK_INTERVAL};
+use crate::spanning;
+use crate::wire::{self, hex, WireEdge, WireLease, WireTicket};
 
-/// Where the time used for expiry and aging comes from.
+/// The Redis store; cheap to share (`Arc` inside).
 #[derive(Clone)]
-pub enum TimeSource {
-    /// Redis's own clock (TIME), so that every elock server sharing the data agrees on it.
-    Redis,
-    /// A clock of the caller's (tests move it by hand).
-    Clock(Arc<dyn Clock>),
-}
-
-/// The Redis store; cheap to share (`Arc` inside), so that work which must finish even when its
-/// caller goes away (taking or giving back the parts of a lease spanning shards) can run on its
-/// own task.
-#[derive(Clone)]
-pub struct RedisStore(pub(crate) Arc<Core>);
-
-impl std::ops::Deref for RedisStore {
-    type Target = Core;
-    fn deref(&self) -> &Core {
-        &self.0
-    }
-}
-
-pub struct Core {
-    pub(crate) conn: Conn,
-    pub(crate) scripts: Scripts,
-    /// The scripts run as the Function library (Redis 7 and later), else by `EVALSHA`.
-    functions: bool,
-    pub(crate) time: TimeSource,
-    table: RwLock<TableConfig>,
-    sink: Arc<SinkSlot>,
-    pub(crate) shards: ShardMap,
-    /// Per shard, the key every script is called with; the shard's other keys share its prefix
-    /// and tag.
-    meta_keys: Vec<String>,
-    /// ARGV[8] of every script: how to tell the other servers, and who we are.
-    notify: String,
-    /// Who we are: this server's id in events and heartbeats.
-    origin: String,
-    /// Woken whenever events arrive (ours or other servers'): waits across shards try again.
-    pub(crate) changed: Arc<Notify>,
-    listener: tokio::task::JoinHandle<()>,
-    /// The watch of Atlantis's keys (`legacy.rs`), when they are kept.
-    legacy_watch: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
-    /// This server's heartbeat, when waiters' tickets are tied to it.
-    heartbeat: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
-    config: RedisConfig,
-}
-
-impl Drop for Core {
-    fn drop(&mut self) {
-        self.listener.abort();
-        if let Some(w) = self.legacy_watch.get() {
-            w.abort();
-        }
-        if let Some(h) = self.heartbeat.get() {
-            h.abort();
-        }
-    }
-}
-
-/// How often a waiter re-reads its ticket, in case a pub/sub message was lost.
-pub const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
-
-pub(crate) fn backend(e: redis::RedisError) -> Error {
-    Error::Storage(format!("redis: {e}"))
+pub struct RedisStore {
+    shards: Arc<Shards>,
 }
 
 impl RedisStore {
     /// Connects, and rebuilds what is derived from the records (as the embedded store does when
     /// it opens).
     pub async fn open(config: RedisConfig, table: TableConfig, time: TimeSource) -> Result<Self> {
-        let conn = Conn::open(&config).await.map_err(|e| {
-            Error::Storage(format!(
-                "cannot connect to Redis at {}: {e}",
-                config.addresses.join(", ")
-            ))
-        })?;
-        let origin = format!("{:016x}", rand_u64());
-        let shards = ShardMap::new(config.shards);
-        let tags: Vec<String> = (0..shards.len())
-            .map(|k| format!("{}{{{k}}}:", config.key_prefix))
-            .collect();
-        let sink = Arc::new(SinkSlot::default());
-        let changed = Arc::new(Notify::new());
-        let listener = crate::listener::spawn(
-            config.clone(),
-            tags.iter().map(|t| format!("{t}events")).collect(),
-            origin.clone(),
-            sink.clone(),
-            changed.clone(),
-        );
-        let mode = if config.cluster_mode { 's' } else { 'p' };
-        let scripts = Scripts::default();
-        let functions = match conn.load_library(&scripts.library).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    "Redis did not load elock's Function library (Redis 7 and later have \
-                     Functions); running the Lua as scripts (EVALSHA), which costs about 6 µs \
-                     more per call"
-                );
-                false
-            }
-        };
-        let store = RedisStore(Arc::new(Core {
-            conn,
-            scripts,
-            functions,
-            time,
-            table: RwLock::new(table),
-            sink,
-            shards,
-            meta_keys: tags.iter().map(|t| format!("{t}meta")).collect(),
-            notify: format!("{mode}{}:{origin}", u8::from(config.keeps_legacy_format())),
-            origin,
-            changed,
-            listener,
-            legacy_watch: Default::default(),
-            heartbeat: Default::default(),
-            config,
-        }));
-        store
-            .each_shard(|k| store.run(k, &store.scripts.recover, &[]))
+        let shards = Shards::connect(config, table, time).await?;
+        shards
+            .each_shard(|k| shards.run(k, Script::Recover, &[]))
             .await?
             .into_iter()
             .map(|(_, v)| v)
             .collect::<Result<Vec<_>>>()?;
-        if let Some(timeout) = store.config.node_timeout {
-            store.heartbeat_once(timeout).await?;
-            let _ = store
+        if let Some(timeout) = shards.config.node_timeout {
+            shards.heartbeat_once(timeout).await?;
+            let _ = shards
                 .heartbeat
-                .set(spawn_heartbeat(Arc::downgrade(&store.0), timeout));
+                .set(spawn_heartbeat(Arc::downgrade(&shards), timeout));
         }
-        if store.config.keeps_legacy_format() {
-            store.sync_legacy().await?;
-            let watch = crate::legacy::spawn_watch(
-                Arc::downgrade(&store.0),
-                store.config.clone(),
-                store.config.legacy_poll,
+        if shards.config.keeps_legacy_format() {
+            shards.sync_atlantis().await?;
+            let watch = atlantis_watch::spawn_watch(
+                Arc::downgrade(&shards),
+                shards.config.clone(),
+                shards.config.legacy_poll,
             );
-            let _ = store.legacy_watch.set(watch);
-        } else if store.config.legacy_format {
+            let _ = shards.atlantis_watch.set(watch);
+        } else if shards.config.legacy_format {
             tracing::warn!(
                 "backward-compatibility.preserve-legacy-format is not available on Redis Cluster \
                  (Atlantis's keys live in other slots than the lock table): Atlantis's keys are \
                  neither written nor read"
             );
         }
-        Ok(store)
+        Ok(RedisStore { shards })
+    }
+
+    pub fn config(&self) -> &RedisConfig {
+        &self.shards.config
+    }
+
+    /// Which shard holds what.
+    pub fn shard_map(&self) -> ShardMap {
+        self.shards.map
+    }
+
+    /// Tells every shard this server is alive, and cancels the attached tickets of servers
+    /// whose heartbeat is older than `timeout` (the store does this every `timeout / 3` by
+    /// itself). Returns how many tickets were cancelled.
+    pub async fn heartbeat_once(&self, timeout: Duration) -> Result<u64> {
+        self.shards.heartbeat_once(timeout).await
+    }
+
+    /// Reads Atlantis's keys now: releases the leases whose key Atlantis deleted or replaced,
+    /// and adopts the locks Atlantis wrote itself (the watch does this on its own schedule).
+    pub async fn sync_atlantis(&self) -> Result<AtlantisSync> {
+        self.shards.sync_atlantis().await
+    }
+
+    /// Tests only: takes one part of a lease spanning `shards`, as a server that dies right
+    /// after the first step of a round would leave it.
+    #[cfg(feature = "testkit")]
+    #[doc(hidden)]
+    pub async fn take_one_part_for_tests(
+        &self,
+        req: &elock_core::table::AcquireRequest,
+        shard: usize,
+        shards: &[usize],
+    ) -> Result<()> {
+        self.shards
+            .take_one_part_for_tests(req, shard, shards)
+            .await
+    }
+
+    /// Tests only: releases the part of lease `id` on `shard` alone, as if it had expired first.
+    #[cfg(feature = "testkit")]
+    #[doc(hidden)]
+    pub async fn release_one_part_for_tests(&self, id: LeaseId, shard: usize) -> Result<()> {
+        self.shards.release_one_part_for_tests(id, shard).await
     }
 }
 
 /// Beats every third of `timeout` while the store lives; a missed beat (Redis unreachable) is
 /// retried at the next.
-fn spawn_heartbeat(core: std::sync::Weak<Core>, timeout: Duration) -> tokio::task::JoinHandle<()> {
+fn spawn_heartbeat(
+    shards: std::sync::Weak<Shards>,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(timeout / 3).await;
-            let Some(core) = core.upgrade() else { return };
-            if let Err(e) = core.heartbeat_once(timeout).await {
+            let Some(shards) = shards.upgrade() else {
+                return;
+            };
+            if let Err(e) = shards.heartbeat_once(timeout).await {
                 tracing::warn!(error = %e, "heartbeat to Redis failed; retrying");
             }
         }
     })
-}
-
-impl Core {
-    /// Tells every shard this server is alive, and cancels the attached tickets of servers whose
-    /// heartbeat is older than `timeout`. Returns how many tickets were cancelled.
-    pub async fn heartbeat_once(&self, timeout: Duration) -> Result<u64> {
-        let arg = [(timeout.as_millis() as u64).to_string()];
-        let mut reaped = 0;
-        for (_, v) in self
-            .each_shard(|k| self.run(k, &self.scripts.heartbeat, &arg))
-            .await?
-        {
-            reaped += v?.as_u64().unwrap_or(0);
-        }
-        if reaped > 0 {
-            tracing::info!(
-                tickets = reaped,
-                "cancelled the tickets of waiters connected to an elock server that stopped beating"
-            );
-        }
-        Ok(reaped)
-    }
-
-    pub fn config(&self) -> &RedisConfig {
-        &self.config
-    }
-
-    /// Which shard holds what.
-    pub fn shard_map(&self) -> ShardMap {
-        self.shards
-    }
-
-    /// Seconds since the epoch by the store's time source (Redis's clock is read by scripts;
-    /// this side uses its own then).
-    pub(crate) fn unix_now(&self) -> i64 {
-        match &self.time {
-            TimeSource::Clock(c) => (c.now().as_millis() / 1000) as i64,
-            TimeSource::Redis => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-        }
-    }
-
-    fn now_arg(&self) -> String {
-        match &self.time {
-            TimeSource::Redis => String::new(),
-            TimeSource::Clock(c) => c.now().as_millis().to_string(),
-        }
-    }
-
-    /// Runs `f` on every shard at once; the answers in shard order.
-    pub(crate) async fn each_shard<'a, T, F, Fut>(&'a self, f: F) -> Result<Vec<T>>
-    where
-        F: Fn(usize) -> Fut,
-        Fut: std::future::Future<Output = Result<T>> + 'a,
-    {
-        try_join_all((0..self.shards.len()).map(f)).await
-    }
-
-    /// The shard an id points to first, then the others (ids made elsewhere carry no hint).
-    pub(crate) fn search_order(&self, id: &[u8; 16]) -> Vec<usize> {
-        let home = self.shards.home_of(id);
-        std::iter::once(home)
-            .chain((0..self.shards.len()).filter(move |k| *k != home))
-            .collect()
-    }
-
-    /// Runs a script on shard `shard` with the common arguments and `extra`; publishes the
-    /// events it caused.
-    pub(crate) async fn run(
-        &self,
-        shard: usize,
-        entry: &Entry,
-        extra: &[String],
-    ) -> Result<(Timestamp, Result<Value>)> {
-        let key = &self.meta_keys[shard];
-        let text: String = if self.functions {
-            let mut cmd = redis::cmd("FCALL");
-            cmd.arg(&entry.function).arg(1).arg(key);
-            self.push_args(&mut cmd, extra);
-            self.conn.fcall(&cmd, &self.scripts.library).await
-        } else {
-            let mut inv = entry.script.key(key);
-            self.push_args(&mut inv, extra);
-            self.conn.invoke(&inv).await
-        }
-        .map_err(backend)?;
-        let answer: Answer = serde_json::from_str(&text).map_err(wire::corrupt)?;
-        let now = Timestamp::from_millis(answer.now);
-        let events = answer
-            .ev
-            .into_iter()
-            .map(|e| e.into_event(now))
-            .collect::<Result<Vec<Event>>>()?;
-        if !events.is_empty() {
-            self.sink.publish(events);
-            self.changed.notify_waiters();
-        }
-        let result = match (answer.ok, answer.err) {
-            (_, Some(err)) => Err(err.into_error()?),
-            (Some(v), None) => Ok(v),
-            (None, None) => Ok(Value::Null),
-        };
-        Ok((now, result))
-    }
-
-    /// ARGV of every call: the clock, the table's settings, who is calling; then `extra`.
-    fn push_args(&self, call: &mut impl Args, extra: &[String]) {
-        call.push(self.now_arg());
-        {
-            let t = self.table.read().unwrap_or_else(|p| p.into_inner());
-            call.push(t.max_timeout.as_millis() as u64);
-            call.push(u8::from(t.allow_no_ttl));
-            call.push(t.max_queue_size);
-            call.push(t.starvation_threshold.as_millis() as u64);
-            call.push(t.max_priority_boost);
-            call.push(u8::from(t.deadlock_prevention));
-        }
-        call.push(&self.notify);
-        for a in extra {
-            call.push(a);
-        }
-    }
-
-    pub(crate) async fn view(
-        &self,
-        shard: usize,
-        which: &str,
-        arg: &str,
-    ) -> Result<(Timestamp, Value)> {
-        let (now, v) = self
-            .run(
-                shard,
-                &self.scripts.views,
-                &[which.to_string(), arg.to_string()],
-            )
-            .await?;
-        Ok((now, v?))
-    }
-
-    /// Every page of a listing view, from every shard.
-    pub(crate) async fn pages<T: serde::de::DeserializeOwned>(
-        &self,
-        which: &str,
-    ) -> Result<Vec<T>> {
-        let all = self.each_shard(|k| self.shard_pages(k, which)).await?;
-        Ok(all.into_iter().flatten().collect())
-    }
-
-    async fn shard_pages<T: serde::de::DeserializeOwned>(
-        &self,
-        shard: usize,
-        which: &str,
-    ) -> Result<Vec<T>> {
-        let mut out = Vec::new();
-        loop {
-            let (_, v) = self.view(shard, which, &out.len().to_string()).await?;
-            let page: Vec<T> = wire::lua_vec(v).map_err(wire::corrupt)?;
-            let n = page.len();
-            out.extend(page);
-            if n < 500 {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Every lease of every shard, the parts of leases spanning shards put together.
-    async fn leases(&self) -> Result<Vec<Lease>> {
-        let wire = self.pages::<WireLease>("leases_page").await?;
-        let mut out = cross::merge_all(wire)?;
-        out.sort_by_key(|l| (l.acquired_at, l.id));
-        Ok(out)
-    }
-
-    /// A lease's record (or part) by id: the shard its id points to first, then the others.
-    pub(crate) async fn find_lease(
-        &self,
-        id: &str,
-        bytes: &[u8; 16],
-    ) -> Result<Option<(usize, WireLease)>> {
-        for k in self.search_order(bytes) {
-            let (_, v) = self.view(k, "lease", id).await?;
-            if !matches!(v, Value::Bool(false) | Value::Null) {
-                return Ok(Some((k, decode(v)?)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Runs a transition on a lease by id: on the shard its id points to, and if the lease is
-    /// not there, on the shard that has it. The answer is the lease (or part) as the script
-    /// returned it, and the shard.
-    async fn on_lease(
-        &self,
-        script: &Entry,
-        id: LeaseId,
-        extra: &[String],
-    ) -> Result<(usize, WireLease)> {
-        let mut args = vec![hex(id.as_bytes())];
-        args.extend_from_slice(extra);
-        // The script is the look-up: where the lease is not, it only catches up with the time
-        // and answers not found (as the table, which catches up everywhere on every call).
-        let mut first = None;
-        for k in self.search_order(id.as_bytes()) {
-            match self.run(k, script, &args).await?.1 {
-                Ok(v) => return Ok((k, decode(v)?)),
-                Err(e @ Error::NotFound { .. }) => {
-                    first.get_or_insert(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(first.unwrap_or_else(|| wire::corrupt("no shard answered")))
-    }
-
-    fn acquire_body(
-        &self,
-        req: &AcquireRequest,
-        resources: &[ResourceName],
-        part_of: Option<&[usize]>,
-    ) -> Result<String> {
-        let (deadline, detached, queue) = match req.wait {
-            WaitMode::Try => (None, false, false),
-            WaitMode::Queue { deadline, detached } => (deadline, detached, true),
-        };
-        let mut r = serde_json::json!({
-            "lid": hex(req.lease_id.as_bytes()),
-            "tid": hex(req.ticket_id.as_bytes()),
-            "owner": req.owner.as_str(),
-            "res": resources.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-            "pri": req.priority.level(),
-            "queue": queue,
-            "det": detached,
-        });
-        if queue && !detached && self.config.node_timeout.is_some() {
-            r["node"] = true.into();
-        }
-        if let Some(ttl) = req.ttl {
-            r["ttl"] = (ttl.as_millis() as u64).into();
-        }
-        if let Some(d) = deadline {
-            r["dl"] = d.as_millis().into();
-        }
-        if let Some(m) = &req.metadata {
-            r["meta"] = serde_json::to_string(m.as_map())
-                .map_err(wire::corrupt)?
-                .into();
-        }
-        if part_of.is_none() {
-            if let Some(v) = self.mirror_of(resources, req.metadata.as_ref()) {
-                r["lg"] = v.into();
-            }
-        }
-        if let Some(sh) = part_of {
-            r["sh"] = sh.into();
-            r["all"] = cross::distinct(&req.resources)
-                .iter()
-                .map(|r| r.as_str())
-                .collect::<Vec<_>>()
-                .into();
-        }
-        if resources.is_empty() {
-            // Lua would see an empty table as an object: say it is a list.
-            r["res"] = Value::Object(Default::default());
-        }
-        Ok(r.to_string())
-    }
-
-    /// One acquire script on one shard: the whole request, or one part of a request spanning
-    /// shards (`part_of`: every shard of it).
-    pub(crate) async fn acquire_on(
-        &self,
-        shard: usize,
-        req: &AcquireRequest,
-        resources: &[ResourceName],
-        part_of: Option<&[usize]>,
-    ) -> Result<AcquireAnswer> {
-        let body = self.acquire_body(req, resources, part_of)?;
-        let mut v = self
-            .run(shard, &self.scripts.acquire, std::slice::from_ref(&body))
-            .await?
-            .1?;
-        // A lock Atlantis wrote itself: adopt it as a lease, then ask again (a few times, as
-        // Atlantis may be writing and deleting meanwhile).
-        for _ in 0..3 {
-            let Some(r) = v.get("legacy").and_then(Value::as_str).map(str::to_string) else {
-                break;
-            };
-            self.adopt(&r).await?;
-            v = self
-                .run(shard, &self.scripts.acquire, std::slice::from_ref(&body))
-                .await?
-                .1?;
-        }
-        if let Some(r) = v.get("legacy").and_then(Value::as_str) {
-            return Err(Error::Locked {
-                resource: ResourceName::new(r).map_err(wire::corrupt)?,
-                holder: None,
-            });
-        }
-        if let Some(l) = v.get("granted") {
-            Ok(AcquireAnswer::Granted {
-                lease: decode(l.clone())?,
-                reentrant: v.get("reentrant").and_then(Value::as_bool).unwrap_or(false),
-            })
-        } else if let Some(t) = v.get("queued") {
-            Ok(AcquireAnswer::Queued(
-                decode::<wire::WireView>(t.clone())?.into_view()?,
-            ))
-        } else {
-            Err(wire::corrupt(format!("acquire answered {v}")))
-        }
-    }
-
-    /// The current time as a shard sees it (the time source's in tests).
-    pub(crate) async fn shard_now(&self, shard: usize) -> Result<Timestamp> {
-        match &self.time {
-            TimeSource::Clock(c) => Ok(c.now()),
-            TimeSource::Redis => Ok(self.view(shard, "now", "").await?.0),
-        }
-    }
-}
-
-/// What one acquire script answered.
-pub(crate) enum AcquireAnswer {
-    Granted { lease: WireLease, reentrant: bool },
-    Queued(TicketView),
-}
-
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(wire::corrupt)
 }
 
 fn with_state_at(mut l: Lease, now: Timestamp) -> Lease {
@@ -554,7 +148,7 @@ impl Store for RedisStore {
     }
 
     fn attach_sink(&self, sink: Arc<dyn EventSink>) -> Result<()> {
-        self.sink.set(sink)
+        self.shards.sink.set(sink)
     }
 
     fn recheck_interval(&self) -> Option<Duration> {
@@ -562,18 +156,23 @@ impl Store for RedisStore {
     }
 
     fn new_ids(&self, resources: &[ResourceName]) -> (LeaseId, TicketId) {
-        if self.shards.len() == 1 {
+        if self.shards.map.len() == 1 {
             return (LeaseId::random(), TicketId::random());
         }
-        let home = self.shards.groups(resources).first().map_or(0, |(k, _)| *k);
+        let home = self
+            .shards
+            .map
+            .groups(resources)
+            .first()
+            .map_or(0, |(k, _)| *k);
         (
-            LeaseId::from_bytes(self.shards.stamp(*LeaseId::random().as_bytes(), home)),
-            TicketId::from_bytes(self.shards.stamp(*TicketId::random().as_bytes(), home)),
+            LeaseId::from_bytes(self.shards.map.stamp(*LeaseId::random().as_bytes(), home)),
+            TicketId::from_bytes(self.shards.map.stamp(*TicketId::random().as_bytes(), home)),
         )
     }
 
     async fn delivered(&self, lease: &Lease) -> Result<bool> {
-        if self.config.node_timeout.is_none() {
+        if self.shards.config.node_timeout.is_none() {
             return Ok(true);
         }
         // The handoff put the lease in this server's set, in the shard of the ticket (a queued
@@ -582,13 +181,14 @@ impl Store for RedisStore {
         let Some(first) = lease.resources.first() else {
             return Ok(true);
         };
-        let meta = &self.meta_keys[self.shards.of_resource(first.resource.as_str())];
+        let meta = &self.shards.meta_keys[self.shards.map.of_resource(first.resource.as_str())];
         let tag = meta.strip_suffix("meta").unwrap_or(meta);
         let removed: i64 = self
+            .shards
             .conn
             .query(
                 redis::cmd("SREM")
-                    .arg(format!("{tag}nl:{}", self.origin))
+                    .arg(format!("{tag}nl:{}", self.shards.origin))
                     .arg(hex(lease.id.as_bytes())),
             )
             .await
@@ -599,35 +199,50 @@ impl Store for RedisStore {
     async fn apply(&self, op: Op) -> Result<Outcome> {
         match op {
             Op::Acquire(req) => {
-                let groups = self.shards.groups(&req.resources);
+                let groups = self.shards.map.groups(&req.resources);
                 if groups.len() > 1 {
-                    return cross::acquire(self, req, groups)
+                    return spanning::acquire(&self.shards, req, groups)
                         .await
                         .map(Outcome::Acquired);
                 }
                 let shard = groups.first().map_or(0, |(k, _)| *k);
                 Ok(Outcome::Acquired(
-                    match self.acquire_on(shard, &req, &req.resources, None).await? {
+                    match atlantis_watch::acquire_on(
+                        &self.shards,
+                        shard,
+                        &req,
+                        &req.resources,
+                        None,
+                    )
+                    .await?
+                    {
                         AcquireAnswer::Granted { lease, reentrant } => Acquired::Granted {
                             lease: lease.into_lease()?,
                             reentrant,
                         },
                         AcquireAnswer::Queued(ticket) => Acquired::Queued { ticket },
+                        AcquireAnswer::AtlantisHeld(resource) => {
+                            return Err(Error::Locked {
+                                resource,
+                                holder: None,
+                            })
+                        }
                     },
                 ))
             }
             Op::Release(id) => {
-                let (k, part) = self.on_lease(&self.scripts.release, id, &[]).await?;
-                cross::after_release(self, k, part)
+                let (k, part) = self.shards.on_lease(Script::Release, id, &[]).await?;
+                spanning::after_release(&self.shards, k, part)
                     .await
                     .map(Outcome::Lease)
             }
             Op::Renew { lease_id, ttl } => {
                 let ttl = ttl.map_or(String::new(), |d| (d.as_millis() as u64).to_string());
                 let (k, part) = self
-                    .on_lease(&self.scripts.renew, lease_id, std::slice::from_ref(&ttl))
+                    .shards
+                    .on_lease(Script::Renew, lease_id, std::slice::from_ref(&ttl))
                     .await?;
-                cross::after_renew(self, k, part, &ttl)
+                spanning::after_renew(&self.shards, k, part, &ttl)
                     .await
                     .map(Outcome::Lease)
             }
@@ -641,8 +256,8 @@ impl Store for RedisStore {
                 };
                 let args = [hex(ticket_id.as_bytes()), reason.name().to_string(), cycle];
                 let mut first = None;
-                for k in self.search_order(ticket_id.as_bytes()) {
-                    match self.run(k, &self.scripts.cancel, &args).await?.1 {
+                for k in self.shards.search_order(ticket_id.as_bytes()) {
+                    match self.shards.run(k, Script::Cancel, &args).await?.1 {
                         Ok(v) => {
                             return Ok(Outcome::Ticket(decode::<wire::WireView>(v)?.into_view()?))
                         }
@@ -655,17 +270,18 @@ impl Store for RedisStore {
                 Err(first.unwrap_or_else(|| wire::corrupt("no shard answered")))
             }
             Op::ForceRelease { resource, reason } => {
-                let k = self.shards.of_resource(resource.as_str());
+                let k = self.shards.map.of_resource(resource.as_str());
                 let args = [resource.to_string(), reason];
-                let (_, v) = self.run(k, &self.scripts.force_release, &args).await?;
-                cross::after_release(self, k, decode(v?)?)
+                let (_, v) = self.shards.run(k, Script::ForceRelease, &args).await?;
+                spanning::after_release(&self.shards, k, decode(v?)?)
                     .await
                     .map(Outcome::Lease)
             }
             Op::ExpireDue => {
                 let all = self
+                    .shards
                     .each_shard(|k| async move {
-                        let (_, v) = self.run(k, &self.scripts.expire_due, &[]).await?;
+                        let (_, v) = self.shards.run(k, Script::ExpireDue, &[]).await?;
                         wire::lua_vec::<_, WireLease>(v?).map_err(wire::corrupt)
                     })
                     .await?;
@@ -675,8 +291,8 @@ impl Store for RedisStore {
                     .map(WireLease::into_lease)
                     .collect::<Result<Vec<_>>>()?;
                 leases.sort_by_key(|l| (l.expires_at, l.id));
-                if self.shards.len() > 1 {
-                    cross::sweep(self).await?;
+                if self.shards.map.len() > 1 {
+                    spanning::sweep(&self.shards).await?;
                 }
                 Ok(Outcome::Leases(leases))
             }
@@ -684,11 +300,13 @@ impl Store for RedisStore {
                 let name = serde_json::to_value(policy).map_err(wire::corrupt)?;
                 let name = name.as_str().unwrap_or("lowest_priority").to_string();
                 let all = self
+                    .shards
                     .each_shard(|k| {
                         let name = name.clone();
                         async move {
                             let (_, v) = self
-                                .run(k, &self.scripts.resolve_deadlocks, &[name])
+                                .shards
+                                .run(k, Script::ResolveDeadlocks, &[name])
                                 .await?;
                             wire::lua_vec::<_, wire::WireRecord>(v?).map_err(wire::corrupt)
                         }
@@ -699,31 +317,42 @@ impl Store for RedisStore {
                     .flatten()
                     .map(|r| r.into_record(policy))
                     .collect::<Result<Vec<_>>>()?;
-                if self.shards.len() > 1 {
-                    records.extend(crate::deadlocks::resolve_across(self, policy).await?);
+                if self.shards.map.len() > 1 {
+                    records.extend(crate::deadlocks::resolve_across(&self.shards, policy).await?);
                 }
                 Ok(Outcome::Deadlocks(records))
             }
             Op::Import(snapshot) => {
                 // The same rules as the lock table's import, before anything is written.
-                let config = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
-                snapshot.validate(&config, self.shard_now(0).await?)?;
-                cross::import(self, *snapshot).await.map(Outcome::Imported)
+                let config = self
+                    .shards
+                    .table
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                snapshot.validate(&config, self.shards.shard_now(0).await?)?;
+                spanning::import(&self.shards, *snapshot)
+                    .await
+                    .map(Outcome::Imported)
             }
         }
     }
 
     async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>> {
-        let Some((_, part)) = self.find_lease(&hex(id.as_bytes()), id.as_bytes()).await? else {
+        let Some((_, part)) = self
+            .shards
+            .find_lease(&hex(id.as_bytes()), id.as_bytes())
+            .await?
+        else {
             return Ok(None);
         };
-        cross::whole(self, part).await.map(Some)
+        spanning::whole(&self.shards, part).await.map(Some)
     }
 
     async fn get_ticket(&self, id: TicketId) -> Result<Option<TicketView>> {
         let hex_id = hex(id.as_bytes());
-        for k in self.search_order(id.as_bytes()) {
-            let (_, v) = self.view(k, "ticket", &hex_id).await?;
+        for k in self.shards.search_order(id.as_bytes()) {
+            let (_, v) = self.shards.view(k, "ticket", &hex_id).await?;
             if !matches!(v, Value::Bool(false) | Value::Null) {
                 return Ok(Some(decode::<wire::WireView>(v)?.into_view()?));
             }
@@ -734,6 +363,7 @@ impl Store for RedisStore {
     async fn list(&self, filter: LeaseFilter) -> Result<Vec<Lease>> {
         let now = self.now().await?;
         Ok(self
+            .shards
             .leases()
             .await?
             .into_iter()
@@ -743,11 +373,11 @@ impl Store for RedisStore {
     }
 
     async fn resource(&self, resource: ResourceName) -> Result<ResourceInfo> {
-        let k = self.shards.of_resource(resource.as_str());
-        let (_, v) = self.view(k, "resource", resource.as_str()).await?;
+        let k = self.shards.map.of_resource(resource.as_str());
+        let (_, v) = self.shards.view(k, "resource", resource.as_str()).await?;
         let w: wire::WireResource = decode(v)?;
         let holder = match w.holder {
-            Some(part) if part.sh.is_some() => Some(cross::whole(self, part).await?),
+            Some(part) if part.sh.is_some() => Some(spanning::whole(&self.shards, part).await?),
             Some(l) => Some(l.into_lease()?),
             None => None,
         };
@@ -765,8 +395,9 @@ impl Store for RedisStore {
 
     async fn queues(&self) -> Result<Vec<QueueSummary>> {
         let all = self
+            .shards
             .each_shard(|k| async move {
-                let (now, v) = self.view(k, "queues", "").await?;
+                let (now, v) = self.shards.view(k, "queues", "").await?;
                 let qs: Vec<wire::WireQueue> = wire::lua_vec(v).map_err(wire::corrupt)?;
                 Ok((now, qs))
             })
@@ -794,18 +425,19 @@ impl Store for RedisStore {
     }
 
     async fn find_deadlocks(&self) -> Result<Vec<Cycle>> {
-        if self.shards.len() > 1 {
-            return crate::deadlocks::find_across(self).await;
+        if self.shards.map.len() > 1 {
+            return crate::deadlocks::find_across(&self.shards).await;
         }
-        let (_, v) = self.view(0, "deadlocks", "").await?;
+        let (_, v) = self.shards.view(0, "deadlocks", "").await?;
         let cycles: Vec<Vec<WireEdge>> = wire::lua_vec(v).map_err(wire::corrupt)?;
         cycles.into_iter().map(wire::cycle).collect()
     }
 
     async fn next_deadline(&self) -> Result<Option<Timestamp>> {
         let all = self
+            .shards
             .each_shard(|k| async move {
-                let (_, v) = self.view(k, "next_deadline", "").await?;
+                let (_, v) = self.shards.view(k, "next_deadline", "").await?;
                 Ok(v.as_u64().map(Timestamp::from_millis))
             })
             .await?;
@@ -813,11 +445,12 @@ impl Store for RedisStore {
     }
 
     async fn now(&self) -> Result<Timestamp> {
-        self.shard_now(0).await
+        self.shards.shard_now(0).await
     }
 
     async fn backend_gauges(&self) -> Result<Vec<(&'static str, i64)>> {
         let info: String = self
+            .shards
             .conn
             .query(redis::cmd("INFO").arg("memory"))
             .await
@@ -829,21 +462,25 @@ impl Store for RedisStore {
             .unwrap_or(0);
         // Requests are multiplexed: one connection for commands and one for events per node
         // this client talks to.
-        let per_node = if self.config.cluster_mode {
-            self.config.addresses.len() as i64
+        let per_node = if self.shards.config.cluster_mode {
+            self.shards.config.addresses.len() as i64
         } else {
             1
         };
         Ok(vec![
             ("redis_memory_used_bytes", used),
             ("redis_pool_active_connections", 2 * per_node),
-            ("redis_pool_max_connections", self.config.pool_size as i64),
+            (
+                "redis_pool_max_connections",
+                self.shards.config.pool_size as i64,
+            ),
         ])
     }
 
     async fn ping(&self) -> Result<Duration> {
         let start = Instant::now();
         let _: String = self
+            .shards
             .conn
             .query(&redis::cmd("PING"))
             .await
@@ -858,13 +495,14 @@ impl Store for RedisStore {
     }
 
     async fn set_table_config(&self, config: TableConfig) -> Result<()> {
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = config;
+        *self.shards.table.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
-        let leases = self.leases().await?;
+        let leases = self.shards.leases().await?;
         let mut tickets = self
+            .shards
             .pages::<WireTicket>("tickets_page")
             .await?
             .into_iter()
@@ -872,6 +510,7 @@ impl Store for RedisStore {
             .collect::<Result<Vec<_>>>()?;
         tickets.sort_by_key(|t| (t.seq, t.id));
         let mut fences = self
+            .shards
             .pages::<(String, u64)>("fences_page")
             .await?
             .into_iter()
@@ -884,22 +523,5 @@ impl Store for RedisStore {
             tickets,
             fences,
         })
-    }
-}
-
-/// What a call's arguments are pushed to: an `FCALL` command or a script invocation.
-trait Args {
-    fn push<T: ToRedisArgs>(&mut self, v: T);
-}
-
-impl Args for redis::Cmd {
-    fn push<T: ToRedisArgs>(&mut self, v: T) {
-        self.arg(v);
-    }
-}
-
-impl Args for redis::ScriptInvocation<'_> {
-    fn push<T: ToRedisArgs>(&mut self, v: T) {
-        self.arg(v);
     }
 }

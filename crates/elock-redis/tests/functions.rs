@@ -7,7 +7,7 @@ use elock_core::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
 use elock_core::store::Store;
 use elock_core::table::{AcquireRequest, Acquired, TableConfig, WaitMode};
 use elock_redis::testing::{raw_command, unique_prefix, RedisServer};
-use elock_redis::{RedisConfig, RedisStore, TimeSource};
+use elock_redis::{RedisConfig, RedisStore, Script, TimeSource};
 
 async fn open(redis: &RedisServer) -> RedisStore {
     let config = RedisConfig {
@@ -97,4 +97,27 @@ async fn without_functions_the_lua_runs_as_scripts() {
         "acquire and release run by SHA"
     );
     assert_eq!(calls(&redis, "fcall"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_script_is_in_the_library_redis_loaded() {
+    let redis = tokio::task::spawn_blocking(|| RedisServer::start(&[]))
+        .await
+        .unwrap();
+    let _store = open(&redis).await;
+    let list = raw_command(redis.port(), &["FUNCTION", "LIST"]).unwrap();
+    let functions: Vec<&str> = list
+        .split(|c: char| c.is_whitespace() || c == '"')
+        .filter(|w| w.starts_with("elock_") && w.matches('_').count() >= 2)
+        .collect();
+    // The library's name: `elock_` and 12 hex digits of the code's hash.
+    let library = &functions.first().expect("the library is loaded")[..18];
+    for script in Script::ALL {
+        let function = format!("{library}_{}", script.name());
+        assert!(
+            functions.contains(&function.as_str()),
+            "{script:?}: {function} in {functions:?}"
+        );
+    }
+    assert_eq!(functions.len(), Script::ALL.len(), "{functions:?}");
 }

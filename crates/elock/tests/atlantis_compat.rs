@@ -1,4 +1,4 @@
-//! The Atlantis legacy adapter on a real server: `elock compat-test` (the conformance list of
+//! The Atlantis adapter on a real server: `elock compat-test` (the conformance list of
 //! reference/atlantis.md, over HTTP) passes every case, and a server that refuses leases without
 //! expiry says how to allow Atlantis's locks.
 

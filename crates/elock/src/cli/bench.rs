@@ -13,7 +13,7 @@
 //!   same concurrency over one multiplexed connection (latency: the SET): the baseline for a
 //!   server on the Redis store.
 //!
-//! - `atlantis-try-lock`: Atlantis's try-lock + unlock through the legacy adapter, each worker on
+//! - `atlantis-try-lock`: Atlantis's try-lock + unlock through the Atlantis adapter, each worker on
 //!   its own keys (latency: the try-lock), to compare with `uncontended`.
 //!
 //! `--peer URL` sends every other worker to a second server sharing the same store (Redis), so
@@ -47,7 +47,7 @@ pub enum Scenario {
     /// transitions against `redis-baseline` on the same Redis.
     RedisStore,
     /// Atlantis's try-lock + unlock (`/api/atlantis/v1/...`) of each worker's own keys: the
-    /// legacy adapter against `uncontended` (elock's own acquire + release) in the same run.
+    /// Atlantis adapter against `uncontended` (elock's own acquire + release) in the same run.
     AtlantisTryLock,
     /// Redis memory per held lease: INFO used_memory before and after taking 100,000 leases
     /// on the Redis store (then released). Ignores `--duration`.

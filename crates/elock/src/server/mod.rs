@@ -108,7 +108,7 @@ impl App {
     /// Atlantis's lock storage, routed as the migration mode says.
     pub fn atlantis(&self) -> atlantis::routed::Routed<'_> {
         atlantis::routed::Routed {
-            elock: atlantis::legacy::Legacy {
+            elock: atlantis::adapter::Adapter {
                 manager: &self.manager,
             },
             migration: &self.migration,

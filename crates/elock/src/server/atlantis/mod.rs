@@ -5,7 +5,7 @@
 //! - Atlantis's own endpoints, with its shapes, status codes and messages: `GET /api/locks`,
 //!   `GET /lock?id=` (the lock's page) and `DELETE /locks?id=`.
 
-pub mod legacy;
+pub mod adapter;
 pub mod routed;
 
 use std::sync::Arc;
@@ -24,8 +24,8 @@ use super::audit::{self, AuditInfo};
 use super::body;
 use super::error::ApiError;
 use super::App;
+use adapter::AdapterError;
 use elock_core::api::ErrorBody;
-use legacy::LegacyError;
 
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -67,16 +67,16 @@ pub struct Doc;
 
 /// Atlantis's own refusals (its messages, kept word for word) are `locked`, through the one
 /// error mapping like every other answer.
-fn failed(e: LegacyError) -> Response {
+fn failed(e: AdapterError) -> Response {
     match e {
-        LegacyError::Atlantis(message) => {
+        AdapterError::Atlantis(message) => {
             ApiError::Http(ErrorCode::Locked, message.to_string()).into_response()
         }
-        LegacyError::Engine(e) => ApiError::from(e).into_response(),
+        AdapterError::Engine(e) => ApiError::from(e).into_response(),
     }
 }
 
-fn answer<T: serde::Serialize>(r: Result<T, LegacyError>) -> Response {
+fn answer<T: serde::Serialize>(r: Result<T, AdapterError>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
         Err(e) => failed(e),

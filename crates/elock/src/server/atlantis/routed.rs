@@ -7,16 +7,16 @@ use std::collections::BTreeMap;
 use elock_atlantis::{CommandLock, LockKey, ProjectLock, APPLY_LOCK_RESOURCE};
 use elock_core::error::Error;
 
-use super::legacy::{Legacy, LegacyError, LegacyResult, TryLockResponse, LOCK_EXISTS, NO_LOCK};
+use super::adapter::{Adapter, AdapterError, AdapterResult, TryLockResponse, LOCK_EXISTS, NO_LOCK};
 use crate::migration::{AtlantisRedis, Migration};
 
 pub struct Routed<'a> {
-    pub elock: Legacy<'a>,
+    pub elock: Adapter<'a>,
     pub migration: &'a Migration,
 }
 
-fn legacy_failed(e: String) -> LegacyError {
-    LegacyError::Engine(Error::Storage(e))
+fn legacy_failed(e: String) -> AdapterError {
+    AdapterError::Engine(Error::Storage(e))
 }
 
 /// How an answer is shown in a mismatch record: enough to tell who holds what.
@@ -27,11 +27,11 @@ fn show_lock(l: Option<&ProjectLock>) -> String {
     }
 }
 
-fn show<T>(r: &LegacyResult<T>, f: impl Fn(&T) -> String) -> String {
+fn show<T>(r: &AdapterResult<T>, f: impl Fn(&T) -> String) -> String {
     match r {
         Ok(v) => f(v),
-        Err(LegacyError::Atlantis(m)) => format!("error: {m}"),
-        Err(LegacyError::Engine(e)) => format!("error: {e}"),
+        Err(AdapterError::Atlantis(m)) => format!("error: {m}"),
+        Err(AdapterError::Engine(e)) => format!("error: {e}"),
     }
 }
 
@@ -44,7 +44,7 @@ impl Routed<'_> {
         (!elock).then_some(legacy)
     }
 
-    pub async fn try_lock(&self, lock: ProjectLock) -> LegacyResult<TryLockResponse> {
+    pub async fn try_lock(&self, lock: ProjectLock) -> AdapterResult<TryLockResponse> {
         let lock = lock.redacted();
         let key = LockKey::of(&lock).to_string();
         let Some(legacy) = self.legacy_for(&key) else {
@@ -69,7 +69,7 @@ impl Routed<'_> {
         })
     }
 
-    pub async fn unlock(&self, key: &str, pull: Option<i64>) -> LegacyResult<Option<ProjectLock>> {
+    pub async fn unlock(&self, key: &str, pull: Option<i64>) -> AdapterResult<Option<ProjectLock>> {
         let Some(legacy) = self.legacy_for(key) else {
             // A lock taken in the legacy store before the split moved its key is still found.
             let got = self.elock.unlock(key, pull).await?;
@@ -95,7 +95,7 @@ impl Routed<'_> {
         Ok(got)
     }
 
-    pub async fn unlock_by_pull(&self, repo: &str, pull: i64) -> LegacyResult<Vec<ProjectLock>> {
+    pub async fn unlock_by_pull(&self, repo: &str, pull: i64) -> AdapterResult<Vec<ProjectLock>> {
         let Some(legacy) = self.migration.legacy_in_use() else {
             return self.elock.unlock_by_pull(repo, pull).await;
         };
@@ -122,7 +122,7 @@ impl Routed<'_> {
         Ok(got)
     }
 
-    pub async fn list(&self) -> LegacyResult<BTreeMap<String, ProjectLock>> {
+    pub async fn list(&self) -> AdapterResult<BTreeMap<String, ProjectLock>> {
         let Some(legacy) = self.migration.legacy_in_use() else {
             return self.elock.list().await;
         };
@@ -133,7 +133,7 @@ impl Routed<'_> {
         Ok(locks)
     }
 
-    pub async fn get_lock(&self, key: &str) -> LegacyResult<Option<ProjectLock>> {
+    pub async fn get_lock(&self, key: &str) -> AdapterResult<Option<ProjectLock>> {
         let Some(legacy) = self.migration.legacy_in_use() else {
             return self.elock.get_lock(key).await;
         };
@@ -153,13 +153,13 @@ impl Routed<'_> {
         }
     }
 
-    pub async fn lock_command(&self, unix_time: i64) -> LegacyResult<CommandLock> {
+    pub async fn lock_command(&self, unix_time: i64) -> AdapterResult<CommandLock> {
         let Some(legacy) = self.legacy_for(APPLY_LOCK_RESOURCE) else {
             return self.elock.lock_command(unix_time).await;
         };
         let got = match legacy.lock_command(unix_time).await {
             Ok(Some(l)) => Ok(l),
-            Ok(None) => Err(LegacyError::Atlantis(LOCK_EXISTS)),
+            Ok(None) => Err(AdapterError::Atlantis(LOCK_EXISTS)),
             Err(e) => return Err(legacy_failed(e)),
         };
         if self.migration.shadowing() {
@@ -174,13 +174,13 @@ impl Routed<'_> {
         got
     }
 
-    pub async fn unlock_command(&self) -> LegacyResult<()> {
+    pub async fn unlock_command(&self) -> AdapterResult<()> {
         let Some(legacy) = self.legacy_for(APPLY_LOCK_RESOURCE) else {
             return self.elock.unlock_command().await;
         };
         let got = match legacy.unlock_command().await {
             Ok(true) => Ok(()),
-            Ok(false) => Err(LegacyError::Atlantis(NO_LOCK)),
+            Ok(false) => Err(AdapterError::Atlantis(NO_LOCK)),
             Err(e) => return Err(legacy_failed(e)),
         };
         if self.migration.shadowing() {
@@ -195,7 +195,7 @@ impl Routed<'_> {
         got
     }
 
-    pub async fn check_command(&self) -> LegacyResult<Option<CommandLock>> {
+    pub async fn check_command(&self) -> AdapterResult<Option<CommandLock>> {
         match self.legacy_for(APPLY_LOCK_RESOURCE) {
             Some(legacy) => legacy.check_command().await.map_err(legacy_failed),
             None => self.elock.check_command().await,

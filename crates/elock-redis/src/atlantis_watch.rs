@@ -24,123 +24,26 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use elock_atlantis::{
-    owner_name, CommandLock, LockMetadata, ProjectLock, APPLY_LOCK_OWNER, APPLY_LOCK_RESOURCE,
-};
-use elock_core::error::Result;
-use elock_core::model::{Lease, LeaseId, Metadata, Owner, ResourceName, Ticket};
+use elock_atlantis::APPLY_LOCK_RESOURCE;
+use elock_core::error::{Error, Result};
+use elock_core::model::{LeaseId, ResourceName};
+use elock_core::table::AcquireRequest;
 use redis::{PushInfo, PushKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use crate::atlantis_format;
 use crate::config::RedisConfig;
-use crate::store::{decode, Core};
-use crate::wire::{self, hex, lua_vec, WireLease, WireTicket};
+use crate::scripts::Script;
+use crate::shards::{backend, decode, AcquireAnswer, Shards};
+use crate::wire::{self, hex, lua_vec, WireLease};
 
-/// Atlantis's key for the lock on `resource`.
-pub fn legacy_key(resource: &str) -> String {
-    if resource == APPLY_LOCK_RESOURCE {
-        resource.to_string()
-    } else {
-        format!("pr/{resource}")
-    }
-}
-
-/// The JSON Atlantis expects at its key while a lease on `resources` lasts, if the lease is one
-/// Atlantis should see: one resource, and Atlantis's lock in `metadata.atlantis` (or the apply
-/// lock, described by a command lock taken at `now_unix`).
-pub fn mirror_value(
-    resources: &[ResourceName],
-    metadata: Option<&Metadata>,
-    now_unix: i64,
-) -> Option<String> {
-    let [resource] = resources else {
-        return None;
-    };
-    let atlantis = metadata.and_then(|m| m.as_map().get("atlantis"));
-    let bytes = if resource.as_str() == APPLY_LOCK_RESOURCE {
-        atlantis
-            .and_then(|v| serde_json::from_value::<CommandLock>(v.clone()).ok())
-            .unwrap_or_else(|| CommandLock {
-                lock_metadata: LockMetadata {
-                    unix_time: now_unix,
-                    ..LockMetadata::default()
-                },
-                ..CommandLock::default()
-            })
-            .to_go_json()
-    } else {
-        let lock = serde_json::from_value::<ProjectLock>(atlantis?.clone()).ok()?;
-        if lock.project.repo_full_name.is_empty() {
-            return None;
-        }
-        lock.redacted().to_go_json()
-    };
-    String::from_utf8(bytes).ok()
-}
-
-/// Who holds a lock Atlantis wrote, in elock's terms, and its metadata (credentials removed).
-pub fn adoption(resource: &str, value: &[u8]) -> (Owner, Value) {
-    let atlantis = Owner::new(APPLY_LOCK_OWNER).expect("a valid owner");
-    if resource == APPLY_LOCK_RESOURCE {
-        return match CommandLock::from_json(value) {
-            Ok(c) => (atlantis, json!({ "atlantis": c })),
-            Err(e) => (atlantis, unreadable(e)),
-        };
-    }
-    match ProjectLock::from_json(value) {
-        Ok(lock) => {
-            let owner = Owner::new(&owner_name(&lock.project.repo_full_name, lock.pull.num))
-                .unwrap_or(atlantis);
-            (owner, json!({ "atlantis": lock.redacted() }))
-        }
-        Err(e) => (atlantis, unreadable(e)),
-    }
-}
-
-/// An Atlantis key elock cannot read is still Atlantis's lock: held, with the reason kept.
-fn unreadable(e: serde_json::Error) -> Value {
-    json!({ "atlantis-unreadable": format!("Atlantis's JSON could not be read: {e}") })
-}
-
-impl Core {
-    /// Atlantis's JSON for a lease or ticket being taken or imported, if Atlantis should see it.
-    pub(crate) fn mirror_of(
-        &self,
-        resources: &[ResourceName],
-        metadata: Option<&Metadata>,
-    ) -> Option<String> {
-        if !self.config().keeps_legacy_format() {
-            return None;
-        }
-        mirror_value(resources, metadata, self.unix_now())
-    }
-
-    /// A lease of a snapshot as the import script takes it (with Atlantis's JSON to keep).
-    pub(crate) fn import_lease(&self, l: &Lease) -> Result<Value> {
-        let mut v = serde_json::to_value(WireLease::from_lease(l)).map_err(wire::corrupt)?;
-        let names: Vec<ResourceName> = l.resources.iter().map(|h| h.resource.clone()).collect();
-        if let Some(lg) = self.mirror_of(&names, l.metadata.as_ref()) {
-            v["lg"] = lg.into();
-        }
-        Ok(v)
-    }
-
-    /// A ticket of a snapshot as the import script takes it (with Atlantis's JSON to keep once
-    /// granted).
-    pub(crate) fn import_ticket(&self, t: &Ticket) -> Result<Value> {
-        let mut v = serde_json::to_value(WireTicket::from_ticket(t)).map_err(wire::corrupt)?;
-        if let Some(lg) = self.mirror_of(&t.resources, t.metadata.as_ref()) {
-            v["lg"] = lg.into();
-        }
-        Ok(v)
-    }
-
-    async fn legacy(&self, op: &str, arg: String) -> Result<Value> {
+impl Shards {
+    async fn atlantis_keys(&self, op: &str, arg: String) -> Result<Value> {
         let (_, v) = self
-            .run(0, &self.scripts.legacy, &[op.to_string(), arg])
+            .run(0, Script::AtlantisKeys, &[op.to_string(), arg])
             .await?;
         v
     }
@@ -149,15 +52,15 @@ impl Core {
     pub(crate) async fn adopt(&self, resource: &str) -> Result<()> {
         let value: Option<Vec<u8>> = self
             .conn
-            .query(redis::cmd("GET").arg(legacy_key(resource)))
+            .query(redis::cmd("GET").arg(atlantis_format::atlantis_key(resource)))
             .await
-            .map_err(crate::store::backend)?;
+            .map_err(backend)?;
         let Some(value) = value else {
             return Ok(()); // Deleted meanwhile: nothing to adopt.
         };
-        let (owner, meta) = adoption(resource, &value);
+        let (owner, meta) = atlantis_format::adoption(resource, &value);
         let answer = self
-            .legacy(
+            .atlantis_keys(
                 "adopt",
                 json!({
                     "res": resource,
@@ -178,16 +81,16 @@ impl Core {
     /// One pass of the watch: mirrored leases whose Atlantis key went away are released (and
     /// their queues handed off), and Atlantis's keys without a lease are adopted. Answers how
     /// many of each.
-    pub async fn sync_legacy(&self) -> Result<LegacySync> {
-        let mut report = self.check_legacy().await?;
+    pub async fn sync_atlantis(&self) -> Result<AtlantisSync> {
+        let mut report = self.check_atlantis().await?;
         report.adopted = self.adopt_all().await?;
         Ok(report)
     }
 
     /// The mirrored leases whose Atlantis key went away are released and handed off (bounded by
     /// the leases Atlantis's keys stand for, not by the size of the database).
-    async fn check_legacy(&self) -> Result<LegacySync> {
-        let mut report = LegacySync::default();
+    async fn check_atlantis(&self) -> Result<AtlantisSync> {
+        let mut report = AtlantisSync::default();
         let mut cursor = String::new();
         loop {
             #[derive(Deserialize)]
@@ -196,7 +99,7 @@ impl Core {
                 released: Vec<WireLease>,
                 next: Value,
             }
-            let c: Checked = decode(self.legacy("check", cursor.clone()).await?)?;
+            let c: Checked = decode(self.atlantis_keys("check", cursor.clone()).await?)?;
             report.released += c.released.len();
             match c.next {
                 Value::String(next) => cursor = next,
@@ -222,7 +125,7 @@ impl Core {
                         .arg(1000),
                 )
                 .await
-                .map_err(crate::store::backend)?;
+                .map_err(backend)?;
             let mut resources: Vec<String> = keys
                 .iter()
                 .filter_map(|k| k.strip_prefix("pr/").map(str::to_string))
@@ -231,9 +134,11 @@ impl Core {
                 resources.push(APPLY_LOCK_RESOURCE.to_string());
             }
             if !resources.is_empty() {
-                let unheld: Vec<String> =
-                    lua_vec(self.legacy("unheld", json!(resources).to_string()).await?)
-                        .map_err(wire::corrupt)?;
+                let unheld: Vec<String> = lua_vec(
+                    self.atlantis_keys("unheld", json!(resources).to_string())
+                        .await?,
+                )
+                .map_err(wire::corrupt)?;
                 for r in unheld {
                     if ResourceName::new(&r).is_ok() {
                         self.adopt(&r).await?;
@@ -251,7 +156,7 @@ impl Core {
 
 /// What one pass of the watch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LegacySync {
+pub struct AtlantisSync {
     /// Leases released because Atlantis deleted or replaced their key.
     pub released: usize,
     /// Atlantis keys looked at for adoption (adopted unless deleted or taken meanwhile).
@@ -265,7 +170,11 @@ pub const SCAN_EVERY: u32 = 10;
 /// Runs the watch until the store is dropped: the check every `poll`, the scan for locks to
 /// adopt every `SCAN_EVERY` polls, and both as soon as a keyspace notification says Atlantis
 /// touched one of its keys.
-pub(crate) fn spawn_watch(core: Weak<Core>, config: RedisConfig, poll: Duration) -> JoinHandle<()> {
+pub(crate) fn spawn_watch(
+    core: Weak<Shards>,
+    config: RedisConfig,
+    poll: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let touched = Arc::new(Notify::new());
         let _notes = spawn_notifications(config, touched.clone());
@@ -282,9 +191,9 @@ pub(crate) fn spawn_watch(core: Weak<Core>, config: RedisConfig, poll: Duration)
                 return;
             };
             let pass = if scan {
-                core.sync_legacy().await
+                core.sync_atlantis().await
             } else {
-                core.check_legacy().await
+                core.check_atlantis().await
             };
             if let Err(e) = pass {
                 tracing::warn!(error = %e, "checking Atlantis's keys failed; trying again");
@@ -350,4 +259,31 @@ async fn subscribe(
     conn.subscribe(format!("__keyspace@{db}__:{APPLY_LOCK_RESOURCE}"))
         .await?;
     Ok(Some(conn))
+}
+
+/// One acquire script on one shard (`Shards::acquire_on`), adopting first a lock Atlantis wrote
+/// itself on the resource (a few times, as Atlantis may be writing and deleting meanwhile); a
+/// resource Atlantis still holds after that is refused as `locked`.
+pub(crate) async fn acquire_on(
+    shards: &Shards,
+    shard: usize,
+    req: &AcquireRequest,
+    resources: &[ResourceName],
+    part_of: Option<&[usize]>,
+) -> Result<AcquireAnswer> {
+    let mut answer = shards.acquire_on(shard, req, resources, part_of).await?;
+    for _ in 0..3 {
+        let AcquireAnswer::AtlantisHeld(r) = &answer else {
+            return Ok(answer);
+        };
+        shards.adopt(r.as_str()).await?;
+        answer = shards.acquire_on(shard, req, resources, part_of).await?;
+    }
+    match answer {
+        AcquireAnswer::AtlantisHeld(resource) => Err(Error::Locked {
+            resource,
+            holder: None,
+        }),
+        other => Ok(other),
+    }
 }

@@ -24,19 +24,19 @@ pub const NO_LOCK: &str = "db transaction failed: no lock exists";
 
 /// What a legacy call can fail with.
 #[derive(Debug)]
-pub enum LegacyError {
+pub enum AdapterError {
     /// Atlantis's own error message (409).
     Atlantis(&'static str),
     Engine(Error),
 }
 
-impl From<Error> for LegacyError {
+impl From<Error> for AdapterError {
     fn from(e: Error) -> Self {
-        LegacyError::Engine(e)
+        AdapterError::Engine(e)
     }
 }
 
-pub type LegacyResult<T> = Result<T, LegacyError>;
+pub type AdapterResult<T> = Result<T, AdapterError>;
 
 pub use elock_atlantis::adapter::TryLockResponse;
 
@@ -125,13 +125,13 @@ fn is_project_lock(lease: &Lease) -> bool {
         .is_some_and(|v| v.get("Project").is_some())
 }
 
-pub struct Legacy<'a> {
+pub struct Adapter<'a> {
     pub manager: &'a Manager,
 }
 
-impl Legacy<'_> {
+impl Adapter<'_> {
     /// The lease holding `key`, if any.
-    async fn holder(&self, key: &str) -> LegacyResult<Option<Lease>> {
+    async fn holder(&self, key: &str) -> AdapterResult<Option<Lease>> {
         Ok(self.manager.resource(resource(key)?).await?.holder)
     }
 
@@ -140,7 +140,7 @@ impl Legacy<'_> {
     /// The lock is stored without the credentials of its `CloneURL` (Atlantis sends its VCS
     /// token there; elock never needs it), so no answer, event, audit record or export can show
     /// them.
-    pub async fn try_lock(&self, lock: ProjectLock) -> LegacyResult<TryLockResponse> {
+    pub async fn try_lock(&self, lock: ProjectLock) -> AdapterResult<TryLockResponse> {
         let lock = lock.redacted();
         let key = LockKey::of(&lock).to_string();
         let value = serde_json::to_value(&lock).map_err(|e| Error::Internal(e.to_string()))?;
@@ -171,7 +171,7 @@ impl Legacy<'_> {
     }
 
     /// Deletes the lock at `key` if `pull` (when given) holds it; returns what was deleted.
-    pub async fn unlock(&self, key: &str, pull: Option<i64>) -> LegacyResult<Option<ProjectLock>> {
+    pub async fn unlock(&self, key: &str, pull: Option<i64>) -> AdapterResult<Option<ProjectLock>> {
         for _ in 0..3 {
             let Some(lease) = self.holder(key).await? else {
                 return Ok(None);
@@ -192,7 +192,7 @@ impl Legacy<'_> {
 
     /// Every lock of exactly this repository and pull (Atlantis matched the key prefix, so
     /// `owner/repo` also took `owner/repo2`'s locks).
-    pub async fn unlock_by_pull(&self, repo: &str, pull: i64) -> LegacyResult<Vec<ProjectLock>> {
+    pub async fn unlock_by_pull(&self, repo: &str, pull: i64) -> AdapterResult<Vec<ProjectLock>> {
         let filter = LeaseFilter {
             owner: Some(owner_of(repo, pull)?),
             ..LeaseFilter::default()
@@ -217,7 +217,7 @@ impl Legacy<'_> {
     }
 
     /// Every project lock by key (command locks are not listed).
-    pub async fn list(&self) -> LegacyResult<BTreeMap<String, ProjectLock>> {
+    pub async fn list(&self) -> AdapterResult<BTreeMap<String, ProjectLock>> {
         let mut out = BTreeMap::new();
         for lease in self.manager.list(LeaseFilter::default()).await? {
             if is_project_lock(&lease) {
@@ -229,7 +229,7 @@ impl Legacy<'_> {
     }
 
     /// The lock at `key`; a legacy three-part key finds the lock it was written for.
-    pub async fn get_lock(&self, key: &str) -> LegacyResult<Option<ProjectLock>> {
+    pub async fn get_lock(&self, key: &str) -> AdapterResult<Option<ProjectLock>> {
         if let Ok(r) = resource(key) {
             if let Some(lease) = self.manager.resource(r).await?.holder {
                 return Ok(Some(project_lock_of(&lease, key)));
@@ -242,7 +242,7 @@ impl Legacy<'_> {
             .find(|l| LockKey::of(l).legacy().to_string() == key))
     }
 
-    pub async fn lock_command(&self, unix_time: i64) -> LegacyResult<CommandLock> {
+    pub async fn lock_command(&self, unix_time: i64) -> AdapterResult<CommandLock> {
         let lock = CommandLock {
             lock_metadata: LockMetadata {
                 unix_time,
@@ -258,23 +258,23 @@ impl Legacy<'_> {
             Ok(Acquired::Granted {
                 reentrant: false, ..
             }) => Ok(lock),
-            Ok(_) | Err(Error::Locked { .. }) => Err(LegacyError::Atlantis(LOCK_EXISTS)),
+            Ok(_) | Err(Error::Locked { .. }) => Err(AdapterError::Atlantis(LOCK_EXISTS)),
             Err(e) => Err(no_expiry_hint(e).into()),
         }
     }
 
-    pub async fn unlock_command(&self) -> LegacyResult<()> {
+    pub async fn unlock_command(&self) -> AdapterResult<()> {
         let Some(lease) = self.holder(APPLY_LOCK).await? else {
-            return Err(LegacyError::Atlantis(NO_LOCK));
+            return Err(AdapterError::Atlantis(NO_LOCK));
         };
         match self.manager.release(lease.id).await {
             Ok(_) => Ok(()),
-            Err(Error::NotFound { .. }) => Err(LegacyError::Atlantis(NO_LOCK)),
+            Err(Error::NotFound { .. }) => Err(AdapterError::Atlantis(NO_LOCK)),
             Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn check_command(&self) -> LegacyResult<Option<CommandLock>> {
+    pub async fn check_command(&self) -> AdapterResult<Option<CommandLock>> {
         Ok(self.holder(APPLY_LOCK).await?.map(|lease| {
             lease
                 .metadata

@@ -1,4 +1,4 @@
--- legacy: Atlantis's own locks beside elock's (preserve-legacy-format; single node; lib.lua).
+-- atlantis_keys: Atlantis's own locks beside elock's (preserve-legacy-format; single node; lib.lua).
 -- ARGV[9]: the operation; ARGV[10]: its argument.
 --   adopt  {res, value, lid, owner, meta}: the lock Atlantis keeps for `res` becomes a lease
 --          without expiry, if elock does not hold `res` and Atlantis's key still holds `value`;

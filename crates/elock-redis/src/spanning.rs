@@ -28,33 +28,29 @@ use elock_core::error::{Error, Result};
 use elock_core::model::{Lease, ResourceName, Timestamp};
 use elock_core::table::{AcquireRequest, Acquired, ImportReport, Snapshot, WaitMode};
 
-use crate::store::{decode, AcquireAnswer, Core, RedisStore, RECHECK_INTERVAL};
+use std::sync::Arc;
+
+use crate::atlantis_watch::acquire_on;
+use crate::parts::{distinct, merge};
+use crate::scripts::Script;
+use crate::shards::{decode, AcquireAnswer, Shards, RECHECK_INTERVAL};
 use crate::wire::{self, hex, WireLease, WireTicket};
 
 /// How old a part must be before the sweep may decide its siblings are gone for good (far
 /// longer than any round takes).
 pub const SWEEP_GRACE: Duration = Duration::from_secs(10);
 
-/// The resources once each, in request order.
-pub(crate) fn distinct(resources: &[ResourceName]) -> Vec<ResourceName> {
-    let mut out: Vec<ResourceName> = Vec::with_capacity(resources.len());
-    for r in resources {
-        if !out.contains(r) {
-            out.push(r.clone());
-        }
-    }
-    out
-}
-
 pub(crate) async fn acquire(
-    store: &RedisStore,
+    shards: &Arc<Shards>,
     req: AcquireRequest,
     groups: Vec<(usize, Vec<ResourceName>)>,
 ) -> Result<Acquired> {
     if distinct(&req.resources).len() > elock_core::table::MAX_RESOURCES_PER_REQUEST {
         // The whole request to one shard, which refuses it exactly as the table does.
-        return match store.acquire_on(0, &req, &req.resources, None).await? {
-            AcquireAnswer::Granted { .. } | AcquireAnswer::Queued(_) => Err(wire::corrupt(
+        return match acquire_on(shards, 0, &req, &req.resources, None).await? {
+            AcquireAnswer::Granted { .. }
+            | AcquireAnswer::Queued(_)
+            | AcquireAnswer::AtlantisHeld(_) => Err(wire::corrupt(
                 "a request above the resource limit was not refused",
             )),
         };
@@ -81,21 +77,21 @@ pub(crate) async fn acquire(
         WaitMode::Queue { deadline, .. } => Some(deadline),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let store = store.clone();
+    let shards = shards.clone();
     tokio::spawn(async move {
-        let start = now(&store).await.unwrap_or(Timestamp::from_millis(0));
+        let start = now(&shards).await.unwrap_or(Timestamp::from_millis(0));
         let result = loop {
-            let changed = store.changed.notified();
+            let changed = shards.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let round = round(&store, &req, &groups).await;
+            let round = round(&shards, &req, &groups).await;
             let Some(deadline) = deadline else {
                 break round;
             };
             if !matches!(round, Err(Error::Locked { .. })) || tx.is_closed() {
                 break round;
             }
-            let at = match now(&store).await {
+            let at = match now(&shards).await {
                 Ok(t) => t,
                 Err(e) => break Err(e),
             };
@@ -118,7 +114,7 @@ pub(crate) async fn acquire(
         })) = tx.send(result)
         {
             // The caller went away after the grant: give the lease back.
-            if let Err(e) = release_everywhere(&store, &lease).await {
+            if let Err(e) = release_everywhere(&shards, &lease).await {
                 tracing::warn!(lease = %lease.id, error = %e, "could not give back a lease whose caller went away; the sweep or its expiry will");
             }
         }
@@ -127,8 +123,8 @@ pub(crate) async fn acquire(
         .map_err(|_| Error::Internal("the acquire task stopped without an answer".into()))?
 }
 
-async fn now(core: &Core) -> Result<Timestamp> {
-    core.shard_now(0).await
+async fn now(shards: &Shards) -> Result<Timestamp> {
+    shards.shard_now(0).await
 }
 
 fn names(resources: &[ResourceName]) -> String {
@@ -141,26 +137,23 @@ fn names(resources: &[ResourceName]) -> String {
 
 /// One try at every part, in ascending shard order; what was taken is given back on refusal.
 async fn round(
-    core: &Core,
+    shards: &Shards,
     req: &AcquireRequest,
     groups: &[(usize, Vec<ResourceName>)],
 ) -> Result<Acquired> {
-    let shards: Vec<usize> = groups.iter().map(|(k, _)| *k).collect();
+    let involved: Vec<usize> = groups.iter().map(|(k, _)| *k).collect();
     let mut try_req = req.clone();
     try_req.wait = WaitMode::Try;
     let mut taken: Vec<(usize, WireLease, bool)> = Vec::new();
     for (k, resources) in groups {
-        match core
-            .acquire_on(*k, &try_req, resources, Some(&shards))
-            .await
-        {
+        match acquire_on(shards, *k, &try_req, resources, Some(&involved)).await {
             Ok(AcquireAnswer::Granted { lease, reentrant }) => taken.push((*k, lease, reentrant)),
-            Ok(AcquireAnswer::Queued(_)) => {
-                give_back(core, &taken).await;
+            Ok(AcquireAnswer::Queued(_) | AcquireAnswer::AtlantisHeld(_)) => {
+                give_back(shards, &taken).await;
                 return Err(wire::corrupt("a part of a lease was queued"));
             }
             Err(e) => {
-                give_back(core, &taken).await;
+                give_back(shards, &taken).await;
                 return Err(e);
             }
         }
@@ -185,29 +178,29 @@ async fn round(
     // shard, that is a refusal naming the owner's own lease.
     let holder = reentrant[0].1.clone();
     let resource = ResourceName::new(&holder.res[0].0).map_err(wire::corrupt)?;
-    give_back(core, &taken).await;
+    give_back(shards, &taken).await;
     Err(Error::Locked {
         resource,
-        holder: Some(Box::new(whole(core, holder).await?)),
+        holder: Some(Box::new(whole(shards, holder).await?)),
     })
 }
 
 /// Releases the parts a round took itself (not the re-entered ones), newest first. A part that
 /// cannot be released now is left to the sweep.
-async fn give_back(core: &Core, taken: &[(usize, WireLease, bool)]) {
+async fn give_back(shards: &Shards, taken: &[(usize, WireLease, bool)]) {
     for (k, part, reentrant) in taken.iter().rev() {
         if *reentrant {
             continue;
         }
-        if let Err(e) = release_part(core, *k, &part.id).await {
+        if let Err(e) = release_part(shards, *k, &part.id).await {
             tracing::warn!(lease = %part.id, shard = k, error = %e, "could not give back part of a lease; the sweep will");
         }
     }
 }
 
-async fn release_part(core: &Core, shard: usize, id: &str) -> Result<Option<WireLease>> {
-    match core
-        .run(shard, &core.scripts.release, &[id.to_string()])
+async fn release_part(shards: &Shards, shard: usize, id: &str) -> Result<Option<WireLease>> {
+    match shards
+        .run(shard, Script::Release, &[id.to_string()])
         .await?
         .1
     {
@@ -217,74 +210,29 @@ async fn release_part(core: &Core, shard: usize, id: &str) -> Result<Option<Wire
     }
 }
 
-async fn release_everywhere(core: &Core, lease: &Lease) -> Result<()> {
+async fn release_everywhere(shards: &Shards, lease: &Lease) -> Result<()> {
     let id = hex(lease.id.as_bytes());
-    let mut shards: Vec<usize> = lease
+    let mut involved: Vec<usize> = lease
         .resources
         .iter()
-        .map(|h| core.shards.of_resource(h.resource.as_str()))
+        .map(|h| shards.map.of_resource(h.resource.as_str()))
         .collect();
-    shards.sort_unstable();
-    shards.dedup();
-    for k in shards {
-        release_part(core, k, &id).await?;
+    involved.sort_unstable();
+    involved.dedup();
+    for k in involved {
+        release_part(shards, k, &id).await?;
     }
     Ok(())
 }
 
-/// Puts parts of one lease together: resources in request order, the earliest acquisition and
-/// expiry, and a state other than held if any part has one.
-pub(crate) fn merge(mut parts: Vec<WireLease>) -> Result<Lease> {
-    if parts.len() == 1 {
-        return parts.pop().expect("one part").into_lease();
-    }
-    let mut first = parts
-        .first()
-        .cloned()
-        .ok_or_else(|| wire::corrupt("a lease with no parts"))?;
-    let order = first.all.clone().unwrap_or_default();
-    let rank = |r: &str| order.iter().position(|x| x == r).unwrap_or(usize::MAX);
-    let mut res: Vec<(String, u64)> = parts.iter().flat_map(|p| p.res.clone()).collect();
-    res.sort_by_key(|(r, _)| rank(r));
-    first.res = res;
-    first.at = parts.iter().map(|p| p.at).min().unwrap_or(first.at);
-    first.exp = parts.iter().filter_map(|p| p.exp).min();
-    first.state = parts
-        .iter()
-        .filter_map(|p| p.state.clone())
-        .find(|s| s != "held")
-        .or(first.state);
-    first.into_lease()
-}
-
-/// Groups listed parts by lease id and merges each group.
-pub(crate) fn merge_all(parts: Vec<WireLease>) -> Result<Vec<Lease>> {
-    let mut groups: Vec<Vec<WireLease>> = Vec::new();
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for p in parts {
-        if p.sh.is_none() {
-            groups.push(vec![p]);
-            continue;
-        }
-        match index.get(&p.id) {
-            Some(&i) => groups[i].push(p),
-            None => {
-                index.insert(p.id.clone(), groups.len());
-                groups.push(vec![p]);
-            }
-        }
-    }
-    groups.into_iter().map(merge).collect()
-}
-
 /// The whole lease a part belongs to: its siblings read from their shards (those still there).
-pub(crate) async fn whole(core: &Core, part: WireLease) -> Result<Lease> {
-    let Some(shards) = part.sh.clone() else {
+pub(crate) async fn whole(shards: &Shards, part: WireLease) -> Result<Lease> {
+    let Some(siblings) = part.sh.clone() else {
         return part.into_lease();
     };
-    let mut parts = Vec::with_capacity(shards.len());
-    for k in shards {
-        let (_, v) = core.view(k, "lease", &part.id).await?;
+    let mut parts = Vec::with_capacity(siblings.len());
+    for k in siblings {
+        let (_, v) = shards.view(k, "lease", &part.id).await?;
         if !matches!(v, Value::Bool(false) | Value::Null) {
             parts.push(decode::<WireLease>(v)?);
         }
@@ -297,13 +245,13 @@ pub(crate) async fn whole(core: &Core, part: WireLease) -> Result<Lease> {
 
 /// After one part was released (or force-released) on `shard`: release its siblings, and answer
 /// the whole lease.
-pub(crate) async fn after_release(core: &Core, shard: usize, part: WireLease) -> Result<Lease> {
-    let Some(shards) = part.sh.clone() else {
+pub(crate) async fn after_release(shards: &Shards, shard: usize, part: WireLease) -> Result<Lease> {
+    let Some(siblings) = part.sh.clone() else {
         return part.into_lease();
     };
     let mut parts = vec![part];
-    for k in shards.into_iter().filter(|k| *k != shard) {
-        if let Some(p) = release_part(core, k, &parts[0].id).await? {
+    for k in siblings.into_iter().filter(|k| *k != shard) {
+        if let Some(p) = release_part(shards, k, &parts[0].id).await? {
             parts.push(p);
         }
     }
@@ -313,26 +261,26 @@ pub(crate) async fn after_release(core: &Core, shard: usize, part: WireLease) ->
 /// After one part was renewed on `shard`: renew its siblings. If a sibling is gone (expired),
 /// the lease is broken: the remaining parts are released and the renewal fails.
 pub(crate) async fn after_renew(
-    core: &Core,
+    shards: &Shards,
     shard: usize,
     part: WireLease,
     ttl: &str,
 ) -> Result<Lease> {
-    let Some(shards) = part.sh.clone() else {
+    let Some(siblings) = part.sh.clone() else {
         return part.into_lease();
     };
     let id = part.id.clone();
     let mut parts = vec![part];
-    for k in shards.iter().copied().filter(|k| *k != shard) {
-        match core
-            .run(k, &core.scripts.renew, &[id.clone(), ttl.to_string()])
+    for k in siblings.iter().copied().filter(|k| *k != shard) {
+        match shards
+            .run(k, Script::Renew, &[id.clone(), ttl.to_string()])
             .await?
             .1
         {
             Ok(v) => parts.push(decode(v)?),
             Err(e) => {
-                for k in shards.iter().copied() {
-                    release_part(core, k, &id).await?;
+                for k in siblings.iter().copied() {
+                    release_part(shards, k, &id).await?;
                 }
                 return Err(e);
             }
@@ -343,17 +291,17 @@ pub(crate) async fn after_renew(
 
 /// Releases parts whose siblings are gone (their request's server died mid-round, or a sibling
 /// expired first). Run by every reaper pass.
-pub(crate) async fn sweep(core: &Core) -> Result<usize> {
+pub(crate) async fn sweep(shards: &Shards) -> Result<usize> {
     let mut swept = 0;
-    for k in 0..core.shards.len() {
-        let at = core.shard_now(k).await?;
+    for k in 0..shards.map.len() {
+        let at = shards.shard_now(k).await?;
         let before = at
             .as_millis()
             .saturating_sub(SWEEP_GRACE.as_millis() as u64);
-        let (_, v) = core.view(k, "parts", &before.to_string()).await?;
+        let (_, v) = shards.view(k, "parts", &before.to_string()).await?;
         let ids: Vec<String> = wire::lua_vec(v).map_err(wire::corrupt)?;
         for id in ids {
-            let (_, v) = core.view(k, "lease", &id).await?;
+            let (_, v) = shards.view(k, "lease", &id).await?;
             if matches!(v, Value::Bool(false) | Value::Null) {
                 continue;
             }
@@ -361,13 +309,13 @@ pub(crate) async fn sweep(core: &Core) -> Result<usize> {
             let mut complete = true;
             for s in part.sh.clone().unwrap_or_default() {
                 if s != k {
-                    let (_, v) = core.view(s, "lease", &id).await?;
+                    let (_, v) = shards.view(s, "lease", &id).await?;
                     complete &= !matches!(v, Value::Bool(false) | Value::Null);
                 }
             }
             if !complete {
                 tracing::warn!(lease = %id, shard = k, "releasing part of a lease whose other parts are gone");
-                release_part(core, k, &id).await?;
+                release_part(shards, k, &id).await?;
                 swept += 1;
             }
         }
@@ -378,19 +326,17 @@ pub(crate) async fn sweep(core: &Core) -> Result<usize> {
 /// Imports a snapshot shard by shard: each lease as one part per shard it spans, each ticket and
 /// fencing counter into its resources' shard. A ticket spanning shards cannot be queued (see the
 /// module notes) and is reported as skipped.
-pub(crate) async fn import(core: &Core, mut s: Snapshot) -> Result<ImportReport> {
+pub(crate) async fn import(shards: &Shards, mut s: Snapshot) -> Result<ImportReport> {
     s.leases.sort_by_key(|l| (l.acquired_at, l.id));
     s.tickets.sort_by_key(|t| t.seq);
-    let n = core.shards.len();
+    let n = shards.map.len();
     if n == 1 {
         let body = serde_json::json!({
             "fences": s.fences.iter().map(|(r, t)| (r.as_str(), t)).collect::<Vec<_>>(),
-            "leases": s.leases.iter().map(|l| core.import_lease(l)).collect::<Result<Vec<_>>>()?,
-            "tickets": s.tickets.iter().map(|t| core.import_ticket(t)).collect::<Result<Vec<_>>>()?,
+            "leases": s.leases.iter().map(|l| shards.import_lease(l)).collect::<Result<Vec<_>>>()?,
+            "tickets": s.tickets.iter().map(|t| shards.import_ticket(t)).collect::<Result<Vec<_>>>()?,
         });
-        let (_, v) = core
-            .run(0, &core.scripts.import, &[body.to_string()])
-            .await?;
+        let (_, v) = shards.run(0, Script::Import, &[body.to_string()]).await?;
         return decode::<wire::WireReport>(v?)?.into_report();
     }
     let mut fences = vec![Vec::new(); n];
@@ -398,11 +344,11 @@ pub(crate) async fn import(core: &Core, mut s: Snapshot) -> Result<ImportReport>
     let mut tickets = vec![Vec::new(); n];
     let mut report = ImportReport::default();
     for (r, t) in &s.fences {
-        fences[core.shards.of_resource(r.as_str())].push((r.as_str().to_string(), *t));
+        fences[shards.map.of_resource(r.as_str())].push((r.as_str().to_string(), *t));
     }
     for l in &s.leases {
         let names: Vec<ResourceName> = l.resources.iter().map(|h| h.resource.clone()).collect();
-        let groups = core.shards.groups(&names);
+        let groups = shards.map.groups(&names);
         let shards: Vec<usize> = groups.iter().map(|(k, _)| *k).collect();
         for (k, group) in &groups {
             let mut part = WireLease::from_lease(l);
@@ -416,7 +362,7 @@ pub(crate) async fn import(core: &Core, mut s: Snapshot) -> Result<ImportReport>
         }
     }
     for t in &s.tickets {
-        let groups = core.shards.groups(&t.resources);
+        let groups = shards.map.groups(&t.resources);
         if groups.len() > 1 {
             report.skipped.push(elock_core::table::Skipped {
                 id: t.id.to_string(),
@@ -437,9 +383,7 @@ pub(crate) async fn import(core: &Core, mut s: Snapshot) -> Result<ImportReport>
             "leases": leases[k],
             "tickets": tickets[k],
         });
-        let (_, v) = core
-            .run(k, &core.scripts.import, &[body.to_string()])
-            .await?;
+        let (_, v) = shards.run(k, Script::Import, &[body.to_string()]).await?;
         let part = decode::<wire::WireReport>(v?)?.into_report()?;
         report.tickets += part.tickets;
         for skipped in part.skipped {
@@ -465,7 +409,7 @@ pub(crate) async fn import(core: &Core, mut s: Snapshot) -> Result<ImportReport>
 }
 
 #[cfg(feature = "testkit")]
-impl RedisStore {
+impl Shards {
     /// Tests only: takes one part of a lease spanning `shards`, as a server that dies right
     /// after the first step of a round would leave it.
     #[doc(hidden)]
@@ -478,12 +422,14 @@ impl RedisStore {
         let mine: Vec<ResourceName> = req
             .resources
             .iter()
-            .filter(|r| self.shards.of_resource(r.as_str()) == shard)
+            .filter(|r| self.map.of_resource(r.as_str()) == shard)
             .cloned()
             .collect();
-        match self.acquire_on(shard, req, &mine, Some(shards)).await? {
+        match acquire_on(self, shard, req, &mine, Some(shards)).await? {
             AcquireAnswer::Granted { .. } => Ok(()),
-            AcquireAnswer::Queued(_) => Err(wire::corrupt("queued")),
+            AcquireAnswer::Queued(_) | AcquireAnswer::AtlantisHeld(_) => {
+                Err(wire::corrupt("queued"))
+            }
         }
     }
 
