@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use elock_core::model::duration_text;
+use serde::{Deserialize, Serialize};
+
 #[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     /// `host:port` (or full `redis://` / `rediss://` URLs). One for a single node; any number of
@@ -54,6 +57,85 @@ impl Default for RedisConfig {
             legacy_poll: Duration::from_secs(1),
             node_timeout: Some(Duration::from_secs(15)),
         }
+    }
+}
+
+/// The `redis` section of the server's configuration file, as written there (kebab-case keys,
+/// durations as text, the password by the name of its variable).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisSection {
+    pub addresses: Vec<String>,
+    pub cluster_mode: bool,
+    pub username: String,
+    /// The environment variable holding the password.
+    pub password_env: String,
+    /// The password itself (from ATLANTIS_ENHANCED_LOCKING_REDIS_PASSWORD or the flag); never
+    /// shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    pub db: u32,
+    pub tls: bool,
+    pub key_prefix: String,
+    pub pool_size: u32,
+    /// How many hash tags the lock table is spread over (1: one slot; more lets a Cluster use
+    /// several masters). Fixed for the life of the data.
+    pub shards: u32,
+    /// How long an elock server may miss its heartbeat before the others take it for gone and
+    /// cancel the tickets of the waiters connected to it (they would never take a grant).
+    #[serde(with = "duration_text")]
+    pub node_timeout: Duration,
+    /// How long one call to Redis may take before it fails (503 `backend_unavailable`).
+    #[serde(with = "duration_text")]
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisSection {
+    /// The defaults are [`RedisConfig`]'s: one place for both forms.
+    fn default() -> Self {
+        let c = RedisConfig::default();
+        RedisSection {
+            addresses: c.addresses,
+            cluster_mode: c.cluster_mode,
+            username: c.username.unwrap_or_default(),
+            password_env: String::new(),
+            password: None,
+            db: c.db as u32,
+            tls: c.tls,
+            key_prefix: c.key_prefix,
+            pool_size: c.pool_size,
+            shards: c.shards as u32,
+            node_timeout: c.node_timeout.unwrap_or(Duration::from_secs(15)),
+            response_timeout: c.response_timeout,
+        }
+    }
+}
+
+impl RedisSection {
+    /// The connection settings, the password from `password` (the variable or flag) or else
+    /// from the variable `password-env` names (read with `env`).
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<RedisConfig, String> {
+        let password = match (&self.password, self.password_env.as_str()) {
+            (Some(p), _) => Some(p.clone()),
+            (None, "") => None,
+            (None, var) => Some(env(var).ok_or_else(|| {
+                format!("redis.password-env: the environment variable {var:?} is not set")
+            })?),
+        };
+        Ok(RedisConfig {
+            addresses: self.addresses.clone(),
+            cluster_mode: self.cluster_mode,
+            username: (!self.username.is_empty()).then(|| self.username.clone()),
+            password,
+            db: i64::from(self.db),
+            tls: self.tls,
+            key_prefix: self.key_prefix.clone(),
+            pool_size: self.pool_size,
+            shards: self.shards as usize,
+            node_timeout: Some(self.node_timeout),
+            response_timeout: self.response_timeout,
+            ..RedisConfig::default()
+        })
     }
 }
 

@@ -32,7 +32,7 @@ mod store;
 pub mod testing;
 
 pub use atlantis_watch::AtlantisSync;
-pub use config::RedisConfig;
+pub use config::{RedisConfig, RedisSection};
 pub use scripts::Script;
 pub use shard_map::{ShardMap, MAX_SHARDS};
 pub use shards::{TimeSource, RECHECK_INTERVAL};

@@ -1,7 +1,9 @@
 //! The server's configuration (docs/configuration.md): schema, layering and checks.
 
 mod load;
+mod reload;
 pub mod schema;
 
 pub use load::{env_overrides, load, text_override, Override};
+pub use reload::restart_required;
 pub use schema::{Backend, Config};

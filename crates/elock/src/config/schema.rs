@@ -132,52 +132,8 @@ pub struct Webhook {
     pub secret_env: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Redis {
-    pub addresses: Vec<String>,
-    pub cluster_mode: bool,
-    pub username: String,
-    /// The environment variable holding the password.
-    pub password_env: String,
-    /// The password itself (from ATLANTIS_ENHANCED_LOCKING_REDIS_PASSWORD or the flag); never
-    /// shown.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    pub db: u32,
-    pub tls: bool,
-    pub key_prefix: String,
-    pub pool_size: u32,
-    /// How many hash tags the lock table is spread over (1: one slot; more lets a Cluster use
-    /// several masters). Fixed for the life of the data.
-    pub shards: u32,
-    /// How long an elock server may miss its heartbeat before the others take it for gone and
-    /// cancel the tickets of the waiters connected to it (they would never take a grant).
-    #[serde(with = "duration_text")]
-    pub node_timeout: Duration,
-    /// How long one call to Redis may take before it fails (503 `backend_unavailable`).
-    #[serde(with = "duration_text")]
-    pub response_timeout: Duration,
-}
-
-impl Default for Redis {
-    fn default() -> Self {
-        Redis {
-            addresses: vec!["127.0.0.1:6379".into()],
-            cluster_mode: false,
-            username: String::new(),
-            password_env: String::new(),
-            password: None,
-            db: 0,
-            tls: false,
-            key_prefix: "elock:".into(),
-            pool_size: 20,
-            shards: 1,
-            node_timeout: Duration::from_secs(15),
-            response_timeout: Duration::from_secs(5),
-        }
-    }
-}
+/// The `redis` section belongs to the Redis store.
+pub use elock_redis::RedisSection as Redis;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -292,30 +248,14 @@ impl Config {
     /// The Redis store's connection settings; the password comes from `redis.password` (the
     /// variable or flag) or else from the variable `redis.password-env` names.
     pub fn redis_config(&self) -> Result<elock_redis::RedisConfig, String> {
-        let r = &self.redis;
-        let password = match (&r.password, r.password_env.as_str()) {
-            (Some(p), _) => Some(p.clone()),
-            (None, "") => None,
-            (None, var) => Some(std::env::var(var).map_err(|_| {
-                format!("redis.password-env: the environment variable {var:?} is not set")
-            })?),
-        };
-        Ok(elock_redis::RedisConfig {
-            addresses: r.addresses.clone(),
-            cluster_mode: r.cluster_mode,
-            username: (!r.username.is_empty()).then(|| r.username.clone()),
-            password,
-            db: r.db as i64,
-            tls: r.tls,
-            key_prefix: r.key_prefix.clone(),
-            pool_size: r.pool_size,
-            shards: r.shards as usize,
-            legacy_format: self.backward_compatibility.preserve_legacy_format,
-            legacy_poll: self.backward_compatibility.legacy_poll_interval,
-            node_timeout: Some(r.node_timeout),
-            response_timeout: r.response_timeout,
-            ..elock_redis::RedisConfig::default()
-        })
+        let compat = &self.backward_compatibility;
+        self.redis
+            .resolve(&|var| std::env::var(var).ok())
+            .map(|c| elock_redis::RedisConfig {
+                legacy_format: compat.preserve_legacy_format,
+                legacy_poll: compat.legacy_poll_interval,
+                ..c
+            })
     }
 
     /// Where audit records go, if auditing is on.

@@ -141,23 +141,7 @@ impl Reloader {
             .into_iter()
             .map(String::from)
             .collect();
-        let el = (&old.enhanced_locking, &new.enhanced_locking);
-        for (key, changed) in [
-            ("enhanced-locking.listen", el.0.listen != el.1.listen),
-            ("enhanced-locking.backend", el.0.backend != el.1.backend),
-            ("enhanced-locking.data-dir", el.0.data_dir != el.1.data_dir),
-            ("redis", old.redis != new.redis),
-            (
-                "backward-compatibility",
-                old.backward_compatibility != new.backward_compatibility,
-            ),
-            ("migration", old.migration != new.migration),
-            ("http", old.http != new.http),
-        ] {
-            if changed {
-                restart.push(key.to_string());
-            }
-        }
+        restart.extend(config::restart_required(&old, &new));
         for key in &restart {
             tracing::warn!(
                 key,
