@@ -76,9 +76,39 @@ pub fn clone_urls_in(v: &mut serde_json::Value) -> bool {
     changed
 }
 
+/// Serialized JSON with every credential-bearing `CloneURL` redacted: `None` when there is
+/// nothing to redact (the common case costs one scan of the bytes for `"CloneURL"`). The one
+/// filter every output of the server goes through (answers, events, webhooks, pages).
+pub fn json_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
+    const NEEDLE: &[u8] = b"\"CloneURL\"";
+    if !bytes.windows(NEEDLE.len()).any(|w| w == NEEDLE) {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !clone_urls_in(&mut v) {
+        return None;
+    }
+    serde_json::to_vec(&v).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serialized_answers_lose_their_credentials_and_others_pass_untouched() {
+        let plain = br#"{"locks":[{"owner":"a","metadata":{"pr":1}}]}"#;
+        assert_eq!(json_bytes(plain), None);
+        let secret = br#"{"metadata":{"atlantis":{"Pull":{"BaseRepo":{"CloneURL":"https://bot:tok@h/r"}}}}}"#;
+        let shown = String::from_utf8(json_bytes(secret).unwrap()).unwrap();
+        assert!(shown.contains("https://bot:<redacted>@h/r"), "{shown}");
+        let clean = br#"{"CloneURL":"https://h/r"}"#;
+        assert_eq!(
+            json_bytes(clean),
+            None,
+            "nothing to redact: the bytes stay as they are"
+        );
+    }
 
     #[test]
     fn clone_urls_are_found_at_any_depth() {

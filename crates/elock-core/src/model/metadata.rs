@@ -1,7 +1,6 @@
 //! Lease metadata: a JSON object of at most 16 KiB, chosen by the client (who, what, why).
 
-use std::cell::Cell;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -72,41 +71,11 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// A rewrite of metadata for showing it (answers, events, audit, exports): `None` to show it as
-/// it is. Installed once per process by the server (Atlantis's clone URLs lose their credentials).
-pub type OutputFilter = fn(&Map<String, Value>) -> Option<Map<String, Value>>;
-
-static OUTPUT_FILTER: OnceLock<OutputFilter> = OnceLock::new();
-
-thread_local! {
-    static AS_STORED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Installs the process's output filter (the first call wins).
-pub fn set_output_filter(f: OutputFilter) {
-    let _ = OUTPUT_FILTER.set(f);
-}
-
-/// Runs `f` with metadata serialized as stored, unfiltered: for the stores' own records and for
-/// exports asked for with their secrets.
-pub fn as_stored<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            AS_STORED.with(|c| c.set(self.0));
-        }
-    }
-    let _reset = Reset(AS_STORED.with(|c| c.replace(true)));
-    f()
-}
-
+/// Metadata serializes as the client gave it: serialization is pure. Whatever must not be
+/// shown (credentials an import kept) is taken out at the server's edges, by one filter over
+/// every output.
 impl Serialize for Metadata {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if !AS_STORED.with(Cell::get) {
-            if let Some(shown) = OUTPUT_FILTER.get().and_then(|f| f(&self.0)) {
-                return shown.serialize(s);
-            }
-        }
         self.0.serialize(s)
     }
 }

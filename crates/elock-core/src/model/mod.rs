@@ -16,7 +16,7 @@ mod time;
 pub use cycle::{find_cycles, Cycle, CycleEdge};
 pub use ids::{LeaseId, TicketId};
 pub use lease::{HeldResource, Lease, LeaseState, MAX_FENCING_TOKEN};
-pub use metadata::{as_stored, set_output_filter, Metadata, OutputFilter, MAX_METADATA_BYTES};
+pub use metadata::{Metadata, MAX_METADATA_BYTES};
 pub use names::{Owner, ResourceName, MAX_OWNER_BYTES, MAX_RESOURCE_BYTES};
 pub use priority::Priority;
 pub use ticket::{Ticket, TicketView};

@@ -51,11 +51,16 @@ pub fn parse_types(raw: Option<&str>) -> ApiResult<Vec<EventType>> {
 }
 
 fn to_sse(e: &Event) -> SseEvent {
-    SseEvent::default()
-        .id(e.id.to_string())
-        .event(e.kind.name())
-        .json_data(e)
-        .unwrap_or_else(|_| SseEvent::default().comment("an event could not be encoded"))
+    let data = serde_json::to_vec(e)
+        .map(super::shown::json)
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    match data {
+        Ok(data) => SseEvent::default()
+            .id(e.id.to_string())
+            .event(e.kind.name())
+            .data(data),
+        Err(_) => SseEvent::default().comment("an event could not be encoded"),
+    }
 }
 
 /// Server-sent events: `id`, `event` (the type) and `data` (the event JSON); `Last-Event-ID` resumes.

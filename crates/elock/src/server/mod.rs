@@ -13,6 +13,7 @@ mod health;
 mod limits;
 mod metrics;
 mod openapi;
+mod shown;
 mod transfer;
 mod webhooks;
 
@@ -164,11 +165,12 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(openapi::routes())
         .merge(transfer::routes())
         .merge(atlantis::routes())
-        // Outermost last: count → audit → authorize → complete errors → handler.
+        // Outermost last: count → audit → authorize → filter → complete errors → handler.
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             error::complete,
         ))
+        .layer(axum::middleware::from_fn(shown::filter))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::authorize,
@@ -268,9 +270,6 @@ pub async fn start(opts: ServeOptions) -> Result<Started, String> {
             .map_err(|e| format!("{e} (redis.addresses)"))?,
         ),
     };
-    // Credentials in metadata (Atlantis's clone URLs, kept only by an import with
-    // --include-secrets) are never shown: not in answers, events, audit records or exports.
-    elock_core::model::set_output_filter(shown_metadata);
     let auth = auth::Auth::new(&cfg.auth.tokens)?;
     let audit = audit::AuditLog::start(cfg.audit_path()).await?;
     let migration = Arc::new(start_migration(&cfg.migration).await?);
@@ -390,20 +389,4 @@ async fn start_migration(
         m.validation_enabled,
         legacy,
     ))
-}
-
-/// Metadata as shown: clone URLs without their credentials (`None`: nothing to hide).
-fn shown_metadata(
-    m: &serde_json::Map<String, serde_json::Value>,
-) -> Option<serde_json::Map<String, serde_json::Value>> {
-    use elock_atlantis::redact::{clone_urls_in, has_clone_url_secret};
-    if !m.values().any(has_clone_url_secret) {
-        return None;
-    }
-    let mut v = serde_json::Value::Object(m.clone());
-    clone_urls_in(&mut v);
-    match v {
-        serde_json::Value::Object(shown) => Some(shown),
-        _ => None,
-    }
 }

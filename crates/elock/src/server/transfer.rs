@@ -38,13 +38,13 @@ async fn export(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult
     };
     // Credentials in metadata (clone URLs an import kept with --include-secrets) are left out
     // unless asked for.
-    let bytes = if q.include_secrets {
-        elock_core::model::as_stored(|| serde_json::to_vec(&file))
-    } else {
-        serde_json::to_vec(&file)
+    let bytes = serde_json::to_vec(&file)
+        .map_err(|e| ApiError::from(elock_core::error::Error::Internal(e.to_string())))?;
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+    if q.include_secrets {
+        response.extensions_mut().insert(super::shown::WithSecrets);
     }
-    .map_err(|e| ApiError::from(elock_core::error::Error::Internal(e.to_string())))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    Ok(response)
 }
 
 #[derive(Deserialize, Default)]

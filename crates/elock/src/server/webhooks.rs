@@ -57,7 +57,7 @@ pub fn start(manager: &Manager, hooks: &[Webhook]) -> Result<(), String> {
                 max_delay: Duration::from_secs(30),
             };
             while let Some(event) = events.recv_filtered(&types).await {
-                let body = serde_json::to_vec(&*event).unwrap_or_default();
+                let body = super::shown::json(serde_json::to_vec(&*event).unwrap_or_default());
                 for attempt in 0..ATTEMPTS {
                     let mut request = http
                         .post(&url)

@@ -64,8 +64,7 @@ pub(super) fn encode_changes(
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
-    crate::model::as_stored(|| serde_json::to_vec(v))
-        .map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
+    serde_json::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode record: {e}")))
 }
 
 /// Applies a batch in one transaction and commits it durably (one fsync for the whole batch).
