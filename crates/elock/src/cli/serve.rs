@@ -102,7 +102,7 @@ impl ServerFlags {
     }
 
     /// Loads the effective configuration (file, environment, flags).
-    pub fn load(&self) -> Result<Config, Vec<String>> {
+    pub fn load(&self) -> Result<Config, config::ConfigErrors> {
         let mut overrides = config::env_overrides(&|v| std::env::var(v).ok());
         overrides.extend(self.overrides());
         config::load(self.config.as_deref(), &overrides)

@@ -10,6 +10,7 @@ use std::path::Path;
 use elock_core::event::EventType;
 use serde_json::{Map, Value};
 
+use super::errors::{ConfigError, ConfigErrors, Source};
 use super::schema::{Backend, Config};
 
 /// One value from outside the file: an environment variable or a flag.
@@ -123,26 +124,27 @@ pub fn env_overrides(get: &dyn Fn(&str) -> Option<String>) -> Vec<Override> {
         .collect()
 }
 
-/// Loads and checks the configuration. Every problem found is returned, one message each.
-pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, Vec<String>> {
+/// Loads and checks the configuration. Every problem found is returned.
+pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigErrors> {
     let mut merged = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                vec![format!(
-                    "cannot read the configuration file {}: {e}",
-                    path.display()
-                )]
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                message: e.to_string(),
             })?;
-            let v: Value = serde_yaml_ng::from_str(&text)
-                .map_err(|e| vec![format!("{}: {e}", path.display())])?;
+            let v: Value = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Malformed {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
             match v {
                 Value::Null => Value::Object(Map::new()),
                 Value::Object(_) => v,
                 _ => {
-                    return Err(vec![format!(
-                        "{}: the configuration must be a mapping of sections",
-                        path.display()
-                    )])
+                    return Err(ConfigError::Malformed {
+                        path: path.to_path_buf(),
+                        message: "the configuration must be a mapping of sections".into(),
+                    }
+                    .into())
                 }
             }
         }
@@ -153,39 +155,64 @@ pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, Vec<S
         set(&mut merged, o.key, o.value.clone());
         sources.insert(o.key, &o.source);
     }
-    let where_from = |key: &str| match (sources.get(key), file) {
-        (Some(s), _) => format!(" (from {s})"),
-        (None, Some(f)) => format!(" (in {})", f.display()),
-        (None, None) => String::new(),
+    let source = |key: &str| match (sources.get(key), file) {
+        (Some(s), _) => Source::Override(s.to_string()),
+        (None, Some(f)) => Source::File(f.to_path_buf()),
+        (None, None) => Source::Default,
     };
     let config: Config = serde_path_to_error::deserialize(merged.clone()).map_err(|e| {
         let key = e.path().to_string();
-        let value = get(&merged, &key)
-            .map(|v| format!(" = {v}"))
-            .unwrap_or_default();
-        vec![format!("{key}{value}: {}{}", e.inner(), where_from(&key))]
+        ConfigError::Setting {
+            value: get(&merged, &key).map(|v| v.to_string()),
+            origin: source(&key),
+            expected: e.inner().to_string(),
+            key,
+        }
     })?;
     let problems = check(&config);
     if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(problems
+        return Ok(config);
+    }
+    Err(ConfigErrors(
+        problems
             .into_iter()
-            .map(|(key, msg)| format!("{key}: {msg}{}", where_from(key)))
-            .collect())
+            .map(|p| ConfigError::Setting {
+                key: p.key.to_string(),
+                value: p.value,
+                origin: source(p.key),
+                expected: p.expected,
+            })
+            .collect(),
+    ))
+}
+
+/// A value the types accept but the settings together do not.
+struct Problem {
+    key: &'static str,
+    value: Option<String>,
+    expected: String,
+}
+
+/// A problem with `key`'s `value`: what was expected instead.
+fn bad(key: &'static str, value: impl ToString, expected: impl Into<String>) -> Problem {
+    Problem {
+        key,
+        value: Some(value.to_string()),
+        expected: expected.into(),
     }
 }
 
 /// What types cannot say.
-fn check(c: &Config) -> Vec<(&'static str, String)> {
+fn check(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
     let fmt = elock_core::model::format_duration;
     let el = &c.enhanced_locking;
     if el.default_timeout > el.max_timeout {
-        p.push((
+        p.push(bad(
             "enhanced-locking.default-timeout",
+            fmt(el.default_timeout),
             format!(
-                "{} is above enhanced-locking.max-timeout {}",
+                "{} is above enhanced-locking.max-timeout {}: expected at most that",
                 fmt(el.default_timeout),
                 fmt(el.max_timeout)
             ),
@@ -196,159 +223,169 @@ fn check(c: &Config) -> Vec<(&'static str, String)> {
         ("http.body-read-timeout", c.http.body_read_timeout),
     ] {
         if d.is_zero() {
-            p.push((key, "0s: expected a positive duration".into()));
+            p.push(bad(key, "0s", "expected a positive duration"));
         }
     }
     if c.redis.node_timeout < std::time::Duration::from_secs(1) {
-        p.push((
+        p.push(bad(
             "redis.node-timeout",
-            format!(
-                "{}: expected at least 1s (a server beats every third of it)",
-                fmt(c.redis.node_timeout)
-            ),
+            fmt(c.redis.node_timeout),
+            "expected at least 1s (a server beats every third of it)",
         ));
     }
     if c.http.max_connections == 0 {
-        p.push(("http.max-connections", "0: expected at least 1".into()));
+        p.push(bad("http.max-connections", 0, "expected at least 1"));
     }
     if el.max_timeout.is_zero() {
-        p.push((
+        p.push(bad(
             "enhanced-locking.max-timeout",
-            "must be a positive duration".into(),
+            "0s",
+            "expected a positive duration",
         ));
     }
     if el.backend == Backend::Redis {
         if c.redis.addresses.is_empty() {
-            p.push((
+            p.push(bad(
                 "redis.addresses",
-                "[]: expected at least one host:port".into(),
+                "[]",
+                "expected at least one host:port",
             ));
         }
         if !c.redis.cluster_mode && c.redis.addresses.len() > 1 {
-            p.push((
+            p.push(bad(
                 "redis.addresses",
-                format!(
-                    "{} addresses with cluster-mode false: expected one (or set cluster-mode: true)",
-                    c.redis.addresses.len()
-                ),
+                format!("{} addresses", c.redis.addresses.len()),
+                "expected one with cluster-mode false (or set cluster-mode: true)",
             ));
         }
         if c.redis.cluster_mode && c.redis.db != 0 {
-            p.push((
+            p.push(bad(
                 "redis.db",
-                format!("{}: Redis Cluster has only database 0", c.redis.db),
+                c.redis.db,
+                "expected 0: Redis Cluster has only database 0",
             ));
         }
         if c.redis.pool_size == 0 {
-            p.push(("redis.pool-size", "0: expected at least 1".into()));
+            p.push(bad("redis.pool-size", 0, "expected at least 1"));
         }
         if c.redis.shards == 0 || c.redis.shards as usize > elock_redis::MAX_SHARDS {
-            p.push((
+            p.push(bad(
                 "redis.shards",
-                format!(
-                    "{}: expected 1 to {}",
-                    c.redis.shards,
-                    elock_redis::MAX_SHARDS
-                ),
+                c.redis.shards,
+                format!("expected 1 to {}", elock_redis::MAX_SHARDS),
             ));
         }
     }
     let b = &c.backward_compatibility;
     if b.legacy_poll_interval < std::time::Duration::from_millis(10) {
-        p.push((
+        p.push(bad(
             "backward-compatibility.legacy-poll-interval",
-            format!(
-                "{}: expected at least 10ms",
-                elock_core::model::format_duration(b.legacy_poll_interval)
-            ),
+            fmt(b.legacy_poll_interval),
+            "expected at least 10ms",
         ));
     }
     let q = &c.priority_queue;
     if q.max_queue_size == 0 {
-        p.push((
+        p.push(bad(
             "priority-queue.max-queue-size",
-            "0: expected at least 1".into(),
+            0,
+            "expected at least 1",
         ));
     }
     if q.max_priority_boost > 3 {
-        p.push((
+        p.push(bad(
             "priority-queue.max-priority-boost",
-            format!("{}: expected 0..=3", q.max_priority_boost),
+            q.max_priority_boost,
+            "expected 0..=3",
         ));
     }
     if c.retry.enabled && c.retry.max_attempts == 0 {
-        p.push((
+        p.push(bad(
             "retry.max-attempts",
-            "0 while retry is enabled: expected at least 1".into(),
+            0,
+            "expected at least 1 while retry is enabled",
         ));
     }
     if c.retry.base_delay > c.retry.max_delay {
-        p.push((
+        p.push(bad(
             "retry.base-delay",
+            fmt(c.retry.base_delay),
             format!(
-                "{} is above retry.max-delay {}",
+                "{} is above retry.max-delay {}: expected at most that",
                 fmt(c.retry.base_delay),
                 fmt(c.retry.max_delay)
             ),
         ));
     }
     if c.deadlock_detection.check_interval.is_zero() {
-        p.push((
+        p.push(bad(
             "deadlock-detection.check-interval",
-            "must be a positive duration".into(),
+            "0s",
+            "expected a positive duration",
         ));
     }
-    if c.circuit_breaker.failure_threshold == 0 || c.circuit_breaker.success_threshold == 0 {
-        p.push((
+    for (key, n) in [
+        (
             "circuit-breaker.failure-threshold",
-            "thresholds must be at least 1".into(),
-        ));
+            c.circuit_breaker.failure_threshold,
+        ),
+        (
+            "circuit-breaker.success-threshold",
+            c.circuit_breaker.success_threshold,
+        ),
+    ] {
+        if n == 0 {
+            p.push(bad(key, 0, "expected at least 1"));
+        }
     }
     if c.events.buffer_size == 0 {
-        p.push(("events.buffer-size", "0: expected at least 1".into()));
+        p.push(bad("events.buffer-size", 0, "expected at least 1"));
     }
     for w in &c.events.webhooks {
         if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
-            p.push((
+            p.push(bad(
                 "events.webhooks",
-                format!("url {:?}: expected an http:// or https:// URL", w.url),
+                format!("url {:?}", w.url),
+                "expected an http:// or https:// URL",
             ));
         }
         for t in &w.types {
             if EventType::parse(t).is_none() {
-                p.push((
+                let known: Vec<_> = EventType::ALL.iter().map(|t| t.name()).collect();
+                p.push(bad(
                     "events.webhooks",
-                    format!("type {t:?} is not an event type"),
+                    format!("type {t:?}"),
+                    format!("an event type: {}", known.join(", ")),
                 ));
             }
         }
     }
     if c.migration.traffic_percentage > 100 {
-        p.push((
+        p.push(bad(
             "migration.traffic-percentage",
-            format!("{}: expected 0..=100", c.migration.traffic_percentage),
+            c.migration.traffic_percentage,
+            "expected 0..=100",
         ));
     }
     {
         use super::schema::MigrationMode::{Shadow, Split};
         let m = &c.migration;
         if matches!(m.mode, Shadow | Split) && m.legacy_redis_url().is_none() {
-            p.push((
+            p.push(bad(
                 "migration.legacy-redis",
+                "\"\"",
                 format!(
-                    "empty: mode {} needs the legacy store, Atlantis's Redis (host:port)",
-                    if m.mode == Shadow { "shadow" } else { "split" }
+                    "Atlantis's Redis (host:port): mode {} needs the legacy store",
+                    m.mode.name()
                 ),
             ));
         }
         if let Some(url) = m.legacy_redis_url() {
             if redis::Client::open(url.as_str()).is_err() {
-                p.push((
+                p.push(bad(
                     "migration.legacy-redis",
-                    format!(
-                        "{:?}: expected host:port or redis://host:port/db",
-                        m.legacy_redis
-                    ),
+                    format!("{:?}", m.legacy_redis),
+                    "expected host:port or redis://host:port/db",
                 ));
             }
         }
@@ -356,17 +393,16 @@ fn check(c: &Config) -> Vec<(&'static str, String)> {
     for t in &c.auth.tokens {
         match (&t.token_sha256, &t.token_env) {
             (Some(h), None) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) => {}
-            (Some(_), None) => p.push((
+            (Some(_), None) => p.push(bad(
                 "auth.tokens",
-                format!("token {:?}: token-sha256 must be 64 hex digits", t.name),
+                format!("token {:?}", t.name),
+                "token-sha256 must be 64 hex digits",
             )),
             (None, Some(_)) => {}
-            _ => p.push((
+            _ => p.push(bad(
                 "auth.tokens",
-                format!(
-                    "token {:?}: give exactly one of token-sha256 and token-env",
-                    t.name
-                ),
+                format!("token {:?}", t.name),
+                "give exactly one of token-sha256 and token-env",
             )),
         }
     }
@@ -490,7 +526,7 @@ mod tests {
     #[test]
     fn a_misspelt_key_is_refused_naming_it_and_the_file() {
         let f = file("priority-queue:\n  max-queue-sise: 10\n");
-        let errors = load(Some(f.path()), &[]).unwrap_err();
+        let errors = load(Some(f.path()), &[]).unwrap_err().lines();
         assert!(errors[0].contains("max-queue-sise"), "{errors:?}");
         assert!(errors[0].contains("priority-queue"), "{errors:?}");
         assert!(

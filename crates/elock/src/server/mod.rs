@@ -129,7 +129,7 @@ impl Reloader {
     pub async fn reload(&self, manager: &Manager) -> Result<Vec<String>, Vec<String>> {
         let mut overrides = config::env_overrides(&|v| std::env::var(v).ok());
         overrides.extend(self.flags.iter().cloned());
-        let new = config::load(self.file.as_deref(), &overrides)?;
+        let new = config::load(self.file.as_deref(), &overrides).map_err(|e| e.lines())?;
         let old = self
             .current
             .lock()
