@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
 
 use history::{Attempt, Grant, History, Outcome, SeenLease, Snapshot, Write};
 
@@ -134,9 +133,12 @@ impl Recorder {
     }
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
+/// A client of `url` that never retries by itself: every attempt the history records is one
+/// request.
+fn client_of(url: &str, timeout: Duration) -> elock_client::Client {
+    elock_client::Client::builder(url)
+        .timeout(timeout)
+        .retries(0)
         .build()
         .unwrap()
 }
@@ -145,42 +147,33 @@ fn http() -> reqwest::Client {
 /// freeze past the ttl first (its write must then be refused if someone else wrote), release.
 pub async fn client(id: usize, plan: Plan, targets: Targets, rec: Arc<Recorder>, stop: Instant) {
     let mut rng = StdRng::seed_from_u64(plan.seed.wrapping_add(id as u64 * 7919));
-    let http = http();
     let mut attempt = 0u64;
     while Instant::now() < stop {
         attempt += 1;
         let owner = format!("c{id}-{attempt}");
         let resource = format!("res/{}", rng.random_range(0..plan.resources));
         let wait_ms: u64 = if rng.random_bool(0.3) { 0 } else { 3000 };
-        let url = targets.get(id);
+        let api = client_of(&targets.get(id), Duration::from_secs(30));
         let sent = now_ms();
-        let answer = http
-            .post(format!("{url}/api/v1/locks"))
-            .json(&json!({
-                "resource": resource,
-                "owner": owner,
-                "ttl": format!("{}ms", plan.ttl.as_millis()),
-                "wait": format!("{wait_ms}ms"),
-            }))
-            .send()
+        let answer = api
+            .lock(&owner, [&resource])
+            .unwrap()
+            .ttl(plan.ttl)
+            .wait(Duration::from_millis(wait_ms))
+            .acquire()
             .await;
-        let (status, body) = match answer {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.json::<Value>().await.unwrap_or(Value::Null))
-            }
-            Err(e) => (0, Value::String(e.to_string())),
-        };
         let answered = now_ms();
-        let outcome = match status {
-            201 | 200 => Outcome::Granted(Grant {
-                lease: body["id"].as_str().unwrap().to_string(),
-                token: body["resources"][0]["fencing_token"].as_u64().unwrap(),
-                acquired_at: ms(&body["acquired_at"]),
-                expires_at: ms(&body["expires_at"]),
+        let outcome = match &answer {
+            Ok(lease) => Outcome::Granted(Grant {
+                lease: lease.id.to_string(),
+                token: lease.resources[0].fencing_token,
+                acquired_at: lease.acquired_at.as_millis(),
+                expires_at: lease.expires_at.map_or(u64::MAX, |t| t.as_millis()),
             }),
-            400..=499 => Outcome::Refused(status),
-            _ => Outcome::Unknown(format!("{status} {body}")),
+            Err(elock_client::Error::Api { status, .. }) if (400..500).contains(status) => {
+                Outcome::Refused(*status)
+            }
+            Err(e) => Outcome::Unknown(e.to_string()),
         };
         let mut record = Attempt {
             owner: owner.clone(),
@@ -192,23 +185,22 @@ pub async fn client(id: usize, plan: Plan, targets: Targets, rec: Arc<Recorder>,
             release_sent: None,
             release_acked: None,
         };
-        if let Outcome::Granted(g) = &outcome {
+        if let Ok(lease) = &answer {
             if rng.random_bool(0.15) {
                 // Frozen past the ttl (a long GC pause, a stopped VM): the lease has expired.
                 tokio::time::sleep(plan.ttl + Duration::from_millis(300)).await;
             } else {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
             }
-            rec.register.write(&owner, &resource, g.token);
+            rec.register
+                .write(&owner, &resource, lease.resources[0].fencing_token);
             record.release_sent = Some(now_ms());
-            let released = http
-                .delete(format!("{}/api/v1/locks/{}", targets.get(id), g.lease))
-                .send()
-                .await;
-            if released.is_ok_and(|r| r.status().as_u16() == 200) {
+            let api = client_of(&targets.get(id), Duration::from_secs(30));
+            if api.release(lease.id).await.is_ok() {
                 record.release_acked = Some(now_ms());
             }
-        } else if status == 0 || status >= 500 {
+        } else if matches!(&answer, Err(e) if e.code().is_none() || e.code().is_some_and(|c| c.http_status() >= 500))
+        {
             // The server is down or restarting.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -216,49 +208,26 @@ pub async fn client(id: usize, plan: Plan, targets: Targets, rec: Arc<Recorder>,
     }
 }
 
-fn ms(v: &Value) -> u64 {
-    v.as_str()
-        .and_then(|s| elock_core::model::Timestamp::parse_rfc3339(s).ok())
-        .map_or(u64::MAX, |t| t.as_millis())
-}
-
 /// Lists every lease every 100 ms, from the first server that answers.
 pub async fn observer(targets: Targets, rec: Arc<Recorder>, stop: Instant) {
-    let http = http();
     while Instant::now() < stop {
         for i in 0..targets.len() {
+            let api = client_of(&targets.get(i), Duration::from_secs(2));
             let sent = now_ms();
-            let Ok(r) = http
-                .get(format!("{}/api/v1/locks", targets.get(i)))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-            else {
-                continue;
-            };
-            if r.status().as_u16() != 200 {
-                continue;
-            }
-            let Ok(body) = r.json::<Value>().await else {
+            let Ok(locks) = api.list(&Default::default()).await else {
                 continue;
             };
             let answered = now_ms();
-            let leases = body["locks"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let leases = locks
+                .iter()
                 .flat_map(|l| {
-                    l["resources"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(move |h| SeenLease {
-                            id: l["id"].as_str().unwrap_or_default().to_string(),
-                            owner: l["owner"].as_str().unwrap_or_default().to_string(),
-                            resource: h["resource"].as_str().unwrap_or_default().to_string(),
-                            token: h["fencing_token"].as_u64().unwrap_or(0),
-                            acquired_at: ms(&l["acquired_at"]),
-                        })
+                    l.resources.iter().map(move |h| SeenLease {
+                        id: l.id.to_string(),
+                        owner: l.owner.to_string(),
+                        resource: h.resource.to_string(),
+                        token: h.fencing_token,
+                        acquired_at: l.acquired_at.as_millis(),
+                    })
                 })
                 .collect();
             rec.snapshots.lock().unwrap().push(Snapshot {

@@ -1,5 +1,6 @@
 //! Black-box harness: the real `elock` binary on a free loopback port with a temporary data
-//! directory, and a small JSON client.
+//! directory, a JSON client for tests of the wire form, and the typed client (`elock-client`)
+//! for tests that use the API as a lock user would.
 
 #![allow(dead_code)]
 
@@ -143,6 +144,12 @@ pub struct Api {
 }
 
 impl Api {
+    /// The typed client of the same server (`elock-client`): for tests that use the API as a
+    /// lock user would, rather than test its wire form.
+    pub fn typed(&self) -> elock_client::Client {
+        elock_client::Client::new(&self.url).unwrap()
+    }
+
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -203,23 +210,34 @@ pub async fn mutual_exclusion_run(apis: &[Api]) -> u64 {
         tasks.push(tokio::spawn(async move {
             for round in 0..6usize {
                 let resource = format!("proj/{}", (c * 7 + round * 3) % 10);
-                let (status, lease) = api
-                    .post("/api/v1/locks", serde_json::json!({"resource": resource, "owner": format!("client-{c}"), "wait": "60s", "ttl": "60s"}))
-                    .await;
-                assert_eq!(status, 201, "{lease}");
-                let token = lease["resources"][0]["fencing_token"].as_u64().unwrap();
+                let lease = api
+                    .typed()
+                    .lock(&format!("client-{c}"), [&resource])
+                    .unwrap()
+                    .wait(std::time::Duration::from_secs(60))
+                    .ttl(std::time::Duration::from_secs(60))
+                    .acquire()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let token = lease.resources[0].fencing_token;
                 {
                     let mut map = inside.lock().unwrap();
                     let entry = map.entry(resource.clone()).or_insert((None, 0));
-                    assert!(entry.0.is_none(), "client {c} entered {resource} while client {:?} was inside", entry.0);
-                    assert!(token > entry.1, "{resource}: token {token} after {}", entry.1);
+                    assert!(
+                        entry.0.is_none(),
+                        "client {c} entered {resource} while client {:?} was inside",
+                        entry.0
+                    );
+                    assert!(
+                        token > entry.1,
+                        "{resource}: token {token} after {}",
+                        entry.1
+                    );
                     *entry = (Some(c), token);
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 inside.lock().unwrap().get_mut(&resource).unwrap().0 = None;
-                let id = lease["id"].as_str().unwrap();
-                let (status, _) = api.delete(&format!("/api/v1/locks/{id}")).await;
-                assert_eq!(status, 200);
+                api.typed().release(lease.id).await.unwrap();
             }
         }));
     }
