@@ -1,4 +1,4 @@
--- acquire: try-lock, re-entry, grant, or enqueue (ops.rs: LockTable::acquire).
+-- acquire: try-lock, re-entry, grant, or enqueue (transitions.rs: LockTable::acquire).
 -- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det, sh?, all?, lg?, node?}
 -- (`node`: the ticket of an attached waiter is tied to this server's heartbeat, heartbeat.lua)
 -- (`lg`: Atlantis's JSON to keep at Atlantis's key while the lease lasts; see lib.lua)

@@ -1,4 +1,4 @@
--- cancel: remove a ticket from its queues (ops.rs: LockTable::cancel_ticket).
+-- cancel: remove a ticket from its queues (transitions.rs: LockTable::cancel_ticket).
 -- ARGV[9]: ticket id; ARGV[10]: reason (cancelled, client_gone, deadlock); ARGV[11]: cycle JSON or "";
 -- ARGV[12]: "1" to announce the deadlock first (a cycle across shards, resolved by Rust)
 local now = advance(clock())

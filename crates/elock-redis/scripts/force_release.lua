@@ -1,4 +1,4 @@
--- force-release: free whatever lease holds a resource (ops.rs: LockTable::force_release).
+-- force-release: free whatever lease holds a resource (transitions.rs: LockTable::force_release).
 -- ARGV[9]: resource; ARGV[10]: reason
 local r = ARGV[9]
 local now = advance(clock())

@@ -554,7 +554,7 @@ local function remove_ticket(id)
   return t
 end
 
--- Handoff and expiry (ops.rs) -----------------------------------------------------------------
+-- Handoff and expiry (transitions.rs) -----------------------------------------------------------------
 
 local function is_grantable(id, now)
   for _, r in ipairs(get_ticket(id).res) do

@@ -1,4 +1,4 @@
--- release: free a lease and hand its resources off (ops.rs: LockTable::release).
+-- release: free a lease and hand its resources off (transitions.rs: LockTable::release).
 -- ARGV[9]: lease id
 local id = ARGV[9]
 local now = advance(clock())

@@ -1,4 +1,4 @@
--- renew: expires_at = now + ttl (ops.rs: LockTable::renew).
+-- renew: expires_at = now + ttl (transitions.rs: LockTable::renew).
 -- ARGV[9]: lease id; ARGV[10]: ttl in ms, or "" to keep the lease's own
 local id = ARGV[9]
 local now = advance(clock())

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::event::{Event, EventType};
 use crate::model::{Cycle, CycleEdge, Owner, Priority, ResourceName, TicketId, Timestamp};
 
-use super::op::CancelReason;
+use super::operations::CancelReason;
 use super::queue::order_key;
 use super::LockTable;
 

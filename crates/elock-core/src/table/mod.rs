@@ -12,11 +12,11 @@
 //! timer only matters when nobody calls.
 
 mod deadlock;
-mod op;
-mod ops;
+mod operations;
 mod persist;
 mod query;
 mod queue;
+mod transitions;
 mod validate;
 
 use std::collections::{BTreeSet, HashMap};
@@ -26,7 +26,7 @@ use crate::event::Event;
 use crate::model::{Lease, LeaseId, Owner, ResourceName, Ticket, TicketId, Timestamp};
 
 pub use deadlock::{DeadlockRecord, Resolution, ResolutionPolicy, VictimFacts};
-pub use op::{AcquireRequest, Acquired, Applied, CancelReason, Op, Outcome, WaitMode};
+pub use operations::{AcquireRequest, Acquired, Applied, CancelReason, Op, Outcome, WaitMode};
 pub use persist::{ChangeSet, ImportReport, Skipped, Snapshot};
 pub use query::{LeaseFilter, QueueSummary, ResourceInfo, StateFilter};
 pub use queue::Aging;
@@ -151,7 +151,7 @@ impl LockTable {
 
     /// Applies one operation and returns its outcome with the events it caused.
     pub fn apply(&mut self, op: Op, now: Timestamp) -> Applied {
-        let result = op::dispatch(self, op, now);
+        let result = operations::dispatch(self, op, now);
         Applied {
             result,
             events: self.take_events(),

@@ -562,6 +562,13 @@ mod tests {
     }
 
     #[test]
+    fn boltdb_is_another_name_of_the_embedded_store() {
+        let f = file("enhanced-locking:\n  backend: boltdb\n");
+        let c = load(Some(f.path()), &[]).unwrap();
+        assert_eq!(c.enhanced_locking.backend, Backend::Embedded);
+    }
+
+    #[test]
     fn broken_yaml_says_where() {
         let f = file("priority-queue: [unclosed\n");
         let e = load(Some(f.path()), &[]).unwrap_err().join("\n");

@@ -31,10 +31,11 @@ pub struct Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// The embedded durable store (redb) in `data-dir`: one machine, zero setup.
+    /// The embedded durable store (redb) in `data-dir`: one machine, zero setup. Also accepted
+    /// as `boltdb`, the name configurations written for Atlantis use (it is not a bbolt file).
+    #[serde(alias = "boltdb")]
+    #[value(alias = "boltdb")]
     Embedded,
-    /// Alias of `embedded`, for configurations written for Atlantis.
-    Boltdb,
     /// Redis or Redis Cluster (the Redis store).
     Redis,
     /// In memory only: nothing survives a restart (tests, throw-away servers).

@@ -255,7 +255,7 @@ pub async fn start(opts: ServeOptions) -> Result<Started, String> {
     let engine = cfg.engine();
     let clock = Arc::new(SystemClock);
     let store: Arc<dyn Store> = match el.backend {
-        Backend::Embedded | Backend::Boltdb => Arc::new(
+        Backend::Embedded => Arc::new(
             DurableStore::open(&el.data_dir, engine.table_config(), clock.clone())
                 .map_err(|e| e.to_string())?,
         ),

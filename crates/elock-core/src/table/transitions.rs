@@ -9,7 +9,7 @@ use crate::model::{
     TicketId, TicketView, Timestamp, MAX_FENCING_TOKEN,
 };
 
-use super::op::{AcquireRequest, Acquired, CancelReason, WaitMode};
+use super::operations::{AcquireRequest, Acquired, CancelReason, WaitMode};
 use super::queue::Queue;
 use super::{LockTable, MAX_RESOURCES_PER_REQUEST};
 
