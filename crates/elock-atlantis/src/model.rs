@@ -138,6 +138,29 @@ pub struct LockMetadata {
 }
 
 impl ProjectLock {
+    /// The lock pull request `pull` of `repo` takes on `path` in `workspace`, by `user`
+    /// (GitHub's pull URL; every other field Go's zero value).
+    pub fn of_pull(repo: &str, path: &str, workspace: &str, pull: i64, user: &str) -> ProjectLock {
+        ProjectLock {
+            project: Project {
+                repo_full_name: repo.into(),
+                path: path.into(),
+                ..Project::default()
+            },
+            pull: PullRequest {
+                num: pull,
+                url: format!("https://github.com/{repo}/pull/{pull}"),
+                ..PullRequest::default()
+            },
+            user: User {
+                username: user.into(),
+                ..User::default()
+            },
+            workspace: workspace.into(),
+            ..ProjectLock::default()
+        }
+    }
+
     /// Parses Atlantis's JSON (any version; see the module notes).
     pub fn from_json(bytes: &[u8]) -> Result<ProjectLock, serde_json::Error> {
         serde_json::from_slice(bytes)

@@ -90,6 +90,21 @@ impl EventType {
         Self::ALL.into_iter().find(|t| t.name() == s)
     }
 
+    /// A comma-separated list (`lock.acquired,queue.granted`; blanks ignored), or the message
+    /// naming the first unknown type and listing the known ones.
+    pub fn parse_list(s: &str) -> Result<Vec<EventType>, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                EventType::parse(t).ok_or_else(|| {
+                    let known: Vec<_> = EventType::ALL.iter().map(|t| t.name()).collect();
+                    format!("unknown event type {t:?}; known: {}", known.join(", "))
+                })
+            })
+            .collect()
+    }
+
     /// Events after which the resource is free (before any handoff in the same step).
     pub fn frees_resources(self) -> bool {
         matches!(

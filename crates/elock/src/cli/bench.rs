@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use elock_atlantis::{Project, ProjectLock, PullRequest, User};
+use elock_atlantis::ProjectLock;
 use elock_client::api::Priority;
 use elock_client::Client;
 use hdrhistogram::Histogram;
@@ -470,7 +470,13 @@ async fn run_scenario(
                     Scenario::AtlantisTryLock => {
                         let repo = format!("bench-{run_id}/w{w}");
                         let path = format!("p{}", i % 64);
-                        let lock = atlantis_lock(&repo, &path, w as i64);
+                        let lock = ProjectLock::of_pull(
+                            &repo,
+                            &path,
+                            "default",
+                            w as i64,
+                            &format!("bench-{w}"),
+                        );
                         let t = Instant::now();
                         match client.atlantis().try_lock(&lock).await {
                             Ok(r) if r.lock_acquired => {
@@ -569,28 +575,6 @@ async fn run_scenario(
     }
     for w in workers {
         let _ = w.await;
-    }
-}
-
-/// A project lock of pull request `pull` for the adapter's try-lock.
-fn atlantis_lock(repo: &str, path: &str, pull: i64) -> ProjectLock {
-    ProjectLock {
-        project: Project {
-            repo_full_name: repo.into(),
-            path: path.into(),
-            ..Project::default()
-        },
-        pull: PullRequest {
-            num: pull,
-            url: format!("https://github.com/{repo}/pull/{pull}"),
-            ..PullRequest::default()
-        },
-        user: User {
-            username: format!("bench-{pull}"),
-            ..User::default()
-        },
-        workspace: "default".into(),
-        ..ProjectLock::default()
     }
 }
 

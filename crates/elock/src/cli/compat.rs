@@ -6,7 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use elock_atlantis::{GoTime, Project, ProjectLock, PullRequest, Repo, User, VcsHost};
+use elock_atlantis::{GoTime, Project, ProjectLock, Repo, VcsHost};
 use elock_client::api::ErrorCode;
 use elock_client::{Client, Error};
 use reqwest::Method;
@@ -47,39 +47,24 @@ impl Ctx<'_> {
 
     /// The fixture lock: project `repo`, path, workspace, pull, user `lkysow`.
     fn lock(&self, repo: &str, path: &str, ws: &str, pull: i64) -> ProjectLock {
-        ProjectLock {
-            project: Project {
-                repo_full_name: repo.into(),
-                path: path.into(),
-                ..Project::default()
+        let mut lock = ProjectLock::of_pull(repo, path, ws, pull, "lkysow");
+        let p = &mut lock.pull;
+        p.head_commit = "abc".into();
+        p.head_branch = "feature".into();
+        p.base_branch = "main".into();
+        p.author = "lkysow".into();
+        p.base_repo = Repo {
+            full_name: repo.into(),
+            owner: repo.split('/').next().unwrap_or("").into(),
+            name: "repo".into(),
+            vcs_host: VcsHost {
+                hostname: "github.com".into(),
+                ..VcsHost::default()
             },
-            pull: PullRequest {
-                num: pull,
-                head_commit: "abc".into(),
-                url: format!("https://github.com/{repo}/pull/{pull}"),
-                head_branch: "feature".into(),
-                base_branch: "main".into(),
-                author: "lkysow".into(),
-                base_repo: Repo {
-                    full_name: repo.into(),
-                    owner: repo.split('/').next().unwrap_or("").into(),
-                    name: "repo".into(),
-                    vcs_host: VcsHost {
-                        hostname: "github.com".into(),
-                        ..VcsHost::default()
-                    },
-                    ..Repo::default()
-                },
-                ..PullRequest::default()
-            },
-            user: User {
-                username: "lkysow".into(),
-                ..User::default()
-            },
-            workspace: ws.into(),
-            time: GoTime::parse("2025-03-04T10:15:30.123456789Z").unwrap_or_default(),
-            ..ProjectLock::default()
-        }
+            ..Repo::default()
+        };
+        lock.time = GoTime::parse("2025-03-04T10:15:30.123456789Z").unwrap_or_default();
+        lock
     }
 
     async fn try_lock(

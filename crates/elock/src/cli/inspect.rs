@@ -181,23 +181,8 @@ pub async fn health_check(client: &Client, out: Format) -> Result<(), CliError> 
 
 /// Follows the event stream until interrupted; reconnects by itself after a cut.
 pub async fn events(client: &Client, types: Option<String>, out: Format) -> Result<(), CliError> {
-    let types = match &types {
-        None => Vec::new(),
-        Some(t) => t
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| {
-                EventType::parse(t).ok_or_else(|| {
-                    let known: Vec<_> = EventType::ALL.iter().map(|t| t.name()).collect();
-                    CliError::usage(format!(
-                        "--types: unknown event type {t:?}; known: {}",
-                        known.join(", ")
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    let types = EventType::parse_list(types.as_deref().unwrap_or(""))
+        .map_err(|e| CliError::usage(format!("--types: {e}")))?;
     let mut stream = client.events(&types).await?;
     loop {
         match stream.next().await? {

@@ -34,20 +34,7 @@ struct EventsQuery {
 }
 
 pub fn parse_types(raw: Option<&str>) -> ApiResult<Vec<EventType>> {
-    raw.unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            EventType::parse(t).ok_or_else(|| {
-                let known: Vec<_> = EventType::ALL.iter().map(|t| t.name()).collect();
-                ApiError::invalid(
-                    "types",
-                    format!("unknown event type {t:?}; known: {}", known.join(", ")),
-                )
-            })
-        })
-        .collect()
+    EventType::parse_list(raw.unwrap_or("")).map_err(|e| ApiError::invalid("types", e))
 }
 
 fn to_sse(e: &Event) -> SseEvent {
