@@ -13,17 +13,10 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-
-use elock_core::clock::ManualClock;
-use elock_core::store::Store;
-use elock_core::table::TableConfig;
-use elock_core::testkit::StoreFactory;
-
-use crate::{RedisConfig, RedisStore, TimeSource};
+use crate::RedisConfig;
 
 /// One `redis-server` process in its own temporary directory, killed when dropped.
 pub struct RedisServer {
@@ -310,110 +303,5 @@ pub fn config_for(cluster: bool) -> RedisConfig {
             node_timeout: None,
             ..RedisConfig::default()
         }
-    }
-}
-
-/// Stores on the shared single node or Cluster, each under its own key prefix. They persist: a
-/// reopen connects again to the same data.
-pub struct RedisFactory {
-    cluster: bool,
-    shards: usize,
-    legacy: bool,
-    scripts_only: bool,
-    current: Mutex<Option<RedisConfig>>,
-}
-
-impl RedisFactory {
-    pub fn single() -> Self {
-        RedisFactory {
-            cluster: false,
-            shards: 1,
-            legacy: false,
-            scripts_only: false,
-            current: Mutex::new(None),
-        }
-    }
-
-    pub fn cluster() -> Self {
-        RedisFactory {
-            cluster: true,
-            shards: 1,
-            legacy: false,
-            scripts_only: false,
-            current: Mutex::new(None),
-        }
-    }
-
-    /// The same, with the lock table spread over `n` shards (`redis.shards`).
-    pub fn with_shards(mut self, n: usize) -> Self {
-        self.shards = n;
-        self
-    }
-
-    /// The same, keeping Atlantis's keys beside the table (`legacy_format`), on database 1 of
-    /// the shared node: Atlantis's keys are not prefixed, so the stores doing this must not
-    /// share a database with tests that write Atlantis's keys themselves.
-    pub fn with_legacy_format(mut self) -> Self {
-        self.legacy = true;
-        self
-    }
-
-    /// The same on a single node without Functions: every transition runs as a script
-    /// (`EVALSHA`), the fallback for Redis 6.
-    pub fn without_functions(mut self) -> Self {
-        assert!(!self.cluster, "the node without Functions is a single node");
-        self.scripts_only = true;
-        self
-    }
-}
-
-#[async_trait]
-impl StoreFactory for RedisFactory {
-    async fn open(&self, config: TableConfig, clock: Arc<ManualClock>) -> Arc<dyn Store> {
-        let (cluster, scripts_only) = (self.cluster, self.scripts_only);
-        let mut redis = tokio::task::spawn_blocking(move || {
-            let mut c = config_for(cluster);
-            if scripts_only {
-                c.addresses = vec![shared_single_without_functions().address()];
-            }
-            c
-        })
-        .await
-        .unwrap();
-        redis.shards = self.shards;
-        if self.legacy {
-            redis.legacy_format = true;
-            redis.db = 1;
-        }
-        *self.current.lock().unwrap() = Some(redis.clone());
-        Arc::new(
-            RedisStore::open(redis, config, TimeSource::Clock(clock))
-                .await
-                .expect("open the Redis store"),
-        )
-    }
-
-    fn persists(&self) -> bool {
-        true
-    }
-
-    async fn reopen(
-        &self,
-        store: Arc<dyn Store>,
-        config: TableConfig,
-        clock: Arc<ManualClock>,
-    ) -> Arc<dyn Store> {
-        drop(store);
-        let redis = self
-            .current
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("a store was opened");
-        Arc::new(
-            RedisStore::open(redis, config, TimeSource::Clock(clock))
-                .await
-                .expect("reopen the Redis store"),
-        )
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use elock_core::testkit::model_check;
-use elock_redis::testing::RedisFactory;
+mod support;
+
+use support::RedisFactory;
 
 elock_core::conformance_tests!(RedisFactory::cluster());
 

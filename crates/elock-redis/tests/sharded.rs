@@ -23,8 +23,11 @@ use elock_core::table::{
     AcquireRequest, Acquired, LeaseFilter, ResolutionPolicy, TableConfig, WaitMode,
 };
 use elock_core::testkit::{model_check, RecordingSink};
-use elock_redis::testing::{config_for, RedisFactory};
+mod support;
+
+use elock_redis::testing::config_for;
 use elock_redis::{RedisStore, ShardMap, TimeSource, SWEEP_GRACE};
+use support::RedisFactory;
 
 const SHARDS: usize = 8;
 
