@@ -248,7 +248,8 @@ impl Client {
     /// `/healthz`: the process answers (the cheapest call there is; a benchmark's baseline).
     pub async fn alive(&self) -> Result<()> {
         let (status, bytes) = self.send(&Call::get("/healthz")).await?;
-        self.decode::<serde_json::Value>(status, &bytes).map(drop)
+        self.decode::<elock_core::api::Alive>(status, &bytes)
+            .map(drop)
     }
 
     /// Releases expired leases (`{expired_only}`), or by force a resource's holder (admin).

@@ -74,6 +74,13 @@ pub struct Health {
     pub uptime: Duration,
 }
 
+/// `GET /healthz`: the process answers (`status: ok`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alive {
+    pub status: String,
+}
+
 /// `GET /readyz`: the backend answered (`ready`, with its latency) or not (`unavailable`, with
 /// the error).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

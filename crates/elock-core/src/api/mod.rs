@@ -11,7 +11,7 @@ mod errors;
 mod requests;
 
 pub use answers::{
-    AuditList, AuditRecord, BackendHealth, DeadlockReport, EventGap, ExportFile, Health,
+    Alive, AuditList, AuditRecord, BackendHealth, DeadlockReport, EventGap, ExportFile, Health,
     LeaseAnswer, LockList, ManagerStats, QueueList, Readiness, Released, Reloaded, EXPORT_FORMAT,
 };
 pub use errors::{ErrorBody, ErrorDetail, ErrorDetails};

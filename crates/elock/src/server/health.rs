@@ -8,16 +8,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use elock_core::api::{Health, ManagerStats, QueueList, Readiness};
+use elock_core::api::{Alive, Health, ManagerStats, QueueList, Readiness};
 use elock_core::manager::HealthStatus;
-use serde_json::json;
 
 use super::App;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(healthz, readyz, health, metrics, queue_status),
-    components(schemas(Readiness))
+    components(schemas(Alive, Readiness))
 )]
 pub struct Doc;
 
@@ -31,9 +30,11 @@ pub fn routes() -> Router<Arc<App>> {
 }
 
 /// The process is alive and serving.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive", body = Alive)))]
+async fn healthz() -> Json<Alive> {
+    Json(Alive {
+        status: "ok".into(),
+    })
 }
 
 /// The backend answers: 200, else 503.
