@@ -1,11 +1,7 @@
 //! The HTTP face of errors: every error answer is an [`ErrorBody`] (the one JSON shape of
 //! docs/api.md) with one status per code and the details that code promises.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use elock_core::api::{ErrorBody, ErrorDetails};
@@ -92,10 +88,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Middleware: a storage failure reports the circuit breaker's state as it is after that
-/// failure (closed, or open when this failure opened it), not a guess.
-pub async fn complete(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+/// A storage failure's answer with the circuit breaker's state as it is after that failure
+/// (closed, or open when this failure opened it), not a guess. Run by the server's one
+/// finishing middleware (`shown::finish`), which knows the manager.
+pub fn complete(app: &App, response: Response) -> Response {
+    let mut response = response;
     let Some(StorageFailure(mut body)) = response.extensions_mut().remove::<StorageFailure>()
     else {
         return response;

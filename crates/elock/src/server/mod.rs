@@ -165,12 +165,12 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(openapi::routes())
         .merge(transfer::routes())
         .merge(atlantis::routes())
-        // Outermost last: count → audit → authorize → filter → complete errors → handler.
+        // Outermost last: count → audit → authorize → finish (errors completed, output
+        // filtered) → handler.
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            error::complete,
+            shown::finish,
         ))
-        .layer(axum::middleware::from_fn(shown::filter))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::authorize,

@@ -4,11 +4,15 @@
 //! answers and pages (the middleware below), events (`events.rs`) and webhooks
 //! (`webhooks.rs`). Only an export that asks for the secrets is let through as it is.
 
+use std::sync::Arc;
+
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::middleware::Next;
 use axum::response::Response;
+
+use super::App;
 
 /// Marks an answer that may show the secrets (an export with `include-secrets=true`).
 #[derive(Clone, Copy)]
@@ -23,10 +27,11 @@ pub fn json(bytes: Vec<u8>) -> Vec<u8> {
 /// surprise, not a normal answer).
 const MAX_FILTERED: usize = 256 << 20;
 
-/// Middleware: JSON and HTML answers through the filter; streams (events) pass, they filter
-/// each event themselves.
-pub async fn filter(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// Middleware, the last before the handlers: finishes every answer. A storage failure gets
+/// the breaker's real state (`error::complete`); JSON and HTML answers go through the filter;
+/// streams (events) pass, they filter each event themselves.
+pub async fn finish(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let response = super::error::complete(&app, next.run(request).await);
     let filtered = response
         .headers()
         .get(CONTENT_TYPE)
