@@ -30,9 +30,9 @@ pub struct RedisConfig {
     /// Keep Atlantis's own keys (`pr/{key}`, `global/apply/lock`) beside the lock table, so that
     /// an unmodified Atlantis sharing this Redis sees elock's locks and elock sees Atlantis's
     /// (`backward-compatibility.preserve-legacy-format`; single node only, see `atlantis_watch.rs`).
-    pub legacy_format: bool,
+    pub atlantis_keys: bool,
     /// How often the watch of Atlantis's keys runs when no keyspace notification wakes it.
-    pub legacy_poll: Duration,
+    pub atlantis_poll: Duration,
     /// How long a server may miss its heartbeat before the other servers take it for gone and
     /// cancel the tickets of the waiters connected to it (`None`: waiters' tickets are not tied
     /// to their server; only for tests that move a hand-driven clock).
@@ -53,8 +53,8 @@ impl Default for RedisConfig {
             shards: 1,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
-            legacy_format: false,
-            legacy_poll: Duration::from_secs(1),
+            atlantis_keys: false,
+            atlantis_poll: Duration::from_secs(1),
             node_timeout: Some(Duration::from_secs(15)),
         }
     }
@@ -151,8 +151,8 @@ impl std::fmt::Debug for RedisConfig {
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
             .field("shards", &self.shards)
-            .field("legacy_format", &self.legacy_format)
-            .field("legacy_poll", &self.legacy_poll)
+            .field("atlantis_keys", &self.atlantis_keys)
+            .field("atlantis_poll", &self.atlantis_poll)
             .field("node_timeout", &self.node_timeout)
             .finish()
     }
@@ -176,8 +176,8 @@ impl RedisConfig {
     }
 
     /// Whether Atlantis's keys are kept: asked for, and possible (not on a Cluster).
-    pub fn keeps_legacy_format(&self) -> bool {
-        self.legacy_format && !self.cluster_mode
+    pub fn keeps_atlantis_keys(&self) -> bool {
+        self.atlantis_keys && !self.cluster_mode
     }
 
     /// One URL per address, with the scheme, credentials-free (they go through the client

@@ -142,7 +142,7 @@ impl Shards {
             sink,
             map: shards,
             meta_keys: tags.iter().map(|t| format!("{t}meta")).collect(),
-            notify: format!("{mode}{}:{origin}", u8::from(config.keeps_legacy_format())),
+            notify: format!("{mode}{}:{origin}", u8::from(config.keeps_atlantis_keys())),
             origin,
             changed,
             listener,
@@ -461,7 +461,7 @@ impl Shards {
         resources: &[ResourceName],
         metadata: Option<&Metadata>,
     ) -> Option<String> {
-        if !self.config().keeps_legacy_format() {
+        if !self.config().keeps_atlantis_keys() {
             return None;
         }
         atlantis_format::mirror_value(resources, metadata, self.unix_now())

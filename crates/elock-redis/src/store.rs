@@ -52,15 +52,15 @@ impl RedisStore {
                 .heartbeat
                 .set(spawn_heartbeat(Arc::downgrade(&shards), timeout));
         }
-        if shards.config.keeps_legacy_format() {
+        if shards.config.keeps_atlantis_keys() {
             shards.sync_atlantis().await?;
             let watch = atlantis_watch::spawn_watch(
                 Arc::downgrade(&shards),
                 shards.config.clone(),
-                shards.config.legacy_poll,
+                shards.config.atlantis_poll,
             );
             let _ = shards.atlantis_watch.set(watch);
-        } else if shards.config.legacy_format {
+        } else if shards.config.atlantis_keys {
             tracing::warn!(
                 "backward-compatibility.preserve-legacy-format is not available on Redis Cluster \
                  (Atlantis's keys live in other slots than the lock table): Atlantis's keys are \

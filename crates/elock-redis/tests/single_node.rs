@@ -20,11 +20,11 @@ fn model_check_single_node_with_reopens() {
 mod legacy_format {
     use super::*;
 
-    elock_core::conformance_tests!(RedisFactory::single().with_legacy_format());
+    elock_core::conformance_tests!(RedisFactory::single().with_atlantis_keys());
 
     #[test]
     fn model_check_with_legacy_format() {
-        model_check::run(Arc::new(RedisFactory::single().with_legacy_format()), 60);
+        model_check::run(Arc::new(RedisFactory::single().with_atlantis_keys()), 60);
     }
 }
 

@@ -18,7 +18,7 @@ use elock_redis::{RedisConfig, RedisStore, TimeSource};
 pub struct RedisFactory {
     cluster: bool,
     shards: usize,
-    legacy: bool,
+    atlantis_keys: bool,
     scripts_only: bool,
     current: Mutex<Option<RedisConfig>>,
 }
@@ -28,7 +28,7 @@ impl RedisFactory {
         RedisFactory {
             cluster: false,
             shards: 1,
-            legacy: false,
+            atlantis_keys: false,
             scripts_only: false,
             current: Mutex::new(None),
         }
@@ -38,7 +38,7 @@ impl RedisFactory {
         RedisFactory {
             cluster: true,
             shards: 1,
-            legacy: false,
+            atlantis_keys: false,
             scripts_only: false,
             current: Mutex::new(None),
         }
@@ -50,11 +50,11 @@ impl RedisFactory {
         self
     }
 
-    /// The same, keeping Atlantis's keys beside the table (`legacy_format`), on database 1 of
+    /// The same, keeping Atlantis's keys beside the table (`atlantis_keys`), on database 1 of
     /// the shared node: Atlantis's keys are not prefixed, so the stores doing this must not
     /// share a database with tests that write Atlantis's keys themselves.
-    pub fn with_legacy_format(mut self) -> Self {
-        self.legacy = true;
+    pub fn with_atlantis_keys(mut self) -> Self {
+        self.atlantis_keys = true;
         self
     }
 
@@ -81,8 +81,8 @@ impl StoreFactory for RedisFactory {
         .await
         .unwrap();
         redis.shards = self.shards;
-        if self.legacy {
-            redis.legacy_format = true;
+        if self.atlantis_keys {
+            redis.atlantis_keys = true;
             redis.db = 1;
         }
         *self.current.lock().unwrap() = Some(redis.clone());

@@ -253,8 +253,8 @@ impl Config {
         self.redis
             .resolve(&|var| std::env::var(var).ok())
             .map(|c| elock_redis::RedisConfig {
-                legacy_format: compat.preserve_legacy_format,
-                legacy_poll: compat.legacy_poll_interval,
+                atlantis_keys: compat.preserve_legacy_format,
+                atlantis_poll: compat.legacy_poll_interval,
                 ..c
             })
     }
