@@ -64,6 +64,13 @@ impl Acquire<'_> {
         self
     }
 
+    /// Never the owner's own lease back: this request is a holder of its own, refused or
+    /// queued behind the owner's other leases (two processes under one name exclude each other).
+    pub fn refuse_reentry(mut self) -> Self {
+        self.body.reentry = elock_core::api::Reentry::Refuse;
+        self
+    }
+
     pub fn metadata(mut self, metadata: Metadata) -> Self {
         self.body.metadata = Some(metadata);
         self

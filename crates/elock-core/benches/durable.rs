@@ -26,6 +26,7 @@ fn request(id: u64, owner: &Owner, resource: &str) -> AcquireRequest {
         ttl: Some(Duration::from_secs(60)),
         metadata: None,
         wait: WaitMode::Try,
+        reentry: Default::default(),
     }
 }
 

@@ -55,6 +55,7 @@ fn measure(label: &str, owner_of: impl Fn(usize) -> String) {
             ttl: Some(Duration::from_secs(3600)),
             metadata: None,
             wait: WaitMode::Try,
+            reentry: Default::default(),
         };
         store.apply_now(Op::Acquire(req)).unwrap();
     }

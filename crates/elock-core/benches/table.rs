@@ -26,6 +26,7 @@ fn request(
         ttl: Some(Duration::from_secs(60)),
         metadata: None,
         wait,
+        reentry: Default::default(),
     }
 }
 

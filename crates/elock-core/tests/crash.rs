@@ -60,6 +60,7 @@ fn crash_writer_child() {
                             ttl: Some(Duration::from_secs(3600)),
                             metadata: None,
                             wait: WaitMode::Try,
+                            reentry: Default::default(),
                         };
                         if let Ok(a) = store.acquire(req).await {
                             let lease = a.lease().unwrap();

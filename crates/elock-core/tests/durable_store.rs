@@ -30,6 +30,7 @@ fn req(n: u128, owner: &str, resource: &str, ttl: u64, wait: WaitMode) -> Acquir
         ttl: Some(Duration::from_secs(ttl)),
         metadata: None,
         wait,
+        reentry: Default::default(),
     }
 }
 

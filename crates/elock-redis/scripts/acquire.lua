@@ -36,9 +36,10 @@ if get_ticket(req.tid) then
   return answer(now, 'ok', { queued = ticket_view(req.tid, now, true) })
 end
 
--- Re-entry: the owner already holds every requested resource in one lease.
+-- Re-entry: the owner already holds every requested resource in one lease (unless the request
+-- refuses re-entry: `nore`, another holder under the same name).
 local first = holder(resources[1])
-if first then
+if first and not req.nore then
   local l = get_lease(first)
   local all = l.owner == req.owner
   for _, r in ipairs(resources) do
@@ -99,7 +100,7 @@ for _, r in ipairs(resources) do
   end
 end
 if CFG.prevention then
-  local cycle = cycle_if_enqueued(req.owner, req.tid, resources, req.pri, now)
+  local cycle = cycle_if_enqueued(req.owner, req.tid, resources, req.pri, now, req.nore)
   if cycle then
     return answer(now, 'err', fail('deadlock', { cycle = cycle }))
   end
@@ -109,6 +110,7 @@ redis.call('HSET', META, 'seq', seq + 1)
 local t = {
   id = req.tid, lid = req.lid, owner = req.owner, res = resources, pri = req.pri, at = now,
   dl = req.dl, det = req.det, seq = seq, ttl = req.ttl, meta = req.meta, lg = req.lg,
+  nore = req.nore or nil,
 }
 emit({ k = 'queue.enqueued', t = t })
 if req.node then

@@ -688,6 +688,8 @@ end
 
 -- The edges out of owner: for each of its tickets (oldest first), each resource's holder and
 -- the owner of the ticket just ahead in that resource's queue. An edge: {ticket, resource, owner}.
+-- A ticket that refused re-entry (`nore`) waits for other holders of its own name, which will
+-- release: those are not edges.
 local function edges_of(owner, now)
   local edges = {}
   for _, t in ipairs(tickets_of(owner)) do
@@ -695,11 +697,17 @@ local function edges_of(owner, now)
     for _, r in ipairs(t.res) do
       local h = holder(r)
       if h then
-        edges[#edges + 1] = { t.id, r, get_lease(h).owner }
+        local b = get_lease(h).owner
+        if not (t.nore and b == owner) then
+          edges[#edges + 1] = { t.id, r, b }
+        end
       end
       local ahead = ahead_of(r, p, s, now)
       if ahead then
-        edges[#edges + 1] = { t.id, r, get_ticket(ahead).owner }
+        local b = get_ticket(ahead).owner
+        if not (t.nore and b == owner) then
+          edges[#edges + 1] = { t.id, r, b }
+        end
       end
     end
   end
@@ -715,7 +723,7 @@ local function is_waiting(owner)
 end
 
 -- The cycle that a new ticket of owner on resources would close, if any.
-local function cycle_if_enqueued(owner, ticket_id, resources, priority, now)
+local function cycle_if_enqueued(owner, ticket_id, resources, priority, now, nore)
   if not redis.call('HGET', K_HOLDING, owner) and not is_waiting(owner) then
     return nil
   end
@@ -734,10 +742,10 @@ local function cycle_if_enqueued(owner, ticket_id, resources, priority, now)
   end
   local came_from, frontier = {}, {}
   for _, e in ipairs(first) do
-    if e[3] == owner then
+    if e[3] == owner and not nore then
       return { cycle_edge(owner, e) }
     end
-    if not came_from[e[3]] then
+    if e[3] ~= owner and not came_from[e[3]] then
       came_from[e[3]] = { owner, e }
       frontier[#frontier + 1] = e[3]
     end

@@ -377,6 +377,9 @@ impl Shards {
             "queue": queue,
             "det": detached,
         });
+        if req.reentry == elock_core::model::Reentry::Refuse {
+            r["nore"] = true.into();
+        }
         if queue && !detached && self.config.node_timeout.is_some() {
             r["node"] = true.into();
         }

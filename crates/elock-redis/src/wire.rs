@@ -14,7 +14,7 @@ use elock_core::error::{Error, Result};
 use elock_core::event::{Event, EventType};
 use elock_core::model::{
     format_duration, CycleEdge, HeldResource, Lease, LeaseId, LeaseState, Metadata, Owner,
-    Priority, ResourceName, Ticket, TicketId, TicketView, Timestamp,
+    Priority, Reentry, ResourceName, Ticket, TicketId, TicketView, Timestamp,
 };
 use elock_core::table::{DeadlockRecord, ImportReport, Resolution, ResolutionPolicy, Skipped};
 
@@ -193,6 +193,9 @@ pub struct WireTicket {
     pub ttl: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<String>,
+    /// `true`: the ticket refused re-entry (its waits for its own owner are not deadlocks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nore: bool,
 }
 
 impl WireTicket {
@@ -209,6 +212,7 @@ impl WireTicket {
             seq: t.seq,
             ttl: t.ttl.map(ms),
             meta: metadata_text(&t.metadata),
+            nore: t.reentry == Reentry::Refuse,
         }
     }
 
@@ -225,6 +229,11 @@ impl WireTicket {
             seq: self.seq,
             ttl: self.ttl.map(Duration::from_millis),
             metadata: metadata(self.meta)?,
+            reentry: if self.nore {
+                Reentry::Refuse
+            } else {
+                Reentry::Allow
+            },
         })
     }
 }

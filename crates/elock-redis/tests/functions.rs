@@ -31,6 +31,7 @@ async fn cycle(store: &RedisStore, n: u128, resource: &str) {
         ttl: Some(Duration::from_secs(30)),
         metadata: None,
         wait: WaitMode::Try,
+        reentry: Default::default(),
     };
     let lease = match store.acquire(req).await.expect("acquire") {
         Acquired::Granted { lease, .. } => lease,

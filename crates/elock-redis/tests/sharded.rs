@@ -96,6 +96,7 @@ impl Fixture {
             ttl: Some(Duration::from_secs(60)),
             metadata: None,
             wait,
+            reentry: Default::default(),
         }
     }
 

@@ -196,3 +196,70 @@ async fn ctrl_c_while_waiting_leaves_the_queue_and_runs_nothing() {
     );
     assert!(!marker.exists(), "the command never ran");
 }
+
+/// Two `run`s under the same `--owner` (what an Atlantis step passes: `$REPO#$PULL`) exclude
+/// each other: neither is granted by re-entry. 50 rounds; each child writes when it starts and
+/// ends (its own clock readings), and no two intervals overlap.
+#[tokio::test]
+async fn two_runs_with_the_same_owner_never_overlap() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("intervals");
+    let script = format!(
+        "echo \"start $(date +%s%N)\" >> {log}; sleep 0.05; echo \"end $(date +%s%N)\" >> {log}",
+        log = log.display()
+    );
+    for _ in 0..50 {
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                run_cmd(
+                    &server,
+                    &[
+                        "atlantis/project",
+                        "--owner",
+                        "acme/infra#42",
+                        "--wait",
+                        "30s",
+                        "--",
+                        "sh",
+                        "-c",
+                        &script,
+                    ],
+                )
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            let status = tokio::task::spawn_blocking(move || c.wait().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(status.code(), Some(0));
+        }
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<(&str, u128)> = text
+        .lines()
+        .map(|l| {
+            let (what, at) = l.split_once(' ').unwrap();
+            (what, at.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(lines.len(), 200, "every run ran");
+    // Written in order by the holders one at a time: start, end, start, end, ...
+    for (i, pair) in lines.chunks(2).enumerate() {
+        assert_eq!(
+            (pair[0].0, pair[1].0),
+            ("start", "end"),
+            "run {i} overlapped another: {:?}",
+            &lines[i * 2..]
+        );
+        assert!(pair[0].1 <= pair[1].1);
+        if i > 0 {
+            assert!(
+                lines[i * 2 - 1].1 <= pair[0].1,
+                "run {i} started before the last ended"
+            );
+        }
+    }
+}

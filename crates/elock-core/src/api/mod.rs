@@ -24,8 +24,8 @@ pub use crate::error::ErrorCode;
 pub use crate::event::{Event, EventType};
 pub use crate::manager::{BreakerState, HealthStatus, StatsSnapshot, Ttl};
 pub use crate::model::{
-    CycleEdge, HeldResource, Lease, LeaseId, LeaseState, Metadata, Owner, Priority, ResourceName,
-    TicketId, TicketView, Timestamp,
+    CycleEdge, HeldResource, Lease, LeaseId, LeaseState, Metadata, Owner, Priority, Reentry,
+    ResourceName, TicketId, TicketView, Timestamp,
 };
 pub use crate::table::{
     DeadlockRecord, ImportReport, QueueSummary, ResourceInfo, Skipped, Snapshot, StateFilter,

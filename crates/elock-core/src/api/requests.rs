@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::manager::Ttl;
-use crate::model::{duration_text, Metadata, Owner, Priority, ResourceName, Timestamp};
+use crate::model::{duration_text, Metadata, Owner, Priority, Reentry, ResourceName, Timestamp};
 use crate::table::StateFilter;
 
 /// `POST /api/v1/locks`.
@@ -38,6 +38,11 @@ pub struct AcquireBody {
     pub detach: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
+    /// `allow` (default): an owner asking again for what it holds gets its own lease back.
+    /// `refuse`: this request is a holder of its own, refused or queued behind the owner's
+    /// other leases like anyone else's (what `elock run` asks for).
+    #[serde(default, skip_serializing_if = "Reentry::is_allow")]
+    pub reentry: Reentry,
 }
 
 impl AcquireBody {
@@ -52,6 +57,7 @@ impl AcquireBody {
             wait: None,
             detach: false,
             metadata: None,
+            reentry: Reentry::Allow,
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, EventType};
-use crate::model::{LeaseId, Metadata, Owner, Priority, ResourceName, TicketId};
+use crate::model::{LeaseId, Metadata, Owner, Priority, Reentry, ResourceName, TicketId};
 use crate::table::{AcquireRequest, Acquired, CancelReason, DeadlockRecord, Resolution, WaitMode};
 
 use super::retry::backoff;
@@ -44,6 +44,8 @@ pub struct LockRequest {
     /// Return the ticket at once; it is granted by handoff and lives until `queue-timeout`.
     pub detach: bool,
     pub metadata: Option<Metadata>,
+    /// `Refuse`: never the owner's own lease back; this request is a holder of its own.
+    pub reentry: Reentry,
 }
 
 impl LockRequest {
@@ -57,6 +59,7 @@ impl LockRequest {
             wait: Duration::ZERO,
             detach: false,
             metadata: None,
+            reentry: Reentry::Allow,
         }
     }
 }
@@ -103,6 +106,7 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
         ttl,
         metadata: req.metadata,
         wait: WaitMode::Try,
+        reentry: req.reentry,
     };
     if wait.is_zero() && !detach {
         return store_acquire(inner, op).await;

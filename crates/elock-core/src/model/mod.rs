@@ -19,5 +19,5 @@ pub use lease::{HeldResource, Lease, LeaseState, MAX_FENCING_TOKEN};
 pub use metadata::{Metadata, MAX_METADATA_BYTES};
 pub use names::{Owner, ResourceName, MAX_OWNER_BYTES, MAX_RESOURCE_BYTES};
 pub use priority::Priority;
-pub use ticket::{Ticket, TicketView};
+pub use ticket::{Reentry, Ticket, TicketView};
 pub use time::{duration_text, format_duration, parse_duration, Timestamp};

@@ -8,6 +8,26 @@ use serde::{Deserialize, Serialize};
 use super::time::duration_text;
 use super::{LeaseId, Metadata, Owner, Priority, ResourceName, TicketId, Timestamp};
 
+/// What a request whose owner already holds the resources gets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reentry {
+    /// The owner's own lease back (`reentrant: true`): one holder, however often it asks.
+    #[default]
+    Allow,
+    /// Never its own lease: the request is another holder under the same name, refused
+    /// (`locked`) or queued behind the lease like anyone else's. Waiting for one's own name is
+    /// then not a deadlock: the other holder will release.
+    Refuse,
+}
+
+impl Reentry {
+    pub fn is_allow(&self) -> bool {
+        *self == Reentry::Allow
+    }
+}
+
 /// A ticket as the lock table stores it (and the durable store persists it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ticket {
@@ -30,6 +50,9 @@ pub struct Ticket {
     pub ttl: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
+    /// `refuse`: waiting behind a lease of the same owner is not a deadlock.
+    #[serde(default, skip_serializing_if = "Reentry::is_allow")]
+    pub reentry: Reentry,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::event::{Event, EventType};
-use crate::model::{Cycle, CycleEdge, Owner, Priority, ResourceName, TicketId, Timestamp};
+use crate::model::{Cycle, CycleEdge, Owner, Priority, Reentry, ResourceName, TicketId, Timestamp};
 
 use super::operations::CancelReason;
 use super::queue::order_key;
@@ -99,25 +99,34 @@ impl LockTable {
         let mut edges = Vec::new();
         for t in tickets {
             let key = order_key(t, &self.aging, now);
+            // A ticket that refused re-entry waits for another holder of the same name, which
+            // will release: not an edge of the wait-for graph.
+            let counts = |blocker: &Owner| t.reentry == Reentry::Allow || blocker != owner;
             for r in &t.resources {
                 let s = &self.resources[r];
                 if let Some(h) = s.holder {
-                    edges.push(Edge {
-                        ticket: t.id,
-                        resource: r.clone(),
-                        blocker: self.leases[&h].owner.clone(),
-                    });
+                    let blocker = &self.leases[&h].owner;
+                    if counts(blocker) {
+                        edges.push(Edge {
+                            ticket: t.id,
+                            resource: r.clone(),
+                            blocker: blocker.clone(),
+                        });
+                    }
                 }
                 if let Some(ahead) = s
                     .queue
                     .as_ref()
                     .and_then(|q| q.ahead_of(key, &self.tickets, &self.aging, now))
                 {
-                    edges.push(Edge {
-                        ticket: t.id,
-                        resource: r.clone(),
-                        blocker: self.tickets[&ahead].owner.clone(),
-                    });
+                    let blocker = &self.tickets[&ahead].owner;
+                    if counts(blocker) {
+                        edges.push(Edge {
+                            ticket: t.id,
+                            resource: r.clone(),
+                            blocker: blocker.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -131,6 +140,7 @@ impl LockTable {
         ticket_id: TicketId,
         resources: &[ResourceName],
         priority: Priority,
+        reentry: Reentry,
         now: Timestamp,
     ) -> Option<Cycle> {
         // Nobody can wait for an owner that holds nothing and waits for nothing.
@@ -164,6 +174,10 @@ impl LockTable {
         // Breadth-first from the new ticket's blockers; `came_from` rebuilds the path.
         let mut came_from: BTreeMap<Owner, (Owner, Edge)> = BTreeMap::new();
         let mut frontier: Vec<Owner> = Vec::new();
+        // Refusing re-entry, the request waits for other holders of its own name: no edge.
+        if reentry == Reentry::Refuse {
+            first.retain(|e| e.blocker != *owner);
+        }
         for e in first {
             if e.blocker == *owner {
                 return Some(vec![edge(owner, &e)]);

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::event::Event;
 use crate::model::{
-    Cycle, Lease, LeaseId, Metadata, Owner, Priority, ResourceName, TicketId, TicketView, Timestamp,
+    Cycle, Lease, LeaseId, Metadata, Owner, Priority, Reentry, ResourceName, TicketId, TicketView,
+    Timestamp,
 };
 
 use super::{DeadlockRecord, LockTable, ResolutionPolicy};
@@ -25,6 +26,8 @@ pub struct AcquireRequest {
     pub ttl: Option<Duration>,
     pub metadata: Option<Metadata>,
     pub wait: WaitMode,
+    /// `Refuse`: never the owner's own lease back (each request its own holder).
+    pub reentry: Reentry,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

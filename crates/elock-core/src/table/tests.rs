@@ -25,6 +25,7 @@ fn req(n: u128, owner: &str, resources: &[&str], wait: WaitMode) -> AcquireReque
         ttl: Some(Duration::from_secs(10)),
         metadata: None,
         wait,
+        reentry: Default::default(),
     }
 }
 

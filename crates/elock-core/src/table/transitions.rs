@@ -5,8 +5,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventType};
 use crate::model::{
-    format_duration, HeldResource, Lease, LeaseId, LeaseState, Owner, ResourceName, Ticket,
-    TicketId, TicketView, Timestamp, MAX_FENCING_TOKEN,
+    format_duration, HeldResource, Lease, LeaseId, LeaseState, Owner, Reentry, ResourceName,
+    Ticket, TicketId, TicketView, Timestamp, MAX_FENCING_TOKEN,
 };
 
 use super::operations::{AcquireRequest, Acquired, CancelReason, WaitMode};
@@ -49,9 +49,10 @@ impl LockTable {
 
         // Re-entry: the owner already holds every requested resource in one lease. That lease
         // must be the holder of the first resource: O(resources), however much the owner holds.
-        if let Some(lease) = self
-            .resources
-            .get(&resources[0])
+        // A request that refuses re-entry is another holder under the same name.
+        if let Some(lease) = (req.reentry == Reentry::Allow)
+            .then(|| self.resources.get(&resources[0]))
+            .flatten()
             .and_then(|s| s.holder)
             .map(|id| &self.leases[&id])
             .filter(|l| l.owner == req.owner && resources.iter().all(|r| l.holds(r.as_str())))
@@ -97,9 +98,14 @@ impl LockTable {
             }
         }
         if self.config.deadlock_prevention {
-            if let Some(cycle) =
-                self.cycle_if_enqueued(&req.owner, req.ticket_id, &resources, req.priority, now)
-            {
+            if let Some(cycle) = self.cycle_if_enqueued(
+                &req.owner,
+                req.ticket_id,
+                &resources,
+                req.priority,
+                req.reentry,
+                now,
+            ) {
                 return Err(Error::Deadlock { cycle });
             }
         }
@@ -115,6 +121,7 @@ impl LockTable {
             seq: self.next_seq,
             ttl: req.ttl,
             metadata: req.metadata,
+            reentry: req.reentry,
         };
         self.next_seq += 1;
         self.events

@@ -113,6 +113,50 @@ pub async fn reentry_returns_the_same_lease_and_one_release_frees_it(f: &dyn Sto
     assert_eq!(holder(&h, "r2").await, None);
 }
 
+/// Re-entry refused: a request of the same owner is another holder. Tried, it is `locked`;
+/// waiting, it queues behind its own name without a deadlock, neither at enqueue nor by the
+/// detector, and is granted when the first holder releases; each holder's release is its own.
+pub async fn refused_reentry_makes_each_request_its_own_holder(f: &dyn StoreFactory) {
+    let h = Harness::new(f, TableConfig::default()).await;
+    let deadline = h.later(60 * SEC);
+    let first = granted(
+        h.acquire(h.req("acme/infra#42", &["r1"]).refuse_reentry())
+            .await
+            .unwrap(),
+    );
+    match h
+        .acquire(h.req("acme/infra#42", &["r1"]).refuse_reentry())
+        .await
+    {
+        Err(Error::Locked { holder, .. }) => assert_eq!(holder.unwrap().id, first.id),
+        other => panic!("expected locked, got {other:?}"),
+    }
+    let ticket = queued(
+        h.acquire(
+            h.req("acme/infra#42", &["r1"])
+                .refuse_reentry()
+                .wait_until(deadline),
+        )
+        .await
+        .unwrap(),
+    );
+    assert!(h.store.find_deadlocks().await.unwrap().is_empty());
+    // Allowing re-entry, the same owner still gets the first holder's lease.
+    match h.acquire(h.req("acme/infra#42", &["r1"])).await.unwrap() {
+        Acquired::Granted { lease, reentrant } => {
+            assert!(reentrant);
+            assert_eq!(lease.id, first.id);
+        }
+        other => panic!("expected re-entry, got {other:?}"),
+    }
+    h.store.release(first.id).await.unwrap();
+    let second = h.store.get_lease(ticket.lease_id.unwrap()).await.unwrap();
+    let second = second.expect("the waiter is granted when the first holder releases");
+    assert_eq!(second.fencing_token("r1"), Some(2));
+    h.store.release(second.id).await.unwrap();
+    assert_eq!(holder(&h, "r1").await, None);
+}
+
 /// Release: the lease comes back `released`; a second release and a look-up find nothing.
 pub async fn release_frees_and_a_released_lease_is_gone(f: &dyn StoreFactory) {
     let h = Harness::new(f, TableConfig::default()).await;
@@ -1353,6 +1397,7 @@ macro_rules! conformance_tests {
             try_lock_grants_a_free_resource,
             try_lock_refuses_a_held_resource_naming_the_holder,
             reentry_returns_the_same_lease_and_one_release_frees_it,
+            refused_reentry_makes_each_request_its_own_holder,
             release_frees_and_a_released_lease_is_gone,
             multi_resource_requests_are_all_or_none,
             a_ticket_waits_until_it_heads_every_queue,

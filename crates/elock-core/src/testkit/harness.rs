@@ -55,6 +55,12 @@ impl Req {
     }
 
     /// Queue (attached) until now + `d`.
+    /// Another holder under the same name: never the owner's own lease back.
+    pub fn refuse_reentry(mut self) -> Self {
+        self.inner.reentry = crate::model::Reentry::Refuse;
+        self
+    }
+
     pub fn wait_until(mut self, deadline: Timestamp) -> Self {
         self.inner.wait = WaitMode::Queue {
             deadline: Some(deadline),
@@ -125,6 +131,7 @@ impl Harness {
                 ttl: Some(Duration::from_secs(60)),
                 metadata: None,
                 wait: WaitMode::Try,
+                reentry: Default::default(),
             },
         }
     }

@@ -35,6 +35,8 @@ pub enum Step {
         ttl: u8,
         /// 0: try, 1: attached 30s, 2: detached 120s.
         wait: u8,
+        /// Refuse re-entry: another holder under the same name.
+        refuse: bool,
     },
     Release(usize),
     Renew(usize, Option<u64>),
@@ -48,8 +50,8 @@ pub enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0..4usize, prop::collection::vec(0..4usize, 1..3), 0..4u8, 0..3u8, 0..3u8).prop_map(
-            |(owner, resources, priority, ttl, wait)| Step::Acquire { owner, resources, priority, ttl, wait }
+        6 => (0..4usize, prop::collection::vec(0..4usize, 1..3), 0..4u8, 0..3u8, 0..3u8, prop::bool::weighted(0.25)).prop_map(
+            |(owner, resources, priority, ttl, wait, refuse)| Step::Acquire { owner, resources, priority, ttl, wait, refuse }
         ),
         3 => (0..64usize).prop_map(Step::Release),
         1 => (0..64usize, prop::option::of(1..90u64)).prop_map(|(i, t)| Step::Renew(i, t)),
@@ -208,6 +210,7 @@ impl Run {
                 priority,
                 ttl,
                 wait,
+                refuse,
             } => {
                 let id = self.next;
                 self.next += 1;
@@ -240,6 +243,11 @@ impl Run {
                             deadline: Some(now.plus(Duration::from_secs(120))),
                             detached: true,
                         },
+                    },
+                    reentry: if refuse {
+                        crate::model::Reentry::Refuse
+                    } else {
+                        crate::model::Reentry::Allow
                     },
                 })
             }

@@ -454,6 +454,7 @@ async fn run_scenario(
                             ttl: Some(Duration::from_secs(30)),
                             metadata: None,
                             wait: elock_core::table::WaitMode::Try,
+                            reentry: Default::default(),
                         };
                         let t = Instant::now();
                         match store.acquire(req).await {
@@ -650,6 +651,7 @@ async fn redis_memory(args: &BenchArgs) -> Result<Row, CliError> {
                     ttl: Some(Duration::from_secs(3600)),
                     metadata: None,
                     wait: elock_core::table::WaitMode::Try,
+                    reentry: Default::default(),
                 };
                 let t = Instant::now();
                 let got = store.acquire(req).await;

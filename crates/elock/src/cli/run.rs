@@ -51,7 +51,12 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
     // what was taken, instead of killing this process with the lock held until its ttl.
     let mut interrupt = signals();
     let owner = args.owner.unwrap_or_else(default_owner);
-    let mut req = client.lock(&owner, &args.resources)?.ttl(ttl);
+    // Each run is its own holder: never granted by re-entry, so two runs under one --owner
+    // exclude each other.
+    let mut req = client
+        .lock(&owner, &args.resources)?
+        .ttl(ttl)
+        .refuse_reentry();
     if let Some(p) = &args.priority {
         req = req.priority(priority(p)?);
     }

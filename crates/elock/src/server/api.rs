@@ -96,6 +96,7 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
         wait: body.wait.unwrap_or(Duration::ZERO),
         detach: body.detach,
         metadata: body.metadata,
+        reentry: body.reentry,
     };
     let result = app.manager.acquire(req).await;
     if let Some(m) = &app.metrics {

@@ -329,6 +329,7 @@ mod tests {
             ttl: Some(Duration::from_secs(60)),
             metadata: None,
             wait: WaitMode::Try,
+            reentry: Default::default(),
         }
     }
 

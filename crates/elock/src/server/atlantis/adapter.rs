@@ -54,6 +54,7 @@ fn atlantis_request(owner: Owner, key: &str, atlantis: Value) -> Result<LockRequ
         wait: std::time::Duration::ZERO,
         detach: false,
         metadata: Some(Metadata::new(json!({ "atlantis": atlantis }))?),
+        reentry: Default::default(),
     })
 }
 
