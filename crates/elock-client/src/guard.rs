@@ -8,10 +8,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use elock_core::api::{ErrorCode, Lease, LeaseId};
+use elock_core::api::{ErrorCode, EventType, Lease, LeaseId};
 
 use crate::client::Client;
 use crate::error::Result;
+use crate::events::{EventItem, EventStream};
 
 /// Why a guarded lease is no longer held.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,9 +80,33 @@ impl LeaseGuard {
     /// Guards a lease the client already holds. Make it as soon as the lease is granted: the
     /// deadline it watches is counted from now.
     pub fn new(client: Client, lease: Lease) -> LeaseGuard {
+        Self::start(client, lease, None)
+    }
+
+    /// Like [`new`](Self::new), and also follows the event stream (`events` from
+    /// [`Client::events`], subscribed before the acquire so that nothing falls in between):
+    /// a release, expiry or force-release of this lease by anyone else is reported at once,
+    /// with its reason, instead of at the next renewal.
+    pub fn watching(client: Client, lease: Lease, events: EventStream) -> LeaseGuard {
+        Self::start(client, lease, Some(events))
+    }
+
+    fn start(client: Client, lease: Lease, events: Option<EventStream>) -> LeaseGuard {
         let (tx, loss) = watch::channel(None);
+        let id = lease.id;
         let lease = Arc::new(Mutex::new(lease));
-        let renewer = tokio::spawn(renew(client.clone(), lease.clone(), tx));
+        let renewals = renew(client.clone(), lease.clone(), tx.clone());
+        let renewer = tokio::spawn(async move {
+            match events {
+                None => renewals.await,
+                Some(events) => {
+                    tokio::select! {
+                        () = renewals => {}
+                        () = follow(events, id, tx) => {}
+                    }
+                }
+            }
+        });
         LeaseGuard {
             client,
             lease,
@@ -162,6 +187,39 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// Reports the end of lease `id` as soon as an event says so; returns when it did (or when the
+/// stream ends for good, leaving the renewals to notice).
+async fn follow(mut events: EventStream, id: LeaseId, loss: watch::Sender<Option<LeaseLoss>>) {
+    loop {
+        let event = match events.next().await {
+            Ok(EventItem::Event(e)) => e,
+            Ok(EventItem::Gap(_)) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "the event stream ended; the lease is watched by its renewals");
+                return std::future::pending().await;
+            }
+        };
+        if event.lease_id != Some(id) {
+            continue;
+        }
+        let message = match event.kind {
+            EventType::LockForceReleased => format!(
+                "force-released{}",
+                event
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            EventType::LockExpired => "expired: it was not renewed in time".to_string(),
+            EventType::LockReleased => "released by another client holding its id".to_string(),
+            _ => continue,
+        };
+        let _ = loss.send(Some(LeaseLoss::Gone { message }));
+        return;
+    }
+}
+
 /// The background renewal: every ttl/3; after a failure that is not a verdict, sooner, until
 /// the deadline known from the last success has passed.
 async fn renew(client: Client, lease: Arc<Mutex<Lease>>, loss: watch::Sender<Option<LeaseLoss>>) {
@@ -169,8 +227,10 @@ async fn renew(client: Client, lease: Arc<Mutex<Lease>>, loss: watch::Sender<Opt
         let l = lease.lock().unwrap_or_else(|e| e.into_inner());
         (l.id, l.ttl)
     };
-    // A lease without expiry needs no renewal.
-    let Some(ttl) = ttl else { return };
+    // A lease without expiry needs no renewal (an event watch may still report its end).
+    let Some(ttl) = ttl else {
+        return std::future::pending().await;
+    };
     let period = (ttl / 3).max(Duration::from_millis(10));
     // Counted from when the guard was made, right after the grant.
     let mut deadline = Instant::now() + ttl;

@@ -10,7 +10,15 @@ use elock::cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let args = cli::Args::parse();
+    // A usage error exits 64 (sysexits' EX_USAGE), never 2: 2 is "not granted" for the lock
+    // commands, and a wrapped tool's own code for `elock run`.
+    let args = match cli::Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 64 } else { 0 });
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -100,7 +100,8 @@ async fn a_lost_lease_stops_the_command() {
     let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
-    assert_eq!(code.code(), Some(1));
+    // The lost code (76 by default), not 1, which the wrapped tool may use for its own errors.
+    assert_eq!(code.code(), Some(76));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "stopped at the next renewal, not after 30s"
@@ -119,8 +120,10 @@ async fn ctrl_c_stops_the_command_and_releases_the_lock() {
     assert!(api.holder("r").await.is_null(), "released on Ctrl-C");
 }
 
+/// Not granted has its own exit code (75 by default, like `flock -E`), which does not collide
+/// with the wrapped tool's (terraform plan -detailed-exitcode uses 2).
 #[test]
-fn a_lock_that_cannot_be_had_runs_nothing_and_exits_2() {
+fn a_lock_that_cannot_be_had_runs_nothing_and_exits_with_the_conflict_code() {
     let server = Server::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(
@@ -134,8 +137,22 @@ fn a_lock_that_cannot_be_had_runs_nothing_and_exits_2() {
     )
     .output()
     .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(75));
     assert!(!std::path::Path::new("/tmp/elock-run-should-not-exist").exists());
+    let out = run_cmd(
+        &server,
+        &[
+            "r",
+            "--conflict-exit-code",
+            "9",
+            "--",
+            "touch",
+            "/tmp/elock-run-should-not-exist",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(9), "configurable");
 }
 
 /// Ctrl-C while still waiting in the queue: the command never runs, the ticket leaves the queue,
@@ -262,4 +279,80 @@ async fn two_runs_with_the_same_owner_never_overlap() {
             );
         }
     }
+}
+
+/// A force-release reaches the command within a second, through the event stream, although the
+/// lease's own renewal would come only after 20 s; the message says what happened and why; the
+/// run exits with the lost code.
+#[tokio::test]
+async fn a_force_release_reaches_the_command_within_a_second() {
+    let server = Server::start();
+    let api = server.client();
+    let started = Instant::now();
+    let child = run_cmd(
+        &server,
+        &[
+            "deploy/prod",
+            "--owner",
+            "ci-9",
+            "--ttl",
+            "60s",
+            "--kill-after",
+            "1s",
+            "--",
+            "sleep",
+            "30",
+        ],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    held(&api, "deploy/prod").await;
+    let (status, _) = api
+        .post(
+            "/api/v1/resource/force-release",
+            json!({"name": "deploy/prod", "reason": "maintenance window"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let forced = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        forced.elapsed() < Duration::from_secs(1),
+        "stopped {:?} after the force-release",
+        forced.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(76));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("force-released") && stderr.contains("maintenance window"),
+        "{stderr}"
+    );
+}
+
+/// The rest of the exit-code table: a command not found (127), one that cannot be executed
+/// (126), a usage error (64), the lost code configurable.
+#[test]
+fn exit_codes_name_what_went_wrong() {
+    let server = Server::start();
+    let code = |args: &[&str]| run_cmd(&server, args).output().unwrap().status.code();
+    assert_eq!(code(&["r", "--", "no-such-command-elock-test"]), Some(127));
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("not-executable");
+    std::fs::write(&plain, "echo hi").unwrap();
+    assert_eq!(code(&["r", "--", plain.to_str().unwrap()]), Some(126));
+    assert_eq!(code(&["r", "--ttl", "soon", "--", "true"]), Some(64));
+    assert_eq!(code(&["r", "--no-such-flag", "--", "true"]), Some(64));
+    assert_eq!(
+        code(&["r", "--", "sh", "-c", "exit 2"]),
+        Some(2),
+        "the child's own"
+    );
+    assert!(
+        server.client().holder_blocking("r").is_null(),
+        "released every time"
+    );
 }

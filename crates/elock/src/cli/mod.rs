@@ -32,7 +32,7 @@ use serve::{ConfigCommand, ServerFlags};
 /// `elock serve` runs the server; every other command talks to one over HTTP.
 ///
 /// Exit codes: 0 ok, 1 error, 2 not granted (locked or wait timeout), 3 deadlock, 4 server
-/// unreachable.
+/// unreachable, 64 usage error. `elock run` has its own table (`elock run --help`).
 #[derive(Parser, Debug)]
 #[command(name = "elock", version, about, long_about = None)]
 pub struct Args {
@@ -70,9 +70,10 @@ enum Command {
     Lock(locks::LockArgs),
     /// Hold a lock while a command runs; the child gets ELOCK_LEASE_ID and ELOCK_FENCING_TOKEN.
     ///
-    /// The lease is renewed at a third of its ttl; if it is lost the command is stopped (TERM,
-    /// then KILL); the lock is released when the command ends or on Ctrl-C; the command's exit
-    /// code is passed on.
+    /// Each run is its own holder (two runs with the same --owner exclude each other). The lease
+    /// is renewed at a third of its ttl and the event stream followed; if the lease is lost the
+    /// command hears it within a second (TERM, then KILL after --kill-after); the lock is
+    /// released when the command ends or on Ctrl-C; the command's exit code is passed on.
     ///
     /// Example: elock run acme/infra/envs/prod/default/ --wait 10m -- terraform apply plan.tfplan
     Run(run::RunArgs),

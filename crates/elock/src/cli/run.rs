@@ -1,31 +1,64 @@
 //! `elock run`: hold a lock while a command runs (made for Atlantis workflow `run:` steps).
 //!
-//! The child gets `ELOCK_LEASE_ID`, `ELOCK_FENCING_TOKEN` (of the first resource) and
-//! `ELOCK_FENCING_TOKENS` (JSON, every resource). The lease is renewed at a third of its ttl. If
-//! it is lost (released by force, expired while the server was unreachable), the child is stopped:
-//! SIGTERM, then SIGKILL after a grace period. When the child ends, or on Ctrl-C / SIGTERM, the
-//! lock is released. The child's exit code is passed on (128 + signal if a signal ended it).
+//! Each run is its own holder: it refuses re-entry, so two runs with the same `--owner` (an
+//! Atlantis step passes `$REPO#$PULL`) exclude each other. The child gets `ELOCK_LEASE_ID`,
+//! `ELOCK_FENCING_TOKEN` (of the first resource) and `ELOCK_FENCING_TOKENS` (JSON, every
+//! resource). The lease is renewed at a third of its ttl, and the event stream is followed: if
+//! the lease is lost (force-released, expired, released by someone else) the child hears it at
+//! once: SIGTERM, then SIGKILL after `--kill-after`. When the child ends, or on Ctrl-C / SIGTERM,
+//! the lock is released. Exit codes (see [`RunArgs`]) never collide with the wrapped tool's own
+//! unless configured to.
 
+use std::io::IsTerminal;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use elock_client::api::Lease;
+use elock_client::api::{ErrorCode, EventType, Lease};
 use elock_client::{Client, LeaseGuard};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::errors::{exit, CliError};
+use super::errors::CliError;
 use super::locks::{duration, priority};
 
-/// How long a child has to stop after SIGTERM before SIGKILL.
-const GRACE: Duration = Duration::from_secs(10);
+/// Exit codes of `elock run` that are its own (the child's code is passed on otherwise).
+pub mod code {
+    /// A mistake on the command line (sysexits' EX_USAGE).
+    pub const USAGE: i32 = 64;
+    /// The server could not be reached or its backend is down (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: i32 = 69;
+    /// Any other refusal by the server (EX_SOFTWARE).
+    pub const ERROR: i32 = 70;
+    /// Not granted (locked, the wait ran out, or a deadlock), by default (EX_TEMPFAIL).
+    pub const CONFLICT: i32 = 75;
+    /// The lock was lost while the command ran (the command was stopped), by default.
+    pub const LOST: i32 = 76;
+    /// The command exists but cannot be executed.
+    pub const NOT_EXECUTABLE: i32 = 126;
+    /// The command was not found.
+    pub const NOT_FOUND: i32 = 127;
+    /// Interrupted (SIGINT or SIGTERM), as shells report Ctrl-C.
+    pub const INTERRUPTED: i32 = 130;
+}
 
+/// Hold a lock while a command runs.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = "\
+Exit codes:
+  the command's own    it ran to the end holding the lock (128 + N if signal N ended it)
+  75                   not granted: locked, the wait ran out, or a deadlock (--conflict-exit-code)
+  76                   the lock was lost while the command ran; it was stopped (--lost-exit-code)
+  64                   usage error
+  69                   the server cannot be reached, or its backend is down
+  70                   any other refusal by the server
+  126 / 127            the command cannot be executed / was not found
+  130                  interrupted (Ctrl-C, SIGTERM); the lock is released")]
 pub struct RunArgs {
     #[arg(required = true)]
     pub resources: Vec<String>,
-    /// Who holds the lock (default: elock-run@HOST:PID).
+    /// Who holds the lock, as people see it (default: elock-run@HOST:PID). Each run is still its
+    /// own holder: two runs with the same --owner exclude each other.
     #[arg(long)]
     pub owner: Option<String>,
     /// low, normal, high, critical (or 0..3).
@@ -37,76 +70,159 @@ pub struct RunArgs {
     /// How long to wait for the lock (0: try once).
     #[arg(long)]
     pub wait: Option<String>,
+    /// After SIGTERM, how long the command has to stop before SIGKILL.
+    #[arg(long, default_value = "10s")]
+    pub kill_after: String,
+    /// Exit code when the lock is not granted (like flock -E).
+    #[arg(long, default_value_t = code::CONFLICT)]
+    pub conflict_exit_code: i32,
+    /// Exit code when the lock is lost while the command runs.
+    #[arg(long, default_value_t = code::LOST)]
+    pub lost_exit_code: i32,
+    /// No progress lines on a terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
-/// The exit code after SIGINT or SIGTERM (128 + SIGINT, as shells report Ctrl-C).
-const INTERRUPTED: i32 = 130;
+/// The exit code for an error before the command ran.
+fn refused(e: &elock_client::Error, args: &RunArgs) -> i32 {
+    match e.code() {
+        Some(ErrorCode::Locked | ErrorCode::WaitTimeout | ErrorCode::Deadlock) => {
+            args.conflict_exit_code
+        }
+        Some(ErrorCode::BackendUnavailable | ErrorCode::Overloaded) => code::UNAVAILABLE,
+        Some(_) => code::ERROR,
+        None if e.is_unreachable() => code::UNAVAILABLE,
+        None => code::ERROR,
+    }
+}
+
+fn usage(e: CliError) -> CliError {
+    CliError {
+        exit: code::USAGE,
+        ..e
+    }
+}
 
 pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
-    let ttl = duration("ttl", &args.ttl)?;
+    let ttl = duration("ttl", &args.ttl).map_err(usage)?;
+    let kill_after = duration("kill-after", &args.kill_after).map_err(usage)?;
+    let wait = args
+        .wait
+        .as_deref()
+        .map(|w| duration("wait", w))
+        .transpose()
+        .map_err(usage)?;
     // Listening before the lock is asked for: a signal at any moment from here on releases
     // what was taken, instead of killing this process with the lock held until its ttl.
     let mut interrupt = signals();
-    let owner = args.owner.unwrap_or_else(default_owner);
-    // Each run is its own holder: never granted by re-entry, so two runs under one --owner
-    // exclude each other.
+    let owner = args.owner.clone().unwrap_or_else(default_owner);
+    // Each run is its own holder: never granted by re-entry.
     let mut req = client
-        .lock(&owner, &args.resources)?
+        .lock(&owner, &args.resources)
+        .map_err(|e| usage(CliError::from(e)))?
         .ttl(ttl)
         .refuse_reentry();
     if let Some(p) = &args.priority {
-        req = req.priority(priority(p)?);
+        req = req.priority(priority(p).map_err(usage)?);
     }
-    let waits = args.wait.is_some();
-    if let Some(w) = &args.wait {
-        req = req.wait(duration("wait", w)?);
+    if let Some(w) = wait {
+        req = req.wait(w);
     }
-    let call = req.acquire();
-    tokio::pin!(call);
-    let lease = tokio::select! {
-        lease = &mut call => lease?,
-        _ = interrupt.recv() => {
-            eprintln!("elock run: interrupted while asking for the lock");
-            if waits {
-                // Dropping a waiting request closes its connection: the server cancels the
-                // ticket, or releases a lease granted in the meantime.
-                return Ok(INTERRUPTED);
-            }
-            // A try-lock answers at once: take the answer, and give back what it granted.
-            if let Ok(lease) = call.await {
-                release(client, &lease).await;
-            }
-            return Ok(INTERRUPTED);
+    // Subscribed before the acquire, so that the end of the lease cannot fall in between.
+    let events = client
+        .events(&[
+            EventType::LockReleased,
+            EventType::LockExpired,
+            EventType::LockForceReleased,
+        ])
+        .await;
+    let events = match events {
+        Ok(e) => Some(e),
+        Err(e) if e.is_unreachable() => {
+            return Err(CliError {
+                exit: code::UNAVAILABLE,
+                message: e.to_string(),
+                body: None,
+            })
+        }
+        Err(e) => {
+            eprintln!(
+                "elock run: no event stream ({e}); a lost lock is noticed at the next renewal"
+            );
+            None
         }
     };
-    // From here the guard renews the lease at a third of its ttl and says when it is lost.
-    let guard = LeaseGuard::new(client.clone(), lease.clone());
+    let progress = (!args.quiet && std::io::stderr().is_terminal())
+        .then(|| tokio::spawn(show_progress(client.clone(), args.resources[0].clone())));
+    let started = Instant::now();
+    let call = req.acquire();
+    tokio::pin!(call);
+    let result = tokio::select! {
+        lease = &mut call => Some(lease),
+        _ = interrupt.recv() => None,
+    };
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[K");
+    }
+    let lease = match result {
+        Some(Ok(lease)) => lease,
+        Some(Err(e)) => {
+            eprintln!("elock run: {e}");
+            return Ok(refused(&e, &args));
+        }
+        None => {
+            eprintln!("elock run: interrupted while asking for the lock");
+            if wait.is_none() {
+                // A try-lock answers at once: take the answer, and give back what it granted.
+                if let Ok(lease) = call.await {
+                    let _ = client.release(lease.id).await;
+                }
+            }
+            // Dropping a waiting request closes its connection: the server cancels the ticket,
+            // or releases a lease granted in the meantime.
+            return Ok(code::INTERRUPTED);
+        }
+    };
+    if !args.quiet && std::io::stderr().is_terminal() {
+        eprintln!(
+            "elock run: acquired {} (fencing token {}) after {}",
+            args.resources.join(", "),
+            first_token(&lease),
+            elock_core::model::format_duration(started.elapsed())
+        );
+    }
+    let guard = match events {
+        Some(events) => LeaseGuard::watching(client.clone(), lease.clone(), events),
+        None => LeaseGuard::new(client.clone(), lease.clone()),
+    };
     let tokens: std::collections::BTreeMap<&str, u64> = lease
         .resources
         .iter()
         .map(|r| (r.resource.as_str(), r.fencing_token))
         .collect();
     let tokens = serde_json::to_string(&tokens).unwrap_or_default();
-    let first_token = lease
-        .resources
-        .first()
-        .map_or(String::new(), |r| r.fencing_token.to_string());
     let Some((program, rest)) = args.command.split_first() else {
         give_back(guard).await;
-        return Err(CliError::usage("give the command after --"));
+        return Err(CliError {
+            exit: code::USAGE,
+            message: "give the command after --".into(),
+            body: None,
+        });
     };
     if interrupt.try_recv().is_ok() {
         eprintln!("elock run: interrupted; releasing the lock without running the command");
         give_back(guard).await;
-        return Ok(INTERRUPTED);
+        return Ok(code::INTERRUPTED);
     }
     let mut child = match Command::new(program)
         .args(rest)
         .env("ELOCK_LEASE_ID", lease.id.to_string())
-        .env("ELOCK_FENCING_TOKEN", &first_token)
+        .env("ELOCK_FENCING_TOKEN", first_token(&lease))
         .env("ELOCK_FENCING_TOKENS", tokens)
         .stdin(Stdio::inherit())
         .spawn()
@@ -114,14 +230,68 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
         Ok(c) => c,
         Err(e) => {
             give_back(guard).await;
-            return Err(CliError::usage(format!("cannot start {program:?}: {e}")));
+            eprintln!("elock run: cannot start {program:?}: {e}");
+            return Ok(match e.kind() {
+                std::io::ErrorKind::NotFound => code::NOT_FOUND,
+                _ => code::NOT_EXECUTABLE,
+            });
         }
     };
-    let code = supervise(&guard, &mut child, &mut interrupt).await;
+    let code = tokio::select! {
+        status = child.wait() => exit_code(status),
+        loss = guard.lost() => {
+            eprintln!("elock run: the lock on {} was lost ({loss}); stopping the command", args.resources.join(", "));
+            stop(&mut child, kill_after).await;
+            args.lost_exit_code
+        }
+        _ = interrupt.recv() => {
+            eprintln!("elock run: interrupted; stopping the command and releasing the lock");
+            stop(&mut child, kill_after).await;
+            code::INTERRUPTED
+        }
+    };
     if guard.loss().is_none() {
         give_back(guard).await;
     }
     Ok(code)
+}
+
+fn first_token(lease: &Lease) -> String {
+    lease
+        .resources
+        .first()
+        .map_or(String::new(), |r| r.fencing_token.to_string())
+}
+
+/// While waiting, one line on stderr, rewritten every second: who holds the resource and since
+/// when, this run's place in the queue, how long it has waited.
+async fn show_progress(client: Client, resource: String) {
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(info) = client.resource(&resource).await else {
+            continue;
+        };
+        let holder = info.holder.as_ref().map_or("nobody".to_string(), |h| {
+            format!("{} since {}", h.owner, h.acquired_at)
+        });
+        eprint!(
+            "\r\x1b[Kelock run: waiting for {resource}: held by {holder}, {} in the queue, {} so far",
+            info.queue.len(),
+            elock_core::model::format_duration(started.elapsed())
+        );
+    }
+}
+
+/// SIGTERM, then SIGKILL after `kill_after`.
+async fn stop(child: &mut Child, kill_after: Duration) {
+    if let Some(pid) = child.id() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        if tokio::time::timeout(kill_after, child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 /// Releases the guarded lease; only an unreachable server is worth a message (the lease then
@@ -135,59 +305,14 @@ async fn give_back(guard: LeaseGuard) {
     }
 }
 
-/// Waits for the child; stops it if the lease is lost or we are asked to stop. Returns the
-/// exit code to pass on.
-async fn supervise(
-    guard: &LeaseGuard,
-    child: &mut Child,
-    interrupt: &mut tokio::sync::mpsc::Receiver<()>,
-) -> i32 {
-    tokio::select! {
-        status = child.wait() => exit_code(status),
-        loss = guard.lost() => {
-            eprintln!("elock run: the lock was lost ({loss}); stopping the command");
-            stop(child).await;
-            exit::ERROR
-        }
-        _ = interrupt.recv() => {
-            eprintln!("elock run: interrupted; stopping the command and releasing the lock");
-            stop(child).await;
-            INTERRUPTED
-        }
-    }
-}
-
-/// SIGTERM, then SIGKILL after the grace period.
-async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        if tokio::time::timeout(GRACE, child.wait()).await.is_ok() {
-            return;
-        }
-    }
-    let _ = child.kill().await;
-}
-
-/// Gives back a lease taken before the guard existed.
-async fn release(client: &Client, lease: &Lease) {
-    if let Err(e) = client.release(lease.id).await {
-        if e.is_unreachable() {
-            eprintln!(
-                "elock run: could not release {}: {e} (it expires at its deadline)",
-                lease.id
-            );
-        }
-    }
-}
-
 fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     match status {
         Ok(s) => s
             .code()
             .or_else(|| s.signal().map(|sig| 128 + sig))
-            .unwrap_or(exit::ERROR),
-        Err(_) => exit::ERROR,
+            .unwrap_or(code::ERROR),
+        Err(_) => code::ERROR,
     }
 }
 

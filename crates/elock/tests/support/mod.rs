@@ -181,6 +181,13 @@ impl Api {
         self.send(reqwest::Method::DELETE, path, None).await
     }
 
+    /// `holder` outside a runtime.
+    pub fn holder_blocking(&self, resource: &str) -> Value {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(self.holder(resource))
+    }
+
     pub async fn holder(&self, resource: &str) -> Value {
         self.get(&format!("/api/v1/resource?name={resource}"))
             .await
