@@ -163,8 +163,9 @@ impl EngineConfig {
         TableConfig {
             max_timeout: self.max_timeout,
             max_queue_wait: self.max_timeout.max(self.priority_queue.queue_timeout),
-            // Atlantis-compatible mode has no expiry at all.
-            allow_no_ttl: self.allow_no_expiry || !self.enabled,
+            // The store keeps leases without expiry (Atlantis's locks never expire); who may ask
+            // for one is the manager's rule (`allow-no-expiry` governs native requests only).
+            allow_no_ttl: true,
             max_queue_size: self.priority_queue.max_queue_size,
             starvation_threshold: self.priority_queue.starvation_threshold,
             max_priority_boost: self.priority_queue.max_priority_boost,

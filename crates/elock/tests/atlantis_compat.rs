@@ -176,14 +176,30 @@ async fn empty_lists_answer_null_as_atlantis_does() {
     assert_eq!(list, json!({"Locks": null}));
 }
 
+/// With default settings the adapter's locks never expire (no setting needed), while a native
+/// request without expiry is refused naming `allow-no-expiry`, which its environment variable
+/// (like every setting) turns on.
 #[tokio::test]
-async fn a_server_refusing_leases_without_expiry_says_how_to_allow_atlantis_locks() {
+async fn adapter_locks_never_expire_by_default_and_allow_no_expiry_governs_native_requests() {
     let server = Server::start();
-    let (status, body) = server
-        .client()
+    let api = server.client();
+    let (status, body) = api
         .post(
             "/api/atlantis/v1/try-lock",
             json!({"Project": {"RepoFullName": "o/r", "Path": "."}, "Workspace": "default"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["LockAcquired"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    let (_, list) = api.get("/api/v1/locks").await;
+    assert_eq!(list["locks"][0]["expires_at"], json!(null), "{list}");
+    let (status, body) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "native", "owner": "o", "ttl": null}),
         )
         .await;
     assert_eq!(status, 400, "{body}");
@@ -191,9 +207,24 @@ async fn a_server_refusing_leases_without_expiry_says_how_to_allow_atlantis_lock
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("allow-no-expiry: true"),
+            .contains("allow-no-expiry"),
         "{body}"
     );
+    drop(server);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        dir.path(),
+        &[],
+        &[("ATLANTIS_ENHANCED_LOCKING_ALLOW_NO_EXPIRY", "true")],
+    );
+    let (status, body) = server
+        .client()
+        .post(
+            "/api/v1/locks",
+            json!({"resource": "native", "owner": "o", "ttl": null}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
 }
 
 /// The fake token of the fixtures, sent the way Atlantis sends it (inside CloneURL), appears in

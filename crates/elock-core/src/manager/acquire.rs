@@ -46,6 +46,9 @@ pub struct LockRequest {
     pub metadata: Option<Metadata>,
     /// `Refuse`: never the owner's own lease back; this request is a holder of its own.
     pub reentry: Reentry,
+    /// A lock taken for Atlantis (its adapter, its imports): it may live without expiry whatever
+    /// `allow-no-expiry` says, as Atlantis's locks never expire.
+    pub for_atlantis: bool,
 }
 
 impl LockRequest {
@@ -60,6 +63,7 @@ impl LockRequest {
             detach: false,
             metadata: None,
             reentry: Reentry::Allow,
+            for_atlantis: false,
         }
     }
 }
@@ -86,6 +90,13 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
         // Atlantis-compatible behaviour only: try-lock, no expiry, no priority.
         (Priority::Normal, None, Duration::ZERO, false)
     };
+    if ttl.is_none() && cfg.enabled && !cfg.allow_no_expiry && !req.for_atlantis {
+        return Err(Error::invalid(
+            "ttl",
+            "ttl null (no expiry) is allowed only when enhanced-locking.allow-no-expiry is true \
+             (locks taken through the Atlantis adapter never expire without it)",
+        ));
+    }
     if wait > cfg.max_timeout {
         return Err(Error::invalid(
             "wait",

@@ -25,6 +25,10 @@ pub struct ServerFlags {
     backend: Option<String>,
     #[arg(long, value_name = "BOOL")]
     enhanced_locking_enabled: Option<String>,
+    /// Let native requests ask for leases without expiry (`ttl: null`); locks taken through the
+    /// Atlantis adapter never expire whatever this says.
+    #[arg(long, value_name = "BOOL")]
+    enhanced_locking_allow_no_expiry: Option<String>,
     #[arg(long, value_name = "BACKEND")]
     enhanced_locking_backend: Option<String>,
     #[arg(long, value_name = "HOST:PORT,...")]
@@ -46,7 +50,12 @@ impl ServerFlags {
     /// The flag values as configuration overrides.
     pub fn overrides(&self) -> Vec<Override> {
         let data_dir = self.data_dir.as_ref().map(|d| d.display().to_string());
-        let pairs: [(&'static str, &Option<String>, &str); 11] = [
+        let pairs: [(&'static str, &Option<String>, &str); 12] = [
+            (
+                "enhanced-locking.allow-no-expiry",
+                &self.enhanced_locking_allow_no_expiry,
+                "--enhanced-locking-allow-no-expiry",
+            ),
             ("enhanced-locking.listen", &self.listen, "--listen"),
             ("enhanced-locking.data-dir", &data_dir, "--data-dir"),
             ("enhanced-locking.backend", &self.backend, "--backend"),

@@ -43,6 +43,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("ATLANTIS_ENHANCED_LOCKING_REDIS_PASSWORD", "redis.password"),
     ("ATLANTIS_ENHANCED_LOCKING_REDIS_DB", "redis.db"),
     (
+        "ATLANTIS_ENHANCED_LOCKING_ALLOW_NO_EXPIRY",
+        "enhanced-locking.allow-no-expiry",
+    ),
+    (
         "ATLANTIS_ENHANCED_LOCKING_DEFAULT_TIMEOUT",
         "enhanced-locking.default-timeout",
     ),

@@ -97,6 +97,7 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
         detach: body.detach,
         metadata: body.metadata,
         reentry: body.reentry,
+        for_atlantis: false,
     };
     let result = app.manager.acquire(req).await;
     if let Some(m) = &app.metrics {

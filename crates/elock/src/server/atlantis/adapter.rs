@@ -44,7 +44,8 @@ fn owner_of(repo: &str, pull: i64) -> Result<Owner, Error> {
     Owner::new(&owner_name(repo, pull))
 }
 
-/// A try-lock without expiry carrying Atlantis's JSON in `metadata.atlantis`.
+/// A try-lock without expiry carrying Atlantis's JSON in `metadata.atlantis` (Atlantis's locks
+/// never expire: no setting is needed for that).
 fn atlantis_request(owner: Owner, key: &str, atlantis: Value) -> Result<LockRequest, Error> {
     Ok(LockRequest {
         owner,
@@ -55,6 +56,7 @@ fn atlantis_request(owner: Owner, key: &str, atlantis: Value) -> Result<LockRequ
         detach: false,
         metadata: Some(Metadata::new(json!({ "atlantis": atlantis }))?),
         reentry: Default::default(),
+        for_atlantis: true,
     })
 }
 
@@ -105,18 +107,6 @@ pub fn project_lock_of(lease: &Lease, key: &str) -> ProjectLock {
     }
 }
 
-/// Atlantis's locks never expire: say how to allow that when the server refuses it.
-fn no_expiry_hint(e: Error) -> Error {
-    match e {
-        Error::InvalidRequest { field, .. } if field == "ttl" => Error::invalid(
-            "ttl",
-            "Atlantis locks never expire, and this server refuses leases without expiry: set \
-             enhanced-locking.allow-no-expiry: true (or enhanced-locking.enabled: false)",
-        ),
-        other => other,
-    }
-}
-
 /// Whether a lease is one of Atlantis's project locks (not the apply lock, not elock's own).
 fn is_project_lock(lease: &Lease) -> bool {
     lease
@@ -162,7 +152,7 @@ impl Adapter<'_> {
                 holder: Some(h), ..
             }) => (false, project_lock_of(&h, &key)),
             Err(Error::Locked { holder: None, .. }) => (false, ProjectLock::default()),
-            Err(e) => return Err(no_expiry_hint(e).into()),
+            Err(e) => return Err(e.into()),
         };
         Ok(TryLockResponse {
             lock_acquired: acquired,
@@ -260,7 +250,7 @@ impl Adapter<'_> {
                 reentrant: false, ..
             }) => Ok(lock),
             Ok(_) | Err(Error::Locked { .. }) => Err(AdapterError::Atlantis(LOCK_EXISTS)),
-            Err(e) => Err(no_expiry_hint(e).into()),
+            Err(e) => Err(e.into()),
         }
     }
 
