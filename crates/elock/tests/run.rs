@@ -356,3 +356,61 @@ fn exit_codes_name_what_went_wrong() {
         "released every time"
     );
 }
+
+/// `elock atlantis run` inside an Atlantis workflow step: the environment Atlantis sets gives
+/// the lock key and owner Atlantis's own locking would use; the adapter lists the lock as
+/// Atlantis's, another pull's try-lock is refused while the step runs, and the step's exit code
+/// is passed on with the lock released after.
+#[tokio::test]
+async fn atlantis_run_takes_the_lock_atlantis_would_take() {
+    let server = Server::start();
+    let api = server.client();
+    let child = Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["atlantis", "run", "--", "sh", "-c", "sleep 1.5; exit 3"])
+        .env("ELOCK_SERVER", &server.url)
+        .envs([
+            ("BASE_REPO_OWNER", "acme"),
+            ("BASE_REPO_NAME", "infra"),
+            ("PULL_NUM", "42"),
+            ("PULL_AUTHOR", "alice"),
+            ("USER_NAME", "alice"),
+            ("REPO_REL_DIR", "envs/prod"),
+            ("WORKSPACE", "default"),
+            ("PROJECT_NAME", ""),
+            ("COMMAND_NAME", "apply"),
+        ])
+        .spawn()
+        .unwrap();
+    let key = "acme/infra/envs/prod/default/";
+    held(&api, key).await;
+    let holder = api.holder(key).await;
+    assert_eq!(holder["owner"], "acme/infra#42");
+    let (_, locks) = api.get("/api/atlantis/v1/locks").await;
+    assert_eq!(locks[key]["Pull"]["Num"], 42, "{locks}");
+    assert_eq!(locks[key]["Project"]["Path"], "envs/prod", "{locks}");
+    let (status, answer) = api
+        .post(
+            "/api/atlantis/v1/try-lock",
+            json!({"Project": {"RepoFullName": "acme/infra", "Path": "envs/prod"},
+                   "Pull": {"Num": 43}, "Workspace": "default"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["LockAcquired"], false, "{answer}");
+    let code = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.code(), Some(3));
+    assert!(api.holder(key).await.is_null(), "released after the step");
+    // Outside a workflow step the missing variable is named (a usage error).
+    let out = Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["atlantis", "run", "--", "true"])
+        .env("ELOCK_SERVER", &server.url)
+        .env_remove("PULL_NUM")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}

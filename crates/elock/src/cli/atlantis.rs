@@ -485,6 +485,14 @@ pub fn locks(file: &Path, repo: &str, pull: i64, out: Format) -> Result<(), CliE
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AtlantisCommand {
+    /// Run a step of an Atlantis custom workflow under the project's lock: the lock key and
+    /// owner come from the environment Atlantis sets (BASE_REPO_OWNER, BASE_REPO_NAME, PULL_NUM,
+    /// REPO_REL_DIR, WORKSPACE, PROJECT_NAME, ...) exactly as Atlantis's own locking derives
+    /// them, and the step runs with everything of `elock run` (its own holder, a lost lock
+    /// reaching it within a second, its exit codes).
+    ///
+    /// Example (repos.yaml): run: elock atlantis run --wait 30m -- terraform apply $PLANFILE
+    Run(super::atlantis_run::AtlantisRunArgs),
     /// Import Atlantis's locks from its bbolt file (admin).
     ///
     /// Every project lock of `runLocks` becomes a lease on its lock key, owned by
@@ -554,5 +562,6 @@ pub async fn run(client: &Client, command: AtlantisCommand, out: Format) -> Resu
         } => export_redis(client, file.as_deref(), include_secrets).await,
         AtlantisCommand::Validate { file, max_timeout } => validate(&file, &max_timeout, out),
         AtlantisCommand::Locks { file, repo, pull } => locks(&file, &repo, pull, out),
+        AtlantisCommand::Run(_) => unreachable!("dispatched with elock run"),
     }
 }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod atlantis;
+mod atlantis_run;
 mod bench;
 mod compat;
 mod errors;
@@ -182,6 +183,15 @@ pub async fn run(args: Args) -> i32 {
             Ok(client) => match command {
                 Command::Run(a) => {
                     return match run::run(&client, a).await {
+                        Ok(code) => code,
+                        Err(e) => {
+                            eprintln!("elock run: {}", e.message);
+                            e.exit
+                        }
+                    }
+                }
+                Command::Atlantis(AtlantisCommand::Run(a)) => {
+                    return match atlantis_run::run(&client, a).await {
                         Ok(code) => code,
                         Err(e) => {
                             eprintln!("elock run: {}", e.message);

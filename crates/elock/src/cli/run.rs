@@ -85,6 +85,9 @@ pub struct RunArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+    /// Holder metadata (`elock atlantis run` puts Atlantis's ProjectLock here).
+    #[arg(skip)]
+    pub metadata: Option<elock_client::api::Metadata>,
 }
 
 /// The exit code for an error before the command ran.
@@ -131,6 +134,9 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
     }
     if let Some(w) = wait {
         req = req.wait(w);
+    }
+    if let Some(m) = args.metadata.clone() {
+        req = req.metadata(m);
     }
     // Subscribed before the acquire, so that the end of the lease cannot fall in between.
     let events = client
