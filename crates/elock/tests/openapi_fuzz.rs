@@ -14,7 +14,18 @@ use support::Server;
 
 #[test]
 fn the_api_answers_every_generated_request_within_its_description() {
-    let server = Server::start();
+    // Generated waits are bounded by max-timeout: a short one keeps every request short (a
+    // wait behind a lease can otherwise last as long as the generator asks, up to 2h).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("elock.yaml");
+    std::fs::write(
+        &config,
+        "enhanced-locking:\n  default-timeout: 2s\n  max-timeout: 3s\npriority-queue:\n  queue-timeout: 3s\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let server = Server::start_with(&data, &["--config", config.to_str().unwrap()]);
     let seed = std::env::var("ELOCK_FUZZ_SEED").unwrap_or_else(|_| "1".into());
     let examples = std::env::var("ELOCK_FUZZ_EXAMPLES").unwrap_or_else(|_| "30".into());
     let report = tempfile::tempdir().unwrap();
