@@ -280,3 +280,43 @@ fn an_open_api_beyond_loopback_is_announced_loudly() {
         "the warning is missing: {stderr}"
     );
 }
+
+/// A force-release says who did it: the reason the holder hears (its `lock.force_released`
+/// event, which `elock run` prints) names the admin token, and keeps the reason given.
+#[tokio::test]
+async fn a_force_release_names_who_did_it() {
+    let (server, _dir) = secured_server();
+    let mut events = elock_client::Client::builder(&server.url)
+        .token("read-secret")
+        .build()
+        .unwrap()
+        .events(&[elock_client::api::EventType::LockForceReleased])
+        .await
+        .unwrap();
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/locks",
+        Some("write-secret"),
+        Some(json!({"resource": "r", "owner": "ci-job"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/resource/force-release",
+        Some("admin-secret"),
+        Some(json!({"name": "r", "reason": "maintenance"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let item = tokio::time::timeout(std::time::Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let elock_client::EventItem::Event(e) = item else {
+        panic!("an event, got {item:?}")
+    };
+    assert_eq!(e.reason.as_deref(), Some("maintenance (by ops)"));
+}

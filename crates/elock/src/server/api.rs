@@ -230,11 +230,22 @@ async fn resource(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResu
 /// Release whatever holds a resource (admin).
 #[utoipa::path(post, path = "/api/v1/resource/force-release", request_body = ForceReleaseBody, tag = "resources",
     responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
-async fn force_release(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Response> {
+async fn force_release(
+    State(app): State<Arc<App>>,
+    actor: Option<axum::Extension<super::auth::Actor>>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
     let body: ForceReleaseBody = body::json(&bytes)?;
-    let reason = body
-        .reason
-        .unwrap_or_else(|| "force-released by an operator".into());
+    // The reason the holder hears (events, `elock run`) says who did it, when a token says.
+    let by = actor
+        .map(|axum::Extension(a)| a.0)
+        .filter(|a| a != "anonymous");
+    let reason = match (body.reason, by) {
+        (Some(r), Some(by)) => format!("{r} (by {by})"),
+        (Some(r), None) => r,
+        (None, Some(by)) => format!("force-released by {by}"),
+        (None, None) => "force-released by an operator".into(),
+    };
     let name = body.name.clone();
     let result = app.manager.force_release(body.name, reason).await;
     let info = result.as_ref().map_or_else(
