@@ -7,7 +7,7 @@ use axum::Json;
 use elock_core::api::{ErrorBody, ErrorDetails};
 use elock_core::error::{Error, ErrorCode};
 
-use super::App;
+use elock_core::manager::BreakerState;
 
 /// An error answer: every code the engine produces, and those of the layers around it.
 #[derive(Debug)]
@@ -89,15 +89,16 @@ impl IntoResponse for ApiError {
 }
 
 /// A storage failure's answer with the circuit breaker's state as it is after that failure
-/// (closed, or open when this failure opened it), not a guess. Run by the server's one
+/// (closed, or open when this failure opened it), not a guess; `breaker` is asked only then
+/// (the lock path does not pay for reading it). Run by the server's one
 /// finishing middleware (`shown::finish`), which knows the manager.
-pub fn complete(app: &App, response: Response) -> Response {
+pub fn complete(breaker: impl FnOnce() -> BreakerState, response: Response) -> Response {
     let mut response = response;
     let Some(StorageFailure(mut body)) = response.extensions_mut().remove::<StorageFailure>()
     else {
         return response;
     };
-    body.error.details.breaker = Some(app.manager.breaker_state().name().into());
+    body.error.details.breaker = Some(breaker().name().into());
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -108,6 +109,34 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]
 mod tests {
+    /// A storage failure's answer says the breaker's state as the manager gives it (`open` when
+    /// this failure opened it), where the error alone could only guess `closed`.
+    #[tokio::test]
+    async fn a_storage_failure_reports_the_breakers_real_state() {
+        let storage = || ApiError::from(Error::Storage("disk".into())).into_response();
+        for (state, shown) in [
+            (BreakerState::Open, "open"),
+            (BreakerState::Closed, "closed"),
+        ] {
+            let (status, body) = read(complete(|| state, storage())).await;
+            assert_eq!(status, 503);
+            assert_eq!(body["error"]["details"]["breaker"], shown, "{body}");
+        }
+        // Other answers pass untouched.
+        let other = ApiError::from(Error::not_found("gone")).into_response();
+        let (status, body) = read(complete(|| BreakerState::Open, other)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("not_found"))
+        );
+    }
+
+    async fn read(r: Response) -> (u16, Value) {
+        let status = r.status().as_u16();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
     use std::time::Duration;
 
     use super::*;

@@ -31,7 +31,8 @@ const MAX_FILTERED: usize = 256 << 20;
 /// the breaker's real state (`error::complete`); JSON and HTML answers go through the filter;
 /// streams (events) pass, they filter each event themselves.
 pub async fn finish(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let response = super::error::complete(&app, next.run(request).await);
+    let response = next.run(request).await;
+    let response = super::error::complete(|| app.manager.breaker_state(), response);
     let filtered = response
         .headers()
         .get(CONTENT_TYPE)
