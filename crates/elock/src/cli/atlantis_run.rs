@@ -15,7 +15,7 @@ use elock_client::api::Metadata;
 use elock_client::Client;
 
 use super::errors::CliError;
-use super::run::{self, code, RunArgs};
+use super::run::{self, code, RunArgs, RunOptions};
 
 /// Atlantis's environment of a workflow step, as read.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,48 +81,20 @@ impl StepEnv {
     }
 }
 
-/// `elock atlantis run`'s options: those of `elock run` but the resources and the owner, which
-/// come from Atlantis's environment.
+/// `elock atlantis run`'s arguments: those of `elock run` but the resources and the owner,
+/// which come from Atlantis's environment.
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = run::EXIT_CODES)]
 pub struct AtlantisRunArgs {
-    /// low, normal, high, critical (or 0..3).
-    #[arg(long)]
-    pub priority: Option<String>,
-    /// Lease lifetime; renewed at a third of it while the step runs.
-    #[arg(long, default_value = "60s")]
-    pub ttl: String,
-    /// How long to wait for the lock (0: try once).
-    #[arg(long)]
-    pub wait: Option<String>,
-    /// After SIGTERM, how long the step has to stop before SIGKILL.
-    #[arg(long, default_value = "10s")]
-    pub kill_after: String,
-    /// Exit code when the lock is not granted.
-    #[arg(long, default_value_t = code::CONFLICT)]
-    pub conflict_exit_code: i32,
-    /// Exit code when the lock is lost while the step runs.
-    #[arg(long, default_value_t = code::LOST)]
-    pub lost_exit_code: i32,
-    /// No progress lines on a terminal.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// The step's command and its arguments, after `--`.
-    #[arg(last = true, required = true)]
-    pub command: Vec<String>,
+    #[command(flatten)]
+    pub options: RunOptions,
 }
 
 pub async fn run(client: &Client, a: AtlantisRunArgs) -> Result<i32, CliError> {
     let mut args = RunArgs {
         resources: Vec::new(),
         owner: None,
-        priority: a.priority,
-        ttl: a.ttl,
-        wait: a.wait,
-        kill_after: a.kill_after,
-        conflict_exit_code: a.conflict_exit_code,
-        lost_exit_code: a.lost_exit_code,
-        quiet: a.quiet,
-        command: a.command,
+        options: a.options,
         metadata: None,
     };
     let env = StepEnv::read(&|v| std::env::var(v).ok()).map_err(|message| CliError {

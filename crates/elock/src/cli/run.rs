@@ -42,9 +42,8 @@ pub mod code {
     pub const INTERRUPTED: i32 = 130;
 }
 
-/// Hold a lock while a command runs.
-#[derive(clap::Args, Debug)]
-#[command(after_long_help = "\
+/// The exit-code table of `--help` (`elock run` and `elock atlantis run`).
+pub const EXIT_CODES: &str = "\
 Exit codes:
   the command's own    it ran to the end holding the lock (128 + N if signal N ended it)
   75                   not granted: locked, the wait ran out, or a deadlock (--conflict-exit-code)
@@ -53,7 +52,11 @@ Exit codes:
   69                   the server cannot be reached, or its backend is down
   70                   any other refusal by the server
   126 / 127            the command cannot be executed / was not found
-  130                  interrupted (Ctrl-C, SIGTERM); the lock is released")]
+  130                  interrupted (Ctrl-C, SIGTERM); the lock is released";
+
+/// Hold a lock while a command runs.
+#[derive(clap::Args, Debug)]
+#[command(after_long_help = EXIT_CODES)]
 pub struct RunArgs {
     #[arg(required = true)]
     pub resources: Vec<String>,
@@ -61,6 +64,16 @@ pub struct RunArgs {
     /// own holder: two runs with the same --owner exclude each other.
     #[arg(long)]
     pub owner: Option<String>,
+    #[command(flatten)]
+    pub options: RunOptions,
+    /// Holder metadata (`elock atlantis run` puts Atlantis's ProjectLock here).
+    #[arg(skip)]
+    pub metadata: Option<elock_client::api::Metadata>,
+}
+
+/// How to hold the lock and run the command: shared by `elock run` and `elock atlantis run`.
+#[derive(clap::Args, Debug)]
+pub struct RunOptions {
     /// low, normal, high, critical (or 0..3).
     #[arg(long)]
     pub priority: Option<String>,
@@ -85,16 +98,13 @@ pub struct RunArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
-    /// Holder metadata (`elock atlantis run` puts Atlantis's ProjectLock here).
-    #[arg(skip)]
-    pub metadata: Option<elock_client::api::Metadata>,
 }
 
 /// The exit code for an error before the command ran.
 fn refused(e: &elock_client::Error, args: &RunArgs) -> i32 {
     match e.code() {
         Some(ErrorCode::Locked | ErrorCode::WaitTimeout | ErrorCode::Deadlock) => {
-            args.conflict_exit_code
+            args.options.conflict_exit_code
         }
         Some(ErrorCode::BackendUnavailable | ErrorCode::Overloaded) => code::UNAVAILABLE,
         Some(_) => code::ERROR,
@@ -111,9 +121,10 @@ fn usage(e: CliError) -> CliError {
 }
 
 pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
-    let ttl = duration("ttl", &args.ttl).map_err(usage)?;
-    let kill_after = duration("kill-after", &args.kill_after).map_err(usage)?;
+    let ttl = duration("ttl", &args.options.ttl).map_err(usage)?;
+    let kill_after = duration("kill-after", &args.options.kill_after).map_err(usage)?;
     let wait = args
+        .options
         .wait
         .as_deref()
         .map(|w| duration("wait", w))
@@ -129,7 +140,7 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
         .map_err(|e| usage(CliError::from(e)))?
         .ttl(ttl)
         .refuse_reentry();
-    if let Some(p) = &args.priority {
+    if let Some(p) = &args.options.priority {
         req = req.priority(priority(p).map_err(usage)?);
     }
     if let Some(w) = wait {
@@ -162,7 +173,7 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
             None
         }
     };
-    let progress = (!args.quiet && std::io::stderr().is_terminal())
+    let progress = (!args.options.quiet && std::io::stderr().is_terminal())
         .then(|| tokio::spawn(show_progress(client.clone(), args.resources[0].clone())));
     let started = Instant::now();
     let call = req.acquire();
@@ -194,7 +205,7 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
             return Ok(code::INTERRUPTED);
         }
     };
-    if !args.quiet && std::io::stderr().is_terminal() {
+    if !args.options.quiet && std::io::stderr().is_terminal() {
         eprintln!(
             "elock run: acquired {} (fencing token {}) after {}",
             args.resources.join(", "),
@@ -212,7 +223,7 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
         .map(|r| (r.resource.as_str(), r.fencing_token))
         .collect();
     let tokens = serde_json::to_string(&tokens).unwrap_or_default();
-    let Some((program, rest)) = args.command.split_first() else {
+    let Some((program, rest)) = args.options.command.split_first() else {
         give_back(guard).await;
         return Err(CliError {
             exit: code::USAGE,
@@ -248,7 +259,7 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
         loss = guard.lost() => {
             eprintln!("elock run: the lock on {} was lost ({loss}); stopping the command", args.resources.join(", "));
             stop(&mut child, kill_after).await;
-            args.lost_exit_code
+            args.options.lost_exit_code
         }
         _ = interrupt.recv() => {
             eprintln!("elock run: interrupted; stopping the command and releasing the lock");
