@@ -675,3 +675,24 @@ fn lease_ids_that_begin_with_a_dash_are_ids() {
     assert_eq!(server.cli(&["unlock", &id]).0, 0);
     assert_eq!(server.cli(&["unlock", &id]).0, 1, "already gone");
 }
+
+/// `elock unlock` given something that is not a lease id (a resource name, say) says what an id
+/// looks like, instead of passing the server's bare 404 on; an unknown flag is a usage error.
+#[test]
+fn the_cli_says_what_a_lease_id_looks_like() {
+    let server = Server::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["unlock", "acme/infra/envs/prod/default/"])
+        .env("ELOCK_SERVER", &server.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a lease id"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["list", "--no-such-flag"])
+        .env("ELOCK_SERVER", &server.url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
