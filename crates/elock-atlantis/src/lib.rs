@@ -9,6 +9,7 @@ pub mod keys;
 pub mod model;
 pub mod redact;
 pub mod repo_config;
+pub mod yaml;
 
 pub use gotime::GoTime;
 

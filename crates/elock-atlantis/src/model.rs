@@ -161,6 +161,32 @@ impl ProjectLock {
         }
     }
 
+    /// The lock Atlantis is shown for a lease elock holds on Atlantis's key `key` that Atlantis
+    /// did not take (the CLI, `elock run`, the native API): the project from the key, the pull
+    /// request from an owner `{repo}#{N}` of the key's repository, else pull 0 and the owner as
+    /// the user, marked `(elock)`, so that Atlantis's locks page names who holds it. `None` when
+    /// `key` is not shaped like Atlantis's key.
+    pub fn standing_for(key: &str, owner: &str, unix_millis: u64) -> Option<ProjectLock> {
+        let k = crate::LockKey::parse(key).ok()?;
+        let pull = owner
+            .rsplit_once('#')
+            .filter(|(repo, _)| *repo == k.repo)
+            .and_then(|(_, n)| n.parse::<i64>().ok());
+        let user = match pull {
+            Some(_) => owner.to_string(),
+            None => format!("{owner} (elock)"),
+        };
+        let mut lock =
+            ProjectLock::of_pull(&k.repo, &k.path, &k.workspace, pull.unwrap_or(0), &user);
+        if pull.is_none() {
+            lock.pull.url = String::new();
+        }
+        lock.project.project_name = k.project.unwrap_or_default();
+        lock.pull.base_repo.full_name = k.repo;
+        lock.time = crate::GoTime::from_unix_millis(unix_millis);
+        Some(lock)
+    }
+
     /// Parses Atlantis's JSON (any version; see the module notes).
     pub fn from_json(bytes: &[u8]) -> Result<ProjectLock, serde_json::Error> {
         serde_json::from_slice(bytes)

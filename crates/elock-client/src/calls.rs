@@ -36,7 +36,7 @@ pub struct Acquire<'c> {
 
 impl Acquire<'_> {
     pub fn priority(mut self, priority: Priority) -> Self {
-        self.body.priority = priority;
+        self.body.priority = Some(priority);
         self
     }
 
@@ -186,6 +186,14 @@ impl Client {
     pub async fn resource(&self, name: &str) -> Result<ResourceInfo> {
         let name = ResourceName::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
         self.call(Call::query("/api/v1/resource", &ResourceQuery { name }))
+            .await
+    }
+
+    /// The lock policy of a resource: the rule of the server's `enhanced-locking.policies` that
+    /// covers it, and the values a request that leaves them out gets.
+    pub async fn policy(&self, name: &str) -> Result<elock_core::policy::Explanation> {
+        let name = ResourceName::new(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.call(Call::query("/api/v1/policy", &ResourceQuery { name }))
             .await
     }
 

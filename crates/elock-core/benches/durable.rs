@@ -27,6 +27,7 @@ fn request(id: u64, owner: &Owner, resource: &str) -> AcquireRequest {
         metadata: None,
         wait: WaitMode::Try,
         reentry: Default::default(),
+        queue_limits: Default::default(),
     }
 }
 

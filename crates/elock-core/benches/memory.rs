@@ -56,6 +56,7 @@ fn measure(label: &str, owner_of: impl Fn(usize) -> String) {
             metadata: None,
             wait: WaitMode::Try,
             reentry: Default::default(),
+            queue_limits: Default::default(),
         };
         store.apply_now(Op::Acquire(req)).unwrap();
     }

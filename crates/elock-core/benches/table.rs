@@ -27,6 +27,7 @@ fn request(
         metadata: None,
         wait,
         reentry: Default::default(),
+        queue_limits: Default::default(),
     }
 }
 

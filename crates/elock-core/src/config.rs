@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::duration_text;
+use crate::policy::{Fallback, Policies};
 use crate::table::{ResolutionPolicy, TableConfig};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,8 @@ pub struct EngineConfig {
     pub deadlock_detection: DeadlockConfig,
     pub circuit_breaker: BreakerConfig,
     pub events: EventsConfig,
+    /// Per-resource defaults and bounds, first matching rule first (crate::policy).
+    pub policies: Policies,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,6 +102,7 @@ impl Default for EngineConfig {
             deadlock_detection: DeadlockConfig::default(),
             circuit_breaker: BreakerConfig::default(),
             events: EventsConfig::default(),
+            policies: Policies::default(),
         }
     }
 }
@@ -158,6 +162,14 @@ impl Default for EventsConfig {
 }
 
 impl EngineConfig {
+    /// What a policy rule stands in front of.
+    pub fn policy_fallback(&self) -> Fallback {
+        Fallback {
+            default_timeout: self.default_timeout,
+            max_queue_size: self.priority_queue.max_queue_size,
+        }
+    }
+
     /// The lock table's share of the settings.
     pub fn table_config(&self) -> TableConfig {
         TableConfig {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod manager;
 pub mod model;
+pub mod policy;
 pub mod store;
 pub mod table;
 #[cfg(feature = "testkit")]

@@ -61,6 +61,7 @@ fn crash_writer_child() {
                             metadata: None,
                             wait: WaitMode::Try,
                             reentry: Default::default(),
+                            queue_limits: Default::default(),
                         };
                         if let Ok(a) = store.acquire(req).await {
                             let lease = a.lease().unwrap();

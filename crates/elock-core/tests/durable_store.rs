@@ -31,6 +31,7 @@ fn req(n: u128, owner: &str, resource: &str, ttl: u64, wait: WaitMode) -> Acquir
         metadata: None,
         wait,
         reentry: Default::default(),
+        queue_limits: Default::default(),
     }
 }
 

@@ -34,7 +34,7 @@ fn req(owner: &str, resources: &[&str]) -> LockRequest {
 
 fn waiting(owner: &str, resources: &[&str], wait: Duration) -> LockRequest {
     LockRequest {
-        wait,
+        wait: Some(wait),
         ..req(owner, resources)
     }
 }
@@ -211,7 +211,7 @@ async fn the_detector_cancels_a_victim_whose_wait_ends_with_deadlock() {
     let (m1, m2) = (m.clone(), m.clone());
     let a = tokio::spawn(async move {
         m1.acquire(LockRequest {
-            priority: Priority::High,
+            priority: Some(Priority::High),
             ..waiting("alice", &["r2"], 60 * SEC)
         })
         .await
@@ -306,7 +306,7 @@ async fn with_enhanced_locking_off_only_atlantis_behaviour_remains() {
     let (m, _) = manual(config).await;
     let a = lease(
         m.acquire(LockRequest {
-            priority: Priority::Critical,
+            priority: Some(Priority::Critical),
             ttl: Ttl::After(SEC),
             ..req("acme/infra#1", &["p"])
         })
@@ -820,4 +820,79 @@ async fn a_handoff_is_answered_only_once_its_delivery_is_confirmed() {
             m.release(l.id).await.unwrap();
         }
     }
+}
+
+/// Lock policies: what a request leaves out comes from its resource's rule, whatever surface
+/// it came through; the rule's bounds hold; a reload changes the rules live.
+#[tokio::test]
+async fn policies_fill_in_what_a_request_leaves_out_and_reload_live() {
+    let rules = |v: serde_json::Value| serde_json::from_value(v).unwrap();
+    let config = EngineConfig {
+        policies: rules(serde_json::json!([
+            {"match": "prod/**", "priority": "critical", "ttl": "90m", "max-ttl": "2h", "wait": "20s", "max-queue-size": 1}
+        ])),
+        ..EngineConfig::default()
+    };
+    let (m, _clock) = manual(config.clone()).await;
+    let a = lease(m.acquire(req("a", &["prod/app"])).await.unwrap());
+    assert_eq!(a.priority, Priority::Critical);
+    assert_eq!(a.ttl, Some(Duration::from_secs(90 * 60)));
+    // No rule: the server's defaults.
+    let other = lease(m.acquire(req("a", &["dev/app"])).await.unwrap());
+    assert_eq!(
+        (other.priority, other.ttl),
+        (Priority::Normal, Some(config.default_timeout))
+    );
+    // An explicit ttl above max-ttl is refused, naming the rule.
+    let err = m
+        .acquire(LockRequest {
+            ttl: Ttl::After(Duration::from_secs(3 * 3600)),
+            ..req("b", &["prod/db"])
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("max-ttl 2h of policies[0]"),
+        "{err}"
+    );
+    // Renewals stay within max-ttl too.
+    assert!(m
+        .renew(a.id, Some(Duration::from_secs(3 * 3600)))
+        .await
+        .is_err());
+    m.renew(a.id, Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    // The rule's wait applies: the request stands in line (attached) instead of being refused,
+    // and the rule's max-queue-size (1) refuses the second in line.
+    let m2 = m.clone();
+    let waiter = tokio::spawn(async move { m2.acquire(req("b", &["prod/app"])).await });
+    eventually(async || m.queues().await.unwrap().iter().any(|q| q.depth == 1)).await;
+    match m.acquire(req("c", &["prod/app"])).await {
+        Err(Error::QueueFull { max, .. }) => assert_eq!(max, 1),
+        other => panic!("expected queue_full, got {other:?}"),
+    }
+    m.release(a.id).await.unwrap();
+    let b = lease(waiter.await.unwrap().unwrap());
+    assert_eq!(b.owner.as_str(), "b");
+    // A lock taken for Atlantis never expires unless a rule gives a ttl.
+    let atl = |r: &str| LockRequest {
+        for_atlantis: true,
+        wait: Some(Duration::ZERO),
+        ..req("o/r#1", &[r])
+    };
+    assert_eq!(lease(m.acquire(atl("dev/x")).await.unwrap()).ttl, None);
+    assert_eq!(
+        lease(m.acquire(atl("prod/x")).await.unwrap()).ttl,
+        Some(Duration::from_secs(90 * 60))
+    );
+    // Reload: new rules apply to the next request.
+    m.reload(EngineConfig {
+        policies: rules(serde_json::json!([{"match": "dev/**", "priority": "low"}])),
+        ..config
+    })
+    .await
+    .unwrap();
+    let d = lease(m.acquire(req("z", &["dev/y"])).await.unwrap());
+    assert_eq!(d.priority, Priority::Low);
 }

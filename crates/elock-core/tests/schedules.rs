@@ -53,7 +53,7 @@ async fn client(m: Manager, id: usize, seed: u64) {
     for _ in 0..STEPS {
         jitter(&mut rng).await;
         let mut req = LockRequest::new(owner.clone(), random_resources(&mut rng));
-        req.priority = Priority::from_level_saturating(rng.random_range(0..4));
+        req.priority = Some(Priority::from_level_saturating(rng.random_range(0..4)));
         req.ttl = Ttl::After(Duration::from_secs(rng.random_range(1..30)));
         match rng.random_range(0..10) {
             0..=2 => {
@@ -62,7 +62,7 @@ async fn client(m: Manager, id: usize, seed: u64) {
                 }
             }
             3..=5 => {
-                req.wait = Duration::from_secs(rng.random_range(1..20));
+                req.wait = Some(Duration::from_secs(rng.random_range(1..20)));
                 let give_up_after = rng.random_bool(0.25).then(|| rng.random_range(0..6));
                 let acquire = m.acquire(req);
                 tokio::pin!(acquire);
@@ -86,7 +86,7 @@ async fn client(m: Manager, id: usize, seed: u64) {
                 }
             }
             6 => {
-                req.wait = Duration::from_secs(1);
+                req.wait = Some(Duration::from_secs(1));
                 req.detach = true;
                 match m.acquire(req).await {
                     Ok(Acquired::Queued { ticket }) => {

@@ -1,7 +1,8 @@
 -- acquire: try-lock, re-entry, grant, or enqueue (transitions.rs: LockTable::acquire).
--- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det, sh?, all?, lg?, node?}
+-- ARGV[9]: {lid, tid, owner, res, pri, ttl?, meta?, queue (bool), dl?, det, sh?, all?, lg?, node?,
+--           nore?, ql?}
 -- (`node`: the ticket of an attached waiter is tied to this server's heartbeat, heartbeat.lua)
--- (`lg`: Atlantis's JSON to keep at Atlantis's key while the lease lasts; see lib.lua)
+-- (`lg`: resource -> Atlantis's JSON to keep at Atlantis's keys while the lease lasts; lib.lua)
 -- With `sh` (the shards of a lease that spans several) this takes one part of it: try-lock only.
 local req = cjson.decode(ARGV[9])
 local now = advance(clock())
@@ -95,8 +96,13 @@ if req.sh or not req.queue or (req.dl and req.dl <= now) then
   return answer(now, 'err', locked())
 end
 for _, r in ipairs(resources) do
-  if queue_len(r) >= CFG.max_queue then
-    return answer(now, 'err', fail('queue_full', { resource = r, max = CFG.max_queue }))
+  -- A resource's policy may cap its queue below max-queue-size (`ql`: resource -> cap).
+  local max = CFG.max_queue
+  if req.ql and req.ql[r] and req.ql[r] < max then
+    max = req.ql[r]
+  end
+  if queue_len(r) >= max then
+    return answer(now, 'err', fail('queue_full', { resource = r, max = max }))
   end
 end
 if CFG.prevention then

@@ -3,8 +3,8 @@
 --   adopt  {res, value, lid, owner, meta}: the lock Atlantis keeps for `res` becomes a lease
 --          without expiry, if elock does not hold `res` and Atlantis's key still holds `value`;
 --          answers the lease, or "held" / "changed".
---   check  a lease id to start after ("" for the first): up to 200 mirrored leases whose
---          Atlantis key was deleted or replaced (by Atlantis) are force-released and handed off,
+--   check  a lease id to start after ("" for the first): up to 200 mirrored leases one of whose
+--          Atlantis keys was deleted or replaced (by Atlantis) are force-released and handed off,
 --          and free resources with waiters are offered to them again; answers {released, next}.
 --   unheld [resource, ...]: those elock does not hold.
 -- The watch runs on its own schedule, so nothing here moves the shard's clock (which would reap
@@ -21,7 +21,7 @@ if op == 'adopt' then
     return answer(now, 'ok', 'changed')
   end
   local lease = grant(a.lid, a.owner, { a.res }, 1, nil, a.meta, now, nil)
-  lease.lg = redis.sha1hex(a.value)
+  lease.lg = { [a.res] = redis.sha1hex(a.value) }
   redis.call('ZADD', K_LG, 0, lease.id)
   put_lease(lease)
   emit({ k = 'lock.acquired', l = lease, reason = 'adopted from Atlantis' })
@@ -35,8 +35,16 @@ elseif op == 'check' then
     if not l then
       redis.call('ZREM', K_LG, id)
     else
-      local v = redis.call('GET', legacy_key(l.res[1][1]))
-      if not v or redis.sha1hex(v) ~= l.lg then
+      -- The first of its keys that Atlantis deleted or replaced, if any.
+      local gone, v = false, nil
+      for r, digest in pairs(mirrored(l)) do
+        v = redis.call('GET', legacy_key(r))
+        if not v or redis.sha1hex(v) ~= digest then
+          gone = true
+          break
+        end
+      end
+      if gone then
         if not advanced then
           now, advanced = advance(clock()), true
         end

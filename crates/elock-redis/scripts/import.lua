@@ -1,6 +1,6 @@
 -- import: add the records of a snapshot that do not conflict (persist.rs: LockTable::import).
 -- ARGV[9]: {fences: [[resource, token]], leases: [...] by (acquired_at, id), tickets: [...] by seq}
--- A lease's or ticket's `lg` is Atlantis's JSON to keep at Atlantis's key (lib.lua).
+-- A lease's or ticket's `lg` is what to keep at Atlantis's keys (resource -> JSON; lib.lua).
 local snap = cjson.decode(ARGV[9])
 local now = advance(clock())
 local report = { leases = 0, tickets = 0, skipped = {} }

@@ -48,9 +48,10 @@
 -- Atlantis's keys (backward-compatibility.preserve-legacy-format, single node only: on a Cluster
 -- they live in other slots than the shard). Atlantis keeps a project lock at `pr/<resource>` and
 -- the apply lock at `global/apply/lock`, unprefixed. With legacy on:
---   - a lease granted with a mirror value (`lg` of the request or ticket: Atlantis's JSON, made
---     by the Rust side) writes it there in the same script, and keeps its SHA-1 as `lease.lg`;
---     removing the lease deletes the key if it still holds that value;
+--   - a lease granted with mirror values (`lg` of the request or ticket: resource -> Atlantis's
+--     JSON, made by the Rust side for every resource shaped like Atlantis's key, whatever took
+--     the lease) writes each there in the same script, and keeps their SHA-1s as `lease.lg`;
+--     removing the lease deletes each key that still holds what it wrote;
 --   - a resource whose Atlantis key exists without an elock holder is Atlantis's: it is never
 --     granted (acquire answers {legacy = resource} so that the Rust side adopts the lock as a
 --     lease first, see atlantis_keys.lua), and no waiter is handed it.
@@ -422,23 +423,54 @@ local function legacy_held(r)
   return LEGACY and redis.call('EXISTS', legacy_key(r)) == 1
 end
 
--- Writes Atlantis's JSON for a lease of one resource at Atlantis's key; the lease keeps its digest.
-local function mirror(lease, value)
-  if LEGACY and value and #lease.res == 1 then
-    redis.call('SET', legacy_key(lease.res[1][1]), value)
-    lease.lg = redis.sha1hex(value)
+-- What a lease wrote at Atlantis's keys: resource -> SHA-1 of the value. `lease.lg` is that map,
+-- or (leases of one resource written by earlier versions) the one digest of its resource.
+local function mirrored(lease)
+  local lg = lease.lg
+  if type(lg) == 'string' then
+    return { [lease.res[1][1]] = lg }
+  end
+  return lg or {}
+end
+
+-- Writes Atlantis's JSON at Atlantis's key of each resource that has one in `values` (resource ->
+-- JSON; a plain string is the value of a one-resource lease, as tickets queued by earlier versions
+-- carry it); the lease keeps their digests.
+local function mirror(lease, values)
+  if not LEGACY or not values then
+    return
+  end
+  if type(values) == 'string' then
+    if #lease.res ~= 1 then
+      return
+    end
+    values = { [lease.res[1][1]] = values }
+  end
+  local digests, any = {}, false
+  for _, h in ipairs(lease.res) do
+    local v = values[h[1]]
+    if type(v) == 'string' then
+      redis.call('SET', legacy_key(h[1]), v)
+      digests[h[1]] = redis.sha1hex(v)
+      any = true
+    end
+  end
+  if any then
+    lease.lg = digests
     redis.call('ZADD', K_LG, 0, lease.id)
   end
 end
 
--- Deletes a lease's Atlantis key, unless Atlantis has replaced what the lease wrote or adopted.
+-- Deletes a lease's Atlantis keys, except those Atlantis has replaced since.
 local function unmirror(lease)
   if lease.lg then
     redis.call('ZREM', K_LG, lease.id)
-    local k = legacy_key(lease.res[1][1])
-    local v = redis.call('GET', k)
-    if v and redis.sha1hex(v) == lease.lg then
-      redis.call('DEL', k)
+    for r, digest in pairs(mirrored(lease)) do
+      local k = legacy_key(r)
+      local v = redis.call('GET', k)
+      if v and redis.sha1hex(v) == digest then
+        redis.call('DEL', k)
+      end
     end
   end
 end

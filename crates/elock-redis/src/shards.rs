@@ -380,6 +380,14 @@ impl Shards {
         if req.reentry == elock_core::model::Reentry::Refuse {
             r["nore"] = true.into();
         }
+        if queue && !req.queue_limits.is_empty() {
+            r["ql"] = req
+                .queue_limits
+                .iter()
+                .map(|(name, n)| (name.as_str().to_string(), Value::from(*n)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
         if queue && !detached && self.config.node_timeout.is_some() {
             r["node"] = true.into();
         }
@@ -395,8 +403,8 @@ impl Shards {
                 .into();
         }
         if part_of.is_none() {
-            if let Some(v) = self.mirror_of(resources, req.metadata.as_ref()) {
-                r["lg"] = v.into();
+            if let Some(v) = self.mirror_of(resources, &req.owner, req.metadata.as_ref()) {
+                r["lg"] = v;
             }
         }
         if let Some(sh) = part_of {
@@ -459,23 +467,27 @@ impl Shards {
 
 impl Shards {
     /// Atlantis's JSON for a lease or ticket being taken or imported, if Atlantis should see it.
+    /// What Atlantis must find at its keys while a lease of `owner` on `resources` lasts
+    /// (`{resource: json}`), when this store keeps Atlantis's keys.
     pub(crate) fn mirror_of(
         &self,
         resources: &[ResourceName],
+        owner: &elock_core::model::Owner,
         metadata: Option<&Metadata>,
-    ) -> Option<String> {
+    ) -> Option<Value> {
         if !self.config().keeps_atlantis_keys() {
             return None;
         }
-        atlantis_format::mirror_value(resources, metadata, self.unix_now())
+        let now = self.unix_now().max(0) as u64 * 1000;
+        atlantis_format::mirror_values(resources, owner.as_str(), metadata, now)
     }
 
     /// A lease of a snapshot as the import script takes it (with Atlantis's JSON to keep).
     pub(crate) fn import_lease(&self, l: &Lease) -> Result<Value> {
         let mut v = serde_json::to_value(WireLease::from_lease(l)).map_err(wire::corrupt)?;
         let names: Vec<ResourceName> = l.resources.iter().map(|h| h.resource.clone()).collect();
-        if let Some(lg) = self.mirror_of(&names, l.metadata.as_ref()) {
-            v["lg"] = lg.into();
+        if let Some(lg) = self.mirror_of(&names, &l.owner, l.metadata.as_ref()) {
+            v["lg"] = lg;
         }
         Ok(v)
     }
@@ -484,8 +496,8 @@ impl Shards {
     /// granted).
     pub(crate) fn import_ticket(&self, t: &Ticket) -> Result<Value> {
         let mut v = serde_json::to_value(WireTicket::from_ticket(t)).map_err(wire::corrupt)?;
-        if let Some(lg) = self.mirror_of(&t.resources, t.metadata.as_ref()) {
-            v["lg"] = lg.into();
+        if let Some(lg) = self.mirror_of(&t.resources, &t.owner, t.metadata.as_ref()) {
+            v["lg"] = lg;
         }
         Ok(v)
     }

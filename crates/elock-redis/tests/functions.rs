@@ -32,6 +32,7 @@ async fn cycle(store: &RedisStore, n: u128, resource: &str) {
         metadata: None,
         wait: WaitMode::Try,
         reentry: Default::default(),
+        queue_limits: Default::default(),
     };
     let lease = match store.acquire(req).await.expect("acquire") {
         Acquired::Granted { lease, .. } => lease,

@@ -97,6 +97,7 @@ impl Fixture {
             metadata: None,
             wait,
             reentry: Default::default(),
+            queue_limits: Default::default(),
         }
     }
 

@@ -280,3 +280,68 @@ async fn export_redis_writes_atlantis_redis_layout_byte_for_byte() {
         "{out}"
     );
 }
+
+/// A key elock holds otherwise (a CLI lock by the same pull's owner, without Atlantis's lock;
+/// another owner) is a conflict: reported with both holders, not imported and not counted as
+/// present; the rest is imported and the command exits 1. Once the conflict is gone, a second
+/// import writes Atlantis's lock.
+#[tokio::test]
+async fn a_key_elock_holds_otherwise_is_a_conflict_not_a_lock_already_present() {
+    let server = Server::start();
+    let file = fixture("atlantis-small.db");
+    // Pull 43 holds acme/infra/envs/prod/default/prod-app in Atlantis; in elock the same
+    // owner holds it through the CLI, and another owner holds acme/legacy's key.
+    let take = |key: &str, owner: &str| {
+        let (code, out) = server.cli(&["--output", "json", "lock", key, "--owner", owner]);
+        assert_eq!(code, 0, "{out}");
+        serde_json::from_str::<Value>(&out).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let cli = take("acme/infra/envs/prod/default/prod-app", "acme/infra#43");
+    take("acme/legacy/./default/", "someone-else");
+    let (code, out) = server.cli(&["--output", "json", "atlantis", "import-boltdb", &file]);
+    assert_eq!(code, 1, "conflicts fail the import: {out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["imported"], 7, "{report}");
+    assert_eq!(report["already_present"], 0, "{report}");
+    let conflicts = report["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 2, "{report}");
+    let prod = conflicts
+        .iter()
+        .find(|c| c["key"] == "acme/infra/envs/prod/default/prod-app")
+        .unwrap();
+    assert!(
+        prod["atlantis"].as_str().unwrap().contains("pull 43"),
+        "{prod}"
+    );
+    assert!(
+        prod["elock"]
+            .as_str()
+            .unwrap()
+            .contains("taken outside Atlantis"),
+        "{prod}"
+    );
+    // The conflict resolved (elock's lease released), the next import writes Atlantis's lock.
+    let (code, _) = server.cli(&["unlock", &cli]);
+    assert_eq!(code, 0);
+    let (code, out) = server.cli(&["--output", "json", "atlantis", "import-boltdb", &file]);
+    assert_eq!(code, 1, "the other conflict remains: {out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            report["imported"].as_u64(),
+            report["already_present"].as_u64()
+        ),
+        (Some(1), Some(7))
+    );
+    let holder = server
+        .client()
+        .holder("acme/infra/envs/prod/default/prod-app")
+        .await;
+    assert_eq!(
+        holder["metadata"]["atlantis"]["Pull"]["Num"], 43,
+        "{holder}"
+    );
+}

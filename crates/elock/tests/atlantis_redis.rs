@@ -408,3 +408,151 @@ async fn an_import_of_atlantis_bbolt_file_writes_atlantis_redis_layout_too() {
         "{v}"
     );
 }
+
+/// Every lease on an Atlantis key has Atlantis's record while it lasts, whatever took it: the
+/// CLI (owner `{repo}#{pull}`: Atlantis sees that pull), the native API with several resources
+/// (each key written; a resource that is no Atlantis key is not), `elock run` (any owner: pull 0,
+/// the owner named). Releasing deletes every record; Atlantis deleting a record releases the
+/// lease that wrote it.
+#[tokio::test]
+async fn every_lease_on_an_atlantis_key_is_visible_to_atlantis() {
+    let redis = RedisServer::start(&[]);
+    let (server, _d) = elock_on(&redis, "100ms");
+    let api = server.client();
+    let mut r = redis_conn(&redis);
+    let record = |r: &mut redis::Connection, key: &str| -> Option<ProjectLock> {
+        let v: Option<String> = r.get(format!("pr/{key}")).unwrap();
+        v.map(|v| ProjectLock::from_json(v.as_bytes()).unwrap())
+    };
+
+    // The CLI.
+    let key = "acme/infra/envs/prod/default/";
+    let (code, out) = server.cli(&["lock", key, "--owner", "acme/infra#42", "--output", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let lease: Value = serde_json::from_str(&out).unwrap();
+    let seen = record(&mut r, key).expect("Atlantis's record of a CLI lock");
+    assert_eq!(
+        (seen.pull.num, seen.project.path.as_str()),
+        (42, "envs/prod")
+    );
+    assert_eq!(elock_atlantis::LockKey::of(&seen).to_string(), key);
+    // Atlantis's adapter view agrees: another pull is refused.
+    assert_eq!(
+        try_lock(&api, "acme/infra", "envs/prod", 43).await["LockAcquired"],
+        false
+    );
+    let (code, _) = server.cli(&["unlock", lease["id"].as_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        record(&mut r, key).is_none(),
+        "released: the record is gone"
+    );
+
+    // The native API, several resources.
+    let (a, b) = (
+        "acme/infra/envs/a/default/",
+        "acme/infra/envs/b/default/app",
+    );
+    let (status, body) = api
+        .post(
+            "/api/v1/locks",
+            json!({"resources": [a, b, "plain-resource"], "owner": "deploy-bot", "ttl": "1m"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (ra, rb) = (record(&mut r, a).unwrap(), record(&mut r, b).unwrap());
+    assert_eq!(
+        (ra.pull.num, ra.user.username.as_str()),
+        (0, "deploy-bot (elock)")
+    );
+    assert_eq!(rb.project.project_name, "app");
+    let keys: Vec<String> = r.keys("pr/*").unwrap();
+    assert_eq!(keys.len(), 2, "only Atlantis keys: {keys:?}");
+    // Atlantis deletes one of them (its unlock button): the lease that wrote it is released,
+    // and its other record goes with it.
+    let _: () = r.del(format!("pr/{b}")).unwrap();
+    let mut r2 = redis_conn(&redis);
+    until(
+        "Atlantis's delete releases the lease",
+        Duration::from_secs(5),
+        || {
+            let v: Option<String> = r2.get(format!("pr/{a}")).unwrap();
+            async move { v.is_none() }
+        },
+    )
+    .await;
+    assert!(holder(&api, a).await.is_null());
+
+    // elock run.
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["run", key, "--owner", "ci-runner", "--", "sleep", "1"])
+        .env("ELOCK_SERVER", &server.url)
+        .spawn()
+        .unwrap();
+    until(
+        "elock run's lock is visible",
+        Duration::from_secs(5),
+        || {
+            let v: Option<String> = r2.get(format!("pr/{key}")).unwrap();
+            async move { v.is_some() }
+        },
+    )
+    .await;
+    assert_eq!(
+        record(&mut r, key).unwrap().user.username,
+        "ci-runner (elock)"
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let mut c = child;
+        c.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    assert!(
+        record(&mut r, key).is_none(),
+        "the run's record goes with its lock"
+    );
+}
+
+/// `elock compare-backends` counts leases on Atlantis keys taken outside Atlantis: beside an
+/// Atlantis Redis that has no record of it, such a lease is a difference; sharing the Redis
+/// (elock writes the record), there is none.
+#[tokio::test]
+async fn compare_backends_reports_leases_on_atlantis_keys_without_atlantiss_record() {
+    let key = "acme/infra/envs/prod/default/";
+    // An embedded elock beside an Atlantis Redis that knows nothing of the lease.
+    let atlantis_redis = RedisServer::start(&[]);
+    let embedded = Server::start();
+    let (code, out) = embedded.cli(&["lock", key, "--owner", "acme/infra#42"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = embedded.cli(&[
+        "--output",
+        "json",
+        "compare-backends",
+        "--legacy-redis",
+        &atlantis_redis.address(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let diffs = report["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 1, "{report}");
+    assert_eq!(diffs[0]["key"], key);
+    assert!(
+        diffs[0]["kind"]
+            .as_str()
+            .unwrap()
+            .contains("taken outside Atlantis"),
+        "{report}"
+    );
+    assert_eq!(diffs[0]["elock"]["holder"], "acme/infra#42");
+
+    // Sharing the Redis: elock wrote Atlantis's record with the grant.
+    let redis = RedisServer::start(&[]);
+    let (shared, _d) = elock_on(&redis, "200ms");
+    let (code, out) = shared.cli(&["lock", key, "--owner", "acme/infra#42"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = shared.cli(&["compare-backends", "--legacy-redis", &redis.address()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 difference(s)"), "{out}");
+}

@@ -414,3 +414,77 @@ async fn atlantis_run_takes_the_lock_atlantis_would_take() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// The resource's lock policy (enhanced-locking.policies) fills in what `elock atlantis run`'s
+/// flags leave out: the priority and ttl reach the lease, and a second pull's step waits by the
+/// policy's wait instead of being refused. The adapter's try-lock takes the policy's ttl too.
+#[tokio::test]
+async fn atlantis_run_follows_the_resources_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("elock.yaml");
+    std::fs::write(
+        &config,
+        "enhanced-locking:\n  policies:\n    - match: \"acme/infra/envs/prod/**\"\n      priority: critical\n      ttl: 90m\n      wait: 20s\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let api = server.client();
+    let step = |pull: &str, script: &str| {
+        Command::new(env!("CARGO_BIN_EXE_elock"))
+            .args(["atlantis", "run", "--", "sh", "-c", script])
+            .env("ELOCK_SERVER", &server.url)
+            .envs([
+                ("BASE_REPO_OWNER", "acme"),
+                ("BASE_REPO_NAME", "infra"),
+                ("PULL_NUM", pull),
+                ("REPO_REL_DIR", "envs/prod"),
+                ("WORKSPACE", "default"),
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = step("42", "sleep 2");
+    let key = "acme/infra/envs/prod/default/";
+    held(&api, key).await;
+    let holder = api.holder(key).await;
+    assert_eq!(holder["priority"], "critical", "{holder}");
+    assert_eq!(holder["ttl"], "1h30m", "{holder}");
+    // Pull 43's step waits (the policy's 20s) instead of being refused, and runs after 42's.
+    let started = Instant::now();
+    let second = step("43", "true");
+    let wait =
+        |c: std::process::Child| tokio::task::spawn_blocking(move || c.wait_with_output().unwrap());
+    let (a, b) = (wait(first).await.unwrap(), wait(second).await.unwrap());
+    assert_eq!(a.status.code(), Some(0));
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "it waited for 42's step"
+    );
+    // The adapter's try-lock (Atlantis's locks never expire) takes the policy's ttl.
+    let (status, answer) = api
+        .post(
+            "/api/atlantis/v1/try-lock",
+            json!({"Project": {"RepoFullName": "acme/infra", "Path": "envs/prod"},
+                   "Pull": {"Num": 44}, "Workspace": "default"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["LockAcquired"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
+    assert_eq!(api.holder(key).await["ttl"], "1h30m");
+    // The server explains the rule.
+    let (status, e) = api.get(&format!("/api/v1/policy?name={key}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(e["rule_index"], 0, "{e}");
+    assert_eq!(e["wait"], "20s", "{e}");
+}

@@ -19,13 +19,15 @@ pub struct AcquireBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ResourceName>,
     pub owner: Owner,
-    #[serde(default)]
-    pub priority: Priority,
+    /// Absent: the resource's policy (`enhanced-locking.policies`), else `normal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
     /// Absent: default-timeout. `null`: no expiry (where allowed). Text: that duration.
     #[serde(default, with = "ttl_field", skip_serializing_if = "Ttl::is_default")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::model::DurationText>, example = "30m"))]
     pub ttl: Ttl,
-    /// How long to wait in the queue (`0s` or absent: try once).
+    /// How long to wait in the queue (`0s`: try once; absent: the resource's policy, else try
+    /// once).
     #[serde(
         default,
         with = "duration_text::option",
@@ -52,7 +54,7 @@ impl AcquireBody {
             resources,
             resource: None,
             owner,
-            priority: Priority::default(),
+            priority: None,
             ttl: Ttl::Default,
             wait: None,
             detach: false,

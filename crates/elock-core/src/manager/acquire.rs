@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventType};
 use crate::model::{LeaseId, Metadata, Owner, Priority, Reentry, ResourceName, TicketId};
+use crate::policy::{Asked, Settled};
 use crate::table::{AcquireRequest, Acquired, CancelReason, DeadlockRecord, Resolution, WaitMode};
 
 use super::retry::backoff;
@@ -37,17 +38,20 @@ impl Ttl {
 pub struct LockRequest {
     pub owner: Owner,
     pub resources: Vec<ResourceName>,
-    pub priority: Priority,
+    /// `None`: the resource's policy, else `normal`.
+    pub priority: Option<Priority>,
     pub ttl: Ttl,
-    /// Zero: try-lock. Otherwise how long to wait (attached) or that queuing is wanted (detached).
-    pub wait: Duration,
+    /// Zero: try-lock. Otherwise how long to wait (attached) or that queuing is wanted
+    /// (detached). `None`: the resource's policy, else zero.
+    pub wait: Option<Duration>,
     /// Return the ticket at once; it is granted by handoff and lives until `queue-timeout`.
     pub detach: bool,
     pub metadata: Option<Metadata>,
     /// `Refuse`: never the owner's own lease back; this request is a holder of its own.
     pub reentry: Reentry,
-    /// A lock taken for Atlantis (its adapter, its imports): it may live without expiry whatever
-    /// `allow-no-expiry` says, as Atlantis's locks never expire.
+    /// A lock taken for Atlantis (its adapter, its imports, `elock atlantis run`): with no ttl of
+    /// its own or from a policy it never expires, whatever `allow-no-expiry` says, as Atlantis's
+    /// locks never expire.
     pub for_atlantis: bool,
 }
 
@@ -57,15 +61,48 @@ impl LockRequest {
         LockRequest {
             owner,
             resources,
-            priority: Priority::Normal,
+            priority: None,
             ttl: Ttl::Default,
-            wait: Duration::ZERO,
+            wait: None,
             detach: false,
             metadata: None,
             reentry: Reentry::Allow,
             for_atlantis: false,
         }
     }
+}
+
+/// The one step that fills in what a request leaves out (the resource's policy, then the
+/// server's defaults) and holds it to the bounds, whichever surface it came from.
+fn settle(cfg: &crate::config::EngineConfig, req: &LockRequest) -> Result<Settled> {
+    let settled = cfg.policies.settle(
+        &req.resources,
+        Asked {
+            priority: req.priority,
+            ttl: req.ttl,
+            wait: req.wait,
+            for_atlantis: req.for_atlantis,
+        },
+        cfg.policy_fallback(),
+    )?;
+    if settled.ttl.is_none() && !cfg.allow_no_expiry && !req.for_atlantis {
+        return Err(Error::invalid(
+            "ttl",
+            "ttl null (no expiry) is allowed only when enhanced-locking.allow-no-expiry is true \
+             (locks taken through the Atlantis adapter never expire without it)",
+        ));
+    }
+    if settled.wait > cfg.max_timeout {
+        return Err(Error::invalid(
+            "wait",
+            format!(
+                "wait {} is above max-timeout {}",
+                crate::model::format_duration(settled.wait),
+                crate::model::format_duration(cfg.max_timeout)
+            ),
+        ));
+    }
+    Ok(settled)
 }
 
 pub(super) async fn acquire(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired> {
@@ -79,34 +116,24 @@ pub(super) async fn acquire(inner: &Arc<Inner>, req: LockRequest) -> Result<Acqu
 
 async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired> {
     let cfg = inner.config();
-    let (priority, ttl, wait, detach) = if cfg.enabled {
-        let ttl = match req.ttl {
-            Ttl::Default => Some(cfg.default_timeout),
-            Ttl::Never => None,
-            Ttl::After(d) => Some(d),
-        };
-        (req.priority, ttl, req.wait, req.detach)
+    let (settled, detach) = if cfg.enabled {
+        (settle(&cfg, &req)?, req.detach)
     } else {
         // Atlantis-compatible behaviour only: try-lock, no expiry, no priority.
-        (Priority::Normal, None, Duration::ZERO, false)
+        let plain = Settled {
+            priority: Priority::Normal,
+            ttl: None,
+            wait: Duration::ZERO,
+            queue_limits: Default::default(),
+        };
+        (plain, false)
     };
-    if ttl.is_none() && cfg.enabled && !cfg.allow_no_expiry && !req.for_atlantis {
-        return Err(Error::invalid(
-            "ttl",
-            "ttl null (no expiry) is allowed only when enhanced-locking.allow-no-expiry is true \
-             (locks taken through the Atlantis adapter never expire without it)",
-        ));
-    }
-    if wait > cfg.max_timeout {
-        return Err(Error::invalid(
-            "wait",
-            format!(
-                "wait {} is above max-timeout {}",
-                crate::model::format_duration(wait),
-                crate::model::format_duration(cfg.max_timeout)
-            ),
-        ));
-    }
+    let Settled {
+        priority,
+        ttl,
+        wait,
+        queue_limits,
+    } = settled;
     let (lease_id, ticket_id) = inner.store.new_ids(&req.resources);
     let mut op = AcquireRequest {
         lease_id,
@@ -118,6 +145,7 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
         metadata: req.metadata,
         wait: WaitMode::Try,
         reentry: req.reentry,
+        queue_limits,
     };
     if wait.is_zero() && !detach {
         return store_acquire(inner, op).await;

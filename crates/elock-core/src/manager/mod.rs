@@ -229,6 +229,15 @@ impl Manager {
     /// Extends a lease: `expires_at = now + ttl` (the lease's own ttl when none is given).
     pub async fn renew(&self, id: LeaseId, ttl: Option<Duration>) -> Result<Lease> {
         self.inner.stats.request();
+        // A renewal to a new ttl stays within its resources' max-ttl (read only when rules
+        // exist; a renewal to the lease's own ttl was bounded when it was granted).
+        let policies = &self.inner.config().policies;
+        if let (Some(ttl), false) = (ttl, policies.is_empty()) {
+            let lease = self.get_lease(id).await?;
+            let names: Vec<ResourceName> =
+                lease.resources.iter().map(|h| h.resource.clone()).collect();
+            policies.check_renewal(&names, ttl)?;
+        }
         let lease = self
             .inner
             .guarded(|| self.inner.store.renew(id, ttl))

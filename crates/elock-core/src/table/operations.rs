@@ -12,6 +12,7 @@ use crate::model::{
 };
 
 use super::{DeadlockRecord, LockTable, ResolutionPolicy};
+use crate::policy::QueueLimits;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AcquireRequest {
@@ -28,6 +29,8 @@ pub struct AcquireRequest {
     pub wait: WaitMode,
     /// `Refuse`: never the owner's own lease back (each request its own holder).
     pub reentry: Reentry,
+    /// Tighter queue caps than `max-queue-size` for some resources (their policy's).
+    pub queue_limits: QueueLimits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,6 +26,7 @@ fn req(n: u128, owner: &str, resources: &[&str], wait: WaitMode) -> AcquireReque
         metadata: None,
         wait,
         reentry: Default::default(),
+        queue_limits: Default::default(),
     }
 }
 

@@ -90,10 +90,16 @@ impl LockTable {
         }
         for r in &resources {
             let len = self.resources.get(r).map_or(0, |s| s.queue_len());
-            if len >= self.config.max_queue_size {
+            let max = req
+                .queue_limits
+                .get(r)
+                .map_or(self.config.max_queue_size, |n| {
+                    (*n).min(self.config.max_queue_size)
+                });
+            if len >= max {
                 return Err(Error::QueueFull {
                     resource: r.clone(),
-                    max: self.config.max_queue_size,
+                    max,
                 });
             }
         }

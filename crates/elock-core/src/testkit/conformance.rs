@@ -633,6 +633,35 @@ pub async fn a_full_queue_refuses_with_queue_full(f: &dyn StoreFactory) {
     }
 }
 
+/// A request's own queue limits (its policy's max-queue-size) cap the queues of the resources
+/// they name, below the table's max-queue-size, and leave the others alone.
+pub async fn a_requests_queue_limits_cap_the_resources_they_name(f: &dyn StoreFactory) {
+    let h = Harness::new(f, TableConfig::default()).await;
+    granted(h.acquire(h.req("alice", &["r"])).await.unwrap());
+    granted(h.acquire(h.req("alice", &["s"])).await.unwrap());
+    let deadline = h.later(60 * SEC);
+    let capped = |who: &str, res: &[&str]| {
+        h.req(who, res)
+            .wait_until(deadline)
+            .queue_limit("r", 1)
+            .queue_limit("elsewhere", 1)
+    };
+    queued(h.acquire(capped("b", &["r"])).await.unwrap());
+    match h.acquire(capped("c", &["r", "s"])).await {
+        Err(Error::QueueFull { resource, max }) => assert_eq!((resource.as_str(), max), ("r", 1)),
+        other => panic!("expected queue_full at 1, got {other:?}"),
+    }
+    // `s` is not capped by the request: its queue takes several.
+    queued(h.acquire(capped("c", &["s"])).await.unwrap());
+    queued(h.acquire(capped("d", &["s"])).await.unwrap());
+    // A request without limits sees only the table's max-queue-size.
+    queued(
+        h.acquire(h.req("e", &["r"]).wait_until(deadline))
+            .await
+            .unwrap(),
+    );
+}
+
 /// Fencing tokens strictly increase per resource, independently, through every kind of grant.
 pub async fn fencing_tokens_strictly_increase_per_resource(f: &dyn StoreFactory) {
     let h = Harness::new(f, TableConfig::default()).await;
@@ -1374,6 +1403,7 @@ pub const SCENARIOS: &[&str] = &[
     "ttl_limits_are_enforced",
     "tickets_time_out_at_their_deadline",
     "a_full_queue_refuses_with_queue_full",
+    "a_requests_queue_limits_cap_the_resources_they_name",
     "fencing_tokens_strictly_increase_per_resource",
     "cancel_removes_a_ticket_and_unblocks_the_next",
     "a_higher_priority_newcomer_takes_a_stalled_free_resource",
@@ -1410,6 +1440,7 @@ macro_rules! conformance_tests {
             ttl_limits_are_enforced,
             tickets_time_out_at_their_deadline,
             a_full_queue_refuses_with_queue_full,
+            a_requests_queue_limits_cap_the_resources_they_name,
             fencing_tokens_strictly_increase_per_resource,
             cancel_removes_a_ticket_and_unblocks_the_next,
             a_higher_priority_newcomer_takes_a_stalled_free_resource,

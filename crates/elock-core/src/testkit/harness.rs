@@ -77,6 +77,12 @@ impl Req {
         self
     }
 
+    /// Caps one resource's queue for this request (what a policy's max-queue-size does).
+    pub fn queue_limit(mut self, resource: &str, max: usize) -> Self {
+        self.inner.queue_limits.insert(name(resource), max);
+        self
+    }
+
     pub fn metadata(mut self, m: serde_json::Value) -> Self {
         self.inner.metadata = Some(Metadata::new(m).unwrap());
         self
@@ -132,6 +138,7 @@ impl Harness {
                 metadata: None,
                 wait: WaitMode::Try,
                 reentry: Default::default(),
+                queue_limits: Default::default(),
             },
         }
     }

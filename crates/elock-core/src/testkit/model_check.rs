@@ -37,6 +37,8 @@ pub enum Step {
         wait: u8,
         /// Refuse re-entry: another holder under the same name.
         refuse: bool,
+        /// A policy's queue cap on the first resource (1 or 2), as the manager passes it.
+        limit: Option<usize>,
     },
     Release(usize),
     Renew(usize, Option<u64>),
@@ -50,8 +52,8 @@ pub enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0..4usize, prop::collection::vec(0..4usize, 1..3), 0..4u8, 0..3u8, 0..3u8, prop::bool::weighted(0.25)).prop_map(
-            |(owner, resources, priority, ttl, wait, refuse)| Step::Acquire { owner, resources, priority, ttl, wait, refuse }
+        6 => (0..4usize, prop::collection::vec(0..4usize, 1..3), 0..4u8, 0..3u8, 0..3u8, prop::bool::weighted(0.25), prop::option::weighted(0.25, 1..3usize)).prop_map(
+            |(owner, resources, priority, ttl, wait, refuse, limit)| Step::Acquire { owner, resources, priority, ttl, wait, refuse, limit }
         ),
         3 => (0..64usize).prop_map(Step::Release),
         1 => (0..64usize, prop::option::of(1..90u64)).prop_map(|(i, t)| Step::Renew(i, t)),
@@ -211,6 +213,7 @@ impl Run {
                 ttl,
                 wait,
                 refuse,
+                limit,
             } => {
                 let id = self.next;
                 self.next += 1;
@@ -249,6 +252,10 @@ impl Run {
                     } else {
                         crate::model::Reentry::Allow
                     },
+                    queue_limits: limit
+                        .map(|n| (ResourceName::new(self.names[resources[0]]).unwrap(), n))
+                        .into_iter()
+                        .collect(),
                 })
             }
             Step::Release(i) => Op::Release(pick(&self.leases, i).unwrap_or(LeaseId::from_u128(0))),

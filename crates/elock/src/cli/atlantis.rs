@@ -23,6 +23,7 @@ use elock_client::Client;
 use elock_core::model::{
     HeldResource, Lease, LeaseId, LeaseState, Metadata, Owner, Priority, ResourceName, Timestamp,
 };
+use elock_core::policy::{Policies, PolicyRule};
 use elock_core::table::Snapshot;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -44,8 +45,51 @@ pub struct ImportSummary {
     pub bodies_omitted: usize,
     pub pulls_skipped: usize,
     pub skipped: Vec<(String, String)>,
+    /// Locks Atlantis held on keys elock holds otherwise: not imported, and reported.
+    pub conflicts: Vec<Conflict>,
     pub seconds: f64,
     pub locks_per_second: f64,
+}
+
+/// A lock of the file on a key elock holds for someone else (or for the same pull, but without
+/// Atlantis's lock): Atlantis and elock disagree about who holds the project.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Conflict {
+    pub key: String,
+    /// Who Atlantis says holds it.
+    pub atlantis: String,
+    /// Who holds it in elock, and how the lease was taken.
+    pub elock: String,
+}
+
+/// Whether elock's `lease` already is Atlantis's `lock` (an earlier import, the adapter): then
+/// the import has nothing to do. Anything else holding the key is a conflict.
+fn holds_as_atlantis(lease: &Lease, lock: &ProjectLock) -> bool {
+    lease
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("atlantis"))
+        .and_then(|v| serde_json::from_value::<ProjectLock>(v.clone()).ok())
+        .is_some_and(|l| l.pull.num == lock.pull.num && LockKey::of(&l) == LockKey::of(lock))
+}
+
+/// How a lease on an Atlantis key was taken, for a conflict report.
+fn how_held(lease: &Lease) -> String {
+    let atlantis = lease
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("atlantis"))
+        .and_then(|v| serde_json::from_value::<ProjectLock>(v.clone()).ok());
+    match atlantis {
+        Some(l) => format!(
+            "{} (Atlantis's lock of pull {}, since {})",
+            lease.owner, l.pull.num, lease.acquired_at
+        ),
+        None => format!(
+            "{} (taken outside Atlantis: CLI, elock run or the API; since {})",
+            lease.owner, lease.acquired_at
+        ),
+    }
 }
 
 /// Above this, a lock's JSON goes without its pull request's description (`Pull.Body`), which
@@ -137,6 +181,18 @@ pub async fn import_boltdb(
         .map(|(r, t)| (r.to_string(), *t))
         .collect();
     let next = |r: &str| fences.get(r).copied().unwrap_or(0) + 1;
+    // Who holds what in elock now: a key already held is either Atlantis's same lock (present)
+    // or a conflict, never counted as imported nor silently skipped.
+    let held: HashMap<String, Lease> = export
+        .snapshot
+        .leases
+        .iter()
+        .flat_map(|l| {
+            l.resources
+                .iter()
+                .map(move |h| (h.resource.to_string(), l.clone()))
+        })
+        .collect();
 
     let mut leases: Vec<(String, Lease)> = Vec::new();
     let skip = |key: &[u8], why: String, s: &mut ImportSummary| {
@@ -172,6 +228,23 @@ pub async fn import_boltdb(
                 continue;
             }
         }
+        if let Some(holder) = held.get(&current) {
+            if holds_as_atlantis(holder, &lock) {
+                summary.already_present += 1;
+            } else {
+                summary.conflicts.push(Conflict {
+                    key: current.clone(),
+                    atlantis: format!(
+                        "{} (pull {} by {})",
+                        owner_name(&lock.project.repo_full_name, lock.pull.num),
+                        lock.pull.num,
+                        lock.user.username
+                    ),
+                    elock: how_held(holder),
+                });
+            }
+            continue;
+        }
         match lease_for_lock(&lock, next(&current), include_secrets) {
             Ok((l, omitted)) => {
                 summary.bodies_omitted += usize::from(omitted);
@@ -186,6 +259,20 @@ pub async fn import_boltdb(
         .unwrap_or_default()
     {
         match &e {
+            Entry::Value { key, .. }
+                if key.as_slice() == b"apply/lock" && held.contains_key(APPLY_LOCK_RESOURCE) =>
+            {
+                let holder = &held[APPLY_LOCK_RESOURCE];
+                if holder.owner.as_str() == APPLY_LOCK_OWNER {
+                    summary.already_present += 1;
+                } else {
+                    summary.conflicts.push(Conflict {
+                        key: APPLY_LOCK_RESOURCE.into(),
+                        atlantis: "the apply lock".into(),
+                        elock: how_held(holder),
+                    });
+                }
+            }
             Entry::Value { key, value } if key.as_slice() == b"apply/lock" => {
                 match CommandLock::from_json(value)
                     .map_err(|e| e.to_string())
@@ -277,9 +364,27 @@ pub async fn import_boltdb(
                     .collect();
                 output::table(&["skipped key", "reason"], &rows);
             }
+            if !summary.conflicts.is_empty() {
+                let rows: Vec<Vec<String>> = summary
+                    .conflicts
+                    .iter()
+                    .map(|c| vec![c.key.clone(), c.atlantis.clone(), c.elock.clone()])
+                    .collect();
+                output::table(
+                    &["conflict: key", "held in Atlantis by", "held in elock by"],
+                    &rows,
+                );
+            }
         }
     }
-    Ok(())
+    if summary.conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::usage(format!(
+            "{} lock(s) of Atlantis are on keys elock holds otherwise (listed above): they were not imported; release elock's leases or Atlantis's locks, then import again",
+            summary.conflicts.len()
+        )))
+    }
 }
 
 /// Imports one chunk of leases.
@@ -398,29 +503,107 @@ struct Problem<'a> {
     message: &'a str,
 }
 
-/// `elock atlantis validate FILE`: every problem with its line; exit 1 if there is any.
-pub fn validate(file: &Path, max_timeout: &str, out: Format) -> Result<(), CliError> {
+/// What `elock atlantis validate --output json` prints.
+#[derive(serde::Serialize)]
+struct Validation<'a> {
+    problems: Vec<Problem<'a>>,
+    /// The rules of elock's configuration (`enhanced-locking.policies`) equivalent to the elock
+    /// settings found in the file.
+    policies: &'a [elock_atlantis::repo_config::Suggestion],
+}
+
+/// The elock settings found in atlantis.yaml as policy rules, each checked as elock's
+/// configuration would check it (`max-timeout` the server's).
+fn suggested_rules(
+    suggestions: &[elock_atlantis::repo_config::Suggestion],
+    max_timeout: std::time::Duration,
+) -> Vec<elock_atlantis::repo_config::Problem> {
+    let mut problems = Vec::new();
+    for s in suggestions {
+        let text = s.to_yaml("");
+        let rules: Result<Vec<PolicyRule>, _> = serde_yaml_ng::from_str(&text);
+        let checked = rules
+            .map_err(|e| e.to_string())
+            .and_then(|r| Policies::new(r).map_err(|e| e.to_string()));
+        let found: Vec<String> = match checked {
+            Err(e) => vec![e],
+            Ok(p) => p
+                .problems(max_timeout, usize::MAX)
+                .into_iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect(),
+        };
+        for message in found {
+            problems.push(elock_atlantis::repo_config::Problem {
+                line: s.line,
+                message: format!(
+                    "the equivalent policy rule for {:?} is not valid: {message}",
+                    s.pattern
+                ),
+            });
+        }
+    }
+    problems
+}
+
+/// `elock atlantis validate FILE`: the file read as Atlantis reads it, every problem with its
+/// line, and where elock settings found in it belong; exit 1 if there is any problem.
+pub fn validate(
+    file: &Path,
+    max_timeout: &str,
+    repo: Option<&str>,
+    out: Format,
+) -> Result<(), CliError> {
     let max = elock_core::model::parse_duration("max-timeout", max_timeout)
         .map_err(|e| CliError::usage(e.to_string()))?;
     let text = read_repo_config(file)?;
-    let problems = elock_atlantis::repo_config::validate(&text, max);
+    let mut report = elock_atlantis::repo_config::read(&text, repo);
+    report
+        .problems
+        .extend(suggested_rules(&report.suggestions, max));
+    report.problems.sort();
+    let problems = &report.problems;
     match out {
-        Format::Json => output::json(
-            &problems
+        Format::Json => output::json(&Validation {
+            problems: problems
                 .iter()
                 .map(|p| Problem {
                     file: file.display().to_string(),
                     line: p.line,
                     message: &p.message,
                 })
-                .collect::<Vec<_>>(),
-        ),
+                .collect(),
+            policies: &report.suggestions,
+        }),
         Format::Table => {
-            for p in &problems {
+            for p in problems {
                 println!("{}:{}: {}", file.display(), p.line, p.message);
             }
             if problems.is_empty() {
                 println!("{}: no problems", file.display());
+            }
+            if !report.suggestions.is_empty() {
+                println!();
+                println!("Atlantis will refuse this file: its repo_locks has only `mode`. Remove the elock");
+                println!("settings from it and put these rules in elock's configuration instead:");
+                println!();
+                println!("enhanced-locking:\n  policies:");
+                for s in &report.suggestions {
+                    print!("{}", s.to_yaml("    "));
+                }
+                let mut sections: Vec<&str> = report
+                    .suggestions
+                    .iter()
+                    .flat_map(|s| s.server_wide.iter().map(String::as_str))
+                    .collect();
+                sections.sort();
+                sections.dedup();
+                for section in sections {
+                    println!("# server-wide, not per resource: the `{section}` section of elock's configuration");
+                }
+                if repo.is_none() {
+                    println!("# (give --repo OWNER/NAME to match this repository's keys only)");
+                }
             }
         }
     }
@@ -435,11 +618,34 @@ pub fn validate(file: &Path, max_timeout: &str, out: Format) -> Result<(), CliEr
     }
 }
 
-/// `elock atlantis locks FILE --repo R --pull N`.
-pub fn locks(file: &Path, repo: &str, pull: i64, out: Format) -> Result<(), CliError> {
+/// One project's lock in `elock atlantis locks`: Atlantis's key, owner and mode, and what elock's
+/// policy gives a lock Atlantis takes on it.
+#[derive(serde::Serialize)]
+struct ProjectLockPlan {
+    #[serde(flatten)]
+    plan: elock_atlantis::repo_config::LockPlan,
+    priority: String,
+    /// `null`: never expires.
+    ttl: Option<String>,
+    wait: String,
+    max_queue_size: usize,
+    /// The policy rule that applies (`policies[i] (match: ...)`), if any.
+    rule: Option<String>,
+}
+
+/// `elock atlantis locks FILE --repo R --pull N`: the lock each project takes, with the values
+/// elock's policies give it (from `--config FILE`, else from the server).
+pub async fn locks(
+    client: Option<&Client>,
+    file: &Path,
+    repo: &str,
+    pull: i64,
+    config: Option<&Path>,
+    out: Format,
+) -> Result<(), CliError> {
     let text = read_repo_config(file)?;
-    let (projects, problems) = elock_atlantis::repo_config::read(&text, std::time::Duration::MAX);
-    if let Some(p) = problems.first() {
+    let report = elock_atlantis::repo_config::read(&text, Some(repo));
+    if let Some(p) = report.problems.first() {
         return Err(CliError::usage(format!(
             "{}:{}: {} (run elock atlantis validate)",
             file.display(),
@@ -447,36 +653,45 @@ pub fn locks(file: &Path, repo: &str, pull: i64, out: Format) -> Result<(), CliE
             p.message
         )));
     }
-    let plans = elock_atlantis::repo_config::lock_requests(&projects, repo, pull);
+    let mut rows = Vec::new();
+    for plan in elock_atlantis::repo_config::lock_requests(&report.projects, repo, pull) {
+        let e = super::policy::explanation(client, config, &plan.resource).await?;
+        rows.push(ProjectLockPlan {
+            priority: e.priority.to_string(),
+            ttl: e.atlantis_ttl.map(elock_core::model::format_duration),
+            wait: elock_core::model::format_duration(e.wait),
+            max_queue_size: e.max_queue_size,
+            rule: e
+                .rule
+                .as_ref()
+                .zip(e.rule_index)
+                .map(|(r, i)| format!("policies[{i}] (match: {})", r.pattern)),
+            plan,
+        });
+    }
     match out {
-        Format::Json => output::json(&plans),
+        Format::Json => output::json(&rows),
         Format::Table => {
-            let dash = || "default".to_string();
-            let rows: Vec<Vec<String>> = plans
+            let table: Vec<Vec<String>> = rows
                 .iter()
-                .map(|p| {
+                .map(|r| {
                     vec![
-                        p.project.clone(),
-                        p.resource.clone(),
-                        p.owner.clone(),
-                        p.mode.clone(),
-                        p.priority.clone(),
-                        p.ttl.clone().unwrap_or_else(dash),
-                        p.queue_timeout.clone().unwrap_or_else(dash),
+                        r.plan.project.clone(),
+                        r.plan.resource.clone(),
+                        r.plan.owner.clone(),
+                        r.plan.mode.clone(),
+                        r.priority.clone(),
+                        r.ttl.clone().unwrap_or_else(|| "never".into()),
+                        r.wait.clone(),
+                        r.rule.clone().unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
             output::table(
                 &[
-                    "project",
-                    "resource",
-                    "owner",
-                    "mode",
-                    "priority",
-                    "ttl",
-                    "queue timeout",
+                    "project", "resource", "owner", "mode", "priority", "ttl", "wait", "rule",
                 ],
-                &rows,
+                &table,
             );
         }
     }
@@ -511,20 +726,27 @@ pub enum AtlantisCommand {
         #[arg(long)]
         include_secrets: bool,
     },
-    /// Check an atlantis.yaml: repo_locks settings (mode, priority, timeout, queue_timeout,
-    /// retry_policy, deadlock_detection), depends_on cycles and execution_order_group order.
-    /// Every problem is printed with its line; exit 0 when there are none, 1 otherwise. Reads
-    /// only the file (no server needed).
+    /// Check an atlantis.yaml the way Atlantis reads it: unknown keys refused at every level
+    /// (Atlantis refuses the whole file for one), Atlantis's value checks, depends_on cycles and
+    /// execution_order_group order. elock settings found in repo_locks (priority, timeout,
+    /// queue_timeout, ...) are reported as what makes Atlantis refuse the file, with the
+    /// equivalent rules for elock's configuration (enhanced-locking.policies). Every problem is
+    /// printed with its line; exit 0 when there are none, 1 otherwise. Reads only the file (no
+    /// server needed).
     ///
-    /// Example: elock atlantis validate atlantis.yaml --max-timeout 2h
+    /// Example: elock atlantis validate atlantis.yaml --repo acme/infra
     Validate {
         file: PathBuf,
-        /// The server's enhanced-locking.max-timeout: longer timeouts are refused.
+        /// The server's enhanced-locking.max-timeout: suggested rules above it are refused.
         #[arg(long, default_value = "2h")]
         max_timeout: String,
+        /// The repository's full name (acme/infra): suggested rules match its keys only.
+        #[arg(long)]
+        repo: Option<String>,
     },
-    /// Print the lock request each project of an atlantis.yaml would make for a pull request:
-    /// resource, owner, mode, priority, ttl and queue timeout (no server needed).
+    /// Print the lock each project of an atlantis.yaml takes for a pull request: resource,
+    /// owner, Atlantis's mode, and the priority, ttl and wait elock's policies give it (from the
+    /// server, or from --config FILE without one).
     ///
     /// Example: elock atlantis locks atlantis.yaml --repo acme/infra --pull 42
     Locks {
@@ -535,6 +757,9 @@ pub enum AtlantisCommand {
         /// The pull request number.
         #[arg(long)]
         pull: i64,
+        /// elock's configuration file to read the policies from instead of the server.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Write every Atlantis lock elock holds in Atlantis's Redis layout (admin): `pr/{key}` and
     /// `global/apply/lock`, as Redis commands for `redis-cli --pipe`. The way back to Atlantis.
@@ -560,8 +785,17 @@ pub async fn run(client: &Client, command: AtlantisCommand, out: Format) -> Resu
             file,
             include_secrets,
         } => export_redis(client, file.as_deref(), include_secrets).await,
-        AtlantisCommand::Validate { file, max_timeout } => validate(&file, &max_timeout, out),
-        AtlantisCommand::Locks { file, repo, pull } => locks(&file, &repo, pull, out),
+        AtlantisCommand::Validate {
+            file,
+            max_timeout,
+            repo,
+        } => validate(&file, &max_timeout, repo.as_deref(), out),
+        AtlantisCommand::Locks {
+            file,
+            repo,
+            pull,
+            config,
+        } => locks(Some(client), &file, &repo, pull, config.as_deref(), out).await,
         AtlantisCommand::Run(_) => unreachable!("dispatched with elock run"),
     }
 }

@@ -439,7 +439,7 @@ async fn run_scenario(
                         use elock_core::store::Store;
                         let store = store.as_ref().expect("opened above");
                         let resources = vec![elock_core::model::ResourceName::new(&format!(
-                            "bench/{run_id}/s/{w}/{}",
+                            "bench-{run_id}/s/{w}/{}",
                             i % 64
                         ))
                         .expect("a valid name")];
@@ -455,6 +455,7 @@ async fn run_scenario(
                             metadata: None,
                             wait: elock_core::table::WaitMode::Try,
                             reentry: Default::default(),
+                            queue_limits: Default::default(),
                         };
                         let t = Instant::now();
                         match store.acquire(req).await {
@@ -491,7 +492,7 @@ async fn run_scenario(
                         }
                     }
                     Scenario::Uncontended => {
-                        let resource = format!("bench/{run_id}/u/{w}/{}", i % 64);
+                        let resource = format!("bench-{run_id}/u/{w}/{}", i % 64);
                         let owner = format!("bench-{w}");
                         let t = Instant::now();
                         match client
@@ -652,6 +653,7 @@ async fn redis_memory(args: &BenchArgs) -> Result<Row, CliError> {
                     metadata: None,
                     wait: elock_core::table::WaitMode::Try,
                     reentry: Default::default(),
+                    queue_limits: Default::default(),
                 };
                 let t = Instant::now();
                 let got = store.acquire(req).await;

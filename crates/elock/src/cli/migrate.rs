@@ -34,6 +34,10 @@ pub struct Held {
     pub holder: String,
     pub user: String,
     pub time: String,
+    /// An elock lease on an Atlantis key taken outside Atlantis (CLI, `elock run`, the API):
+    /// Atlantis's record of it, where there is one, was made up by elock when it was written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outside_atlantis: bool,
 }
 
 fn held(l: &ProjectLock) -> Held {
@@ -41,6 +45,7 @@ fn held(l: &ProjectLock) -> Held {
         holder: format!("{}#{}", l.project.repo_full_name, l.pull.num),
         user: l.user.username.clone(),
         time: l.time.to_string(),
+        outside_atlantis: false,
     }
 }
 
@@ -49,6 +54,7 @@ fn held_command(c: &CommandLock) -> Held {
         holder: "atlantis (apply lock)".into(),
         user: String::new(),
         time: c.lock_metadata.unix_time.to_string(),
+        outside_atlantis: false,
     }
 }
 
@@ -122,13 +128,28 @@ async fn legacy_side(src: &LegacySource) -> Result<Side, CliError> {
     Ok(side)
 }
 
-/// elock's Atlantis locks (leases carrying `metadata.atlantis`), and the leases whose resource
-/// is not their lock's key.
+/// elock's Atlantis locks (leases carrying `metadata.atlantis`), every other lease on an
+/// Atlantis key (Atlantis should see those too), and the leases whose resource is not their
+/// lock's key.
 async fn elock_side(client: &Client) -> Result<Side, CliError> {
     let export = client.export(false).await?;
     let mut side = Side::default();
     for l in &export.snapshot.leases {
         let Some(atlantis) = l.metadata.as_ref().and_then(|m| m.get("atlantis")) else {
+            for h in &l.resources {
+                let r = h.resource.as_str();
+                if let Some(lock) =
+                    ProjectLock::standing_for(r, l.owner.as_str(), l.acquired_at.as_millis())
+                {
+                    side.locks.insert(
+                        r.to_string(),
+                        Held {
+                            outside_atlantis: true,
+                            ..held(&lock)
+                        },
+                    );
+                }
+            }
             continue;
         };
         let Some(first) = l.resources.first() else {
@@ -184,9 +205,16 @@ fn differences(legacy: &Side, elock: &Side) -> Vec<Difference> {
             let (a, b) = (legacy.locks.get(k), elock.locks.get(k));
             let kind = match (a, b) {
                 (Some(_), None) => "only in the legacy store",
+                (None, Some(y)) if y.outside_atlantis => {
+                    "only in elock: a lease taken outside Atlantis, without Atlantis's record"
+                }
                 (None, Some(_)) => "only in elock",
                 (Some(x), Some(y)) if x.holder != y.holder => "held by different pulls",
-                (Some(x), Some(y)) if x != y => "same holder, different details",
+                // A record elock made up for a lease taken outside Atlantis carries the time
+                // it was written, not the lease's: only the holder is compared.
+                (Some(x), Some(y)) if x != y && !y.outside_atlantis => {
+                    "same holder, different details"
+                }
                 _ => return None,
             };
             Some(Difference {

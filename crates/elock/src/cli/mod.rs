@@ -15,6 +15,7 @@ mod inspect;
 mod locks;
 mod migrate;
 mod output;
+mod policy;
 mod run;
 mod serve;
 
@@ -65,6 +66,9 @@ enum Command {
     /// Check or show the server configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Lock policies (enhanced-locking.policies): which rule covers a resource.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Take a lock on one or more resources (all or none); prints the lease id and fencing tokens.
     ///
     /// Example: elock lock acme/infra/envs/prod/default/ --owner 'acme/infra#42' --wait 10m
@@ -173,12 +177,21 @@ pub async fn run(args: Args) -> i32 {
     let result = match args.command {
         Command::Serve(flags) => return serve::serve(flags).await,
         Command::Config(c) => return serve::config_command(c),
-        Command::Atlantis(AtlantisCommand::Validate { file, max_timeout }) => {
-            atlantis::validate(&file, &max_timeout, out)
-        }
-        Command::Atlantis(AtlantisCommand::Locks { file, repo, pull }) => {
-            atlantis::locks(&file, &repo, pull, out)
-        }
+        Command::Atlantis(AtlantisCommand::Validate {
+            file,
+            max_timeout,
+            repo,
+        }) => atlantis::validate(&file, &max_timeout, repo.as_deref(), out),
+        Command::Policy(policy::PolicyCommand::Explain {
+            resource,
+            config: Some(file),
+        }) => policy::explain(None, Some(&file), &resource, out).await,
+        Command::Atlantis(AtlantisCommand::Locks {
+            file,
+            repo,
+            pull,
+            config: Some(config),
+        }) => atlantis::locks(None, &file, &repo, pull, Some(&config), out).await,
         command => match client(&args.server, args.token) {
             Ok(client) => match command {
                 Command::Run(a) => {
@@ -232,6 +245,9 @@ async fn dispatch(client: &Client, command: Command, out: Format) -> Result<(), 
             unreachable!("run handles these")
         }
         Command::Lock(a) => locks::lock(client, a, out).await,
+        Command::Policy(policy::PolicyCommand::Explain { resource, config }) => {
+            policy::explain(Some(client), config.as_deref(), &resource, out).await
+        }
         Command::Unlock { lease_id } => locks::unlock(client, &lease_id, out).await,
         Command::Renew { lease_id, ttl } => {
             locks::renew(client, &lease_id, ttl.as_deref(), out).await

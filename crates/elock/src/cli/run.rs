@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use elock_client::api::{ErrorCode, EventType, Lease};
+use elock_client::api::{ErrorCode, EventType, Lease, Timestamp};
 use elock_client::{Client, LeaseGuard};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -74,13 +74,15 @@ pub struct RunArgs {
 /// How to hold the lock and run the command: shared by `elock run` and `elock atlantis run`.
 #[derive(clap::Args, Debug)]
 pub struct RunOptions {
-    /// low, normal, high, critical (or 0..3).
+    /// low, normal, high, critical (or 0..3). Default: the resource's lock policy on the server
+    /// (enhanced-locking.policies), else normal.
     #[arg(long)]
     pub priority: Option<String>,
-    /// Lease lifetime; renewed at a third of it while the command runs.
-    #[arg(long, default_value = "60s")]
-    pub ttl: String,
-    /// How long to wait for the lock (0: try once).
+    /// Lease lifetime; renewed at a third of it while the command runs. Default: the resource's
+    /// policy ttl, else 60s (short, so that a run that dies frees the lock soon).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// How long to wait for the lock (0: try once). Default: the resource's policy wait, else 0.
     #[arg(long)]
     pub wait: Option<String>,
     /// After SIGTERM, how long the command has to stop before SIGKILL.
@@ -120,16 +122,30 @@ fn usage(e: CliError) -> CliError {
     }
 }
 
+/// A run's ttl when neither its flag nor a policy gives one.
+const RUN_TTL: Duration = Duration::from_secs(60);
+
 pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
-    let ttl = duration("ttl", &args.options.ttl).map_err(usage)?;
     let kill_after = duration("kill-after", &args.options.kill_after).map_err(usage)?;
-    let wait = args
-        .options
-        .wait
-        .as_deref()
-        .map(|w| duration("wait", w))
-        .transpose()
-        .map_err(usage)?;
+    let ttl = args.options.ttl.as_deref().map(|t| duration("ttl", t));
+    let wait = args.options.wait.as_deref().map(|w| duration("wait", w));
+    let (mut ttl, mut wait) = (
+        ttl.transpose().map_err(usage)?,
+        wait.transpose().map_err(usage)?,
+    );
+    // What the flags leave out comes from the resource's policy on the server; the priority is
+    // left to the server, the ttl and wait are settled here, as this process must know them
+    // (renewals, and whether a Ctrl-C can take the answer of a try-lock at once).
+    if ttl.is_none() || wait.is_none() {
+        let policy = client.policy(&args.resources[0]).await.ok();
+        let rule = policy.as_ref().and_then(|e| e.rule.as_ref());
+        ttl = ttl.or_else(|| {
+            let max = rule.and_then(|r| r.max_ttl).unwrap_or(Duration::MAX);
+            Some(rule.and_then(|r| r.ttl).unwrap_or(RUN_TTL).min(max))
+        });
+        wait = wait.or_else(|| policy.map(|e| e.wait).filter(|w| !w.is_zero()));
+    }
+    let ttl = ttl.unwrap_or(RUN_TTL);
     // Listening before the lock is asked for: a signal at any moment from here on releases
     // what was taken, instead of killing this process with the lock held until its ttl.
     let mut interrupt = signals();
@@ -173,8 +189,13 @@ pub async fn run(client: &Client, args: RunArgs) -> Result<i32, CliError> {
             None
         }
     };
-    let progress = (!args.options.quiet && std::io::stderr().is_terminal())
-        .then(|| tokio::spawn(show_progress(client.clone(), args.resources[0].clone())));
+    let progress = (!args.options.quiet && std::io::stderr().is_terminal()).then(|| {
+        tokio::spawn(show_progress(
+            client.clone(),
+            args.resources[0].clone(),
+            owner.clone(),
+        ))
+    });
     let started = Instant::now();
     let call = req.acquire();
     tokio::pin!(call);
@@ -282,8 +303,11 @@ fn first_token(lease: &Lease) -> String {
 
 /// While waiting, one line on stderr, rewritten every second: who holds the resource and since
 /// when, this run's place in the queue, how long it has waited.
-async fn show_progress(client: Client, resource: String) {
+async fn show_progress(client: Client, resource: String, owner: String) {
     let started = Instant::now();
+    // A second of slack for the server's clock against this machine's.
+    let asked = Timestamp::from_system(std::time::SystemTime::now()).as_millis();
+    let asked = Timestamp::from_millis(asked.saturating_sub(1000));
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let Ok(info) = client.resource(&resource).await else {
@@ -292,12 +316,37 @@ async fn show_progress(client: Client, resource: String) {
         let holder = info.holder.as_ref().map_or("nobody".to_string(), |h| {
             format!("{} since {}", h.owner, h.acquired_at)
         });
+        let place = queue_place(&info.queue, &resource, &owner, asked)
+            .map_or(format!("{} in the queue", info.queue.len()), |n| {
+                format!("position {n} of {}", info.queue.len())
+            });
         eprint!(
-            "\r\x1b[Kelock run: waiting for {resource}: held by {holder}, {} in the queue, {} so far",
-            info.queue.len(),
+            "\r\x1b[Kelock run: waiting for {resource}: held by {holder}, {place}, {} so far",
             elock_core::model::format_duration(started.elapsed())
         );
     }
+}
+
+/// This run's place in a resource's queue: its owner's first ticket enqueued since it asked (a
+/// waiting request does not learn its ticket's id; tickets of one owner asked for in the same
+/// second may be told apart wrongly).
+fn queue_place(
+    queue: &[elock_client::api::TicketView],
+    resource: &str,
+    owner: &str,
+    asked: Timestamp,
+) -> Option<u32> {
+    queue
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.owner.as_str() == owner && t.enqueued_at >= asked)
+        .min_by_key(|(_, t)| t.enqueued_at)
+        .map(|(i, t)| {
+            t.position
+                .iter()
+                .find(|(r, _)| r.as_str() == resource)
+                .map_or(i as u32 + 1, |(_, n)| *n)
+        })
 }
 
 /// SIGTERM, then SIGKILL after `kill_after`.

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 pub enum Source {
     /// The built-in default (nobody set it).
     Default,
-    /// The YAML file.
-    File(PathBuf),
+    /// The YAML file, at a line (the setting's, or its section's when the setting is absent).
+    File(PathBuf, Option<usize>),
     /// An environment variable or a flag, by name (`ATLANTIS_ENHANCED_LOCKING_...`, `--listen`).
     Override(String),
 }
@@ -19,7 +19,8 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => Ok(()),
-            Source::File(path) => write!(f, " (in {})", path.display()),
+            Source::File(path, None) => write!(f, " (in {})", path.display()),
+            Source::File(path, Some(line)) => write!(f, " (in {}, line {line})", path.display()),
             Source::Override(name) => write!(f, " (from {name})"),
         }
     }

@@ -130,12 +130,15 @@ pub fn env_overrides(get: &dyn Fn(&str) -> Option<String>) -> Vec<Override> {
 
 /// Loads and checks the configuration. Every problem found is returned.
 pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigErrors> {
+    // The file as a tree of lines too, so that every problem in it names its line.
+    let mut lines: Option<elock_atlantis::yaml::Node> = None;
     let mut merged = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+            lines = elock_atlantis::yaml::parse(&text).ok();
             let v: Value = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Malformed {
                 path: path.to_path_buf(),
                 message: e.to_string(),
@@ -161,7 +164,10 @@ pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, Confi
     }
     let source = |key: &str| match (sources.get(key), file) {
         (Some(s), _) => Source::Override(s.to_string()),
-        (None, Some(f)) => Source::File(f.to_path_buf()),
+        (None, Some(f)) => Source::File(
+            f.to_path_buf(),
+            lines.as_ref().map(|root| root.line_of(key)),
+        ),
         (None, None) => Source::Default,
     };
     let config: Config = serde_path_to_error::deserialize(merged.clone()).map_err(|e| {
@@ -181,9 +187,9 @@ pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, Confi
         problems
             .into_iter()
             .map(|p| ConfigError::Setting {
-                key: p.key.to_string(),
+                origin: source(&p.key),
+                key: p.key,
                 value: p.value,
-                origin: source(p.key),
                 expected: p.expected,
             })
             .collect(),
@@ -192,15 +198,15 @@ pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, Confi
 
 /// A value the types accept but the settings together do not.
 struct Problem {
-    key: &'static str,
+    key: String,
     value: Option<String>,
     expected: String,
 }
 
 /// A problem with `key`'s `value`: what was expected instead.
-fn bad(key: &'static str, value: impl ToString, expected: impl Into<String>) -> Problem {
+fn bad(key: impl Into<String>, value: impl ToString, expected: impl Into<String>) -> Problem {
     Problem {
-        key,
+        key: key.into(),
         value: Some(value.to_string()),
         expected: expected.into(),
     }
@@ -364,6 +370,26 @@ fn check(c: &Config) -> Vec<Problem> {
             }
         }
     }
+    let el = &c.enhanced_locking;
+    let policies = el.policies.rules();
+    for rp in el
+        .policies
+        .problems(el.max_timeout, c.priority_queue.max_queue_size)
+    {
+        let rule = &policies[rp.index];
+        let value = match rp.key {
+            "ttl" => rule.ttl.map(fmt),
+            "max-ttl" => rule.max_ttl.map(fmt),
+            "wait" => rule.wait.map(fmt),
+            "max-queue-size" => rule.max_queue_size.map(|n| n.to_string()),
+            _ => Some(format!("{:?}", rule.pattern)),
+        };
+        p.push(Problem {
+            key: format!("enhanced-locking.policies[{}].{}", rp.index, rp.key),
+            value,
+            expected: rp.message,
+        });
+    }
     if c.migration.traffic_percentage > 100 {
         p.push(bad(
             "migration.traffic-percentage",
@@ -525,6 +551,47 @@ mod tests {
             .redis_config()
             .unwrap_err()
             .contains("ELOCK_TEST_UNSET_PASSWORD"));
+    }
+
+    #[test]
+    fn lock_policies_load_and_every_bad_rule_is_named_with_its_line() {
+        let f = file(
+            "enhanced-locking:\n  policies:\n    - match: \"acme/infra/**\"\n      priority: critical\n      queue-timeout: 20s\n",
+        );
+        let c = load(Some(f.path()), &[]).unwrap();
+        let rules = c.engine().policies;
+        let m = rules.rule_for("acme/infra/envs/prod/default/").unwrap();
+        assert_eq!(m.rule.wait, Some(std::time::Duration::from_secs(20)));
+        let f = file(concat!(
+            "enhanced-locking:\n",
+            "  max-timeout: 1h\n",
+            "  policies:\n",
+            "    - match: \"a/**\"\n",
+            "      ttl: 3h\n",
+            "    - match: \"b/*\"\n",
+            "      max-queue-size: 0\n",
+            "    - match: \"a/**\"\n",
+            "      priority: low\n",
+        ));
+        let errors = load(Some(f.path()), &[]).unwrap_err().lines();
+        let path = f.path().display().to_string();
+        let expect = [
+            ("enhanced-locking.policies[0].ttl = 3h", 5),
+            ("enhanced-locking.policies[1].max-queue-size = 0", 7),
+            ("enhanced-locking.policies[2].match = \"a/**\"", 8),
+        ];
+        assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+        for ((key, line), e) in expect.iter().zip(&errors) {
+            assert!(e.starts_with(key), "{e}");
+            assert!(e.ends_with(&format!("(in {path}, line {line})")), "{e}");
+        }
+        // A glob that does not parse is refused by the types, naming the rule.
+        let f = file("enhanced-locking:\n  policies:\n    - {match: \"a/[b\", priority: high}\n");
+        let e = load(Some(f.path()), &[]).unwrap_err().join("\n");
+        assert!(
+            e.contains("policies[0].match") && e.contains("line 3"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use elock_core::config::{
     BreakerConfig, DeadlockConfig, EngineConfig, EventsConfig, QueueConfig, RetryConfig,
 };
 use elock_core::model::duration_text;
+use elock_core::policy::Policies;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -57,6 +58,9 @@ pub struct EnhancedLocking {
     pub allow_no_expiry: bool,
     /// This server's name in events.
     pub instance: String,
+    /// Lock policies: per-resource priority, ttl, max-ttl, wait and max-queue-size, the first
+    /// matching rule applying (docs/configuration.md).
+    pub policies: Policies,
 }
 
 impl Default for EnhancedLocking {
@@ -71,6 +75,7 @@ impl Default for EnhancedLocking {
             max_timeout: engine.max_timeout,
             allow_no_expiry: false,
             instance: "elock".into(),
+            policies: Policies::default(),
         }
     }
 }
@@ -299,6 +304,7 @@ impl Config {
                 enabled: self.events.enabled,
                 buffer_size: self.events.buffer_size,
             },
+            policies: self.enhanced_locking.policies.clone(),
         }
     }
 

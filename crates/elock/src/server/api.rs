@@ -2,7 +2,6 @@
 //! cleanup. Handlers only translate between HTTP and the manager.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -16,6 +15,7 @@ use elock_core::api::{
 };
 use elock_core::manager::{Cleanup, LockRequest};
 use elock_core::model::{Lease, LeaseId, TicketId, TicketView};
+use elock_core::policy::{Explanation, PolicyRule};
 use elock_core::table::{Acquired, LeaseFilter, ResourceInfo};
 
 use super::audit::{self, AuditInfo};
@@ -33,6 +33,7 @@ use super::App;
         release,
         renew,
         resource,
+        policy,
         force_release,
         get_ticket,
         cancel_ticket,
@@ -43,6 +44,8 @@ use super::App;
     ),
     components(schemas(
         AcquireBody,
+        Explanation,
+        PolicyRule,
         LeaseAnswer,
         RenewBody,
         ForceReleaseBody,
@@ -61,6 +64,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/v1/locks/{id}", get(get_lease).delete(release))
         .route("/api/v1/locks/{id}/renew", post(renew))
         .route("/api/v1/resource", get(resource))
+        .route("/api/v1/policy", get(policy))
         .route("/api/v1/resource/force-release", post(force_release))
         .route(
             "/api/v1/tickets/{id}",
@@ -93,7 +97,7 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
         resources,
         priority: body.priority,
         ttl: body.ttl,
-        wait: body.wait.unwrap_or(Duration::ZERO),
+        wait: body.wait,
         detach: body.detach,
         metadata: body.metadata,
         reentry: body.reentry,
@@ -225,6 +229,16 @@ async fn renew(
 async fn resource(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let q: ResourceQuery = body::query(q.as_deref())?;
     Ok(Json(app.manager.resource(q.name).await?).into_response())
+}
+
+/// The lock policy of a resource: the rule of `enhanced-locking.policies` that covers it and the
+/// values a request that leaves everything out gets.
+#[utoipa::path(get, path = "/api/v1/policy", params(ResourceQuery), tag = "resources",
+    responses((status = 200, description = "ok", body = Explanation), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
+async fn policy(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let q: ResourceQuery = body::query(q.as_deref())?;
+    let config = app.manager.config();
+    Ok(Json(config.policies.explain(&q.name, config.policy_fallback())).into_response())
 }
 
 /// Release whatever holds a resource (admin).

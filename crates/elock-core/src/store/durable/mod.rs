@@ -330,6 +330,7 @@ mod tests {
             metadata: None,
             wait: WaitMode::Try,
             reentry: Default::default(),
+            queue_limits: Default::default(),
         }
     }
 

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 
 use elock_atlantis::{
-    owner_name, CommandLock, LockKey, LockMetadata, Project, ProjectLock, PullRequest, User,
-    APPLY_LOCK_OWNER as APPLY_OWNER, APPLY_LOCK_RESOURCE as APPLY_LOCK,
+    owner_name, CommandLock, LockKey, LockMetadata, ProjectLock, APPLY_LOCK_OWNER as APPLY_OWNER,
+    APPLY_LOCK_RESOURCE as APPLY_LOCK,
 };
 use elock_core::error::Error;
 use elock_core::manager::{LockRequest, Manager, Ttl};
-use elock_core::model::{Lease, Metadata, Owner, Priority, ResourceName};
+use elock_core::model::{Lease, Metadata, Owner, ResourceName};
 use elock_core::table::{Acquired, LeaseFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -44,15 +44,16 @@ fn owner_of(repo: &str, pull: i64) -> Result<Owner, Error> {
     Owner::new(&owner_name(repo, pull))
 }
 
-/// A try-lock without expiry carrying Atlantis's JSON in `metadata.atlantis` (Atlantis's locks
-/// never expire: no setting is needed for that).
+/// A try-lock carrying Atlantis's JSON in `metadata.atlantis`: without expiry (Atlantis's locks
+/// never expire, no setting is needed for that) unless the resource's policy gives a ttl.
 fn atlantis_request(owner: Owner, key: &str, atlantis: Value) -> Result<LockRequest, Error> {
     Ok(LockRequest {
         owner,
         resources: vec![resource(key)?],
-        priority: Priority::Normal,
-        ttl: Ttl::Never,
-        wait: std::time::Duration::ZERO,
+        // Priority and ttl from the resource's policy; Atlantis's try-lock never waits.
+        priority: None,
+        ttl: Ttl::Default,
+        wait: Some(std::time::Duration::ZERO),
         detach: false,
         metadata: Some(Metadata::new(json!({ "atlantis": atlantis }))?),
         reentry: Default::default(),
@@ -76,35 +77,9 @@ pub fn project_lock_of(lease: &Lease, key: &str) -> ProjectLock {
     {
         return l.redacted();
     }
-    let parsed = LockKey::parse(key).ok();
-    let pull = lease
-        .owner
-        .as_str()
-        .rsplit_once('#')
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(0);
-    ProjectLock {
-        project: Project {
-            project_name: parsed
-                .as_ref()
-                .and_then(|k| k.project.clone())
-                .unwrap_or_default(),
-            repo_full_name: parsed.as_ref().map(|k| k.repo.clone()).unwrap_or_default(),
-            path: parsed.as_ref().map(|k| k.path.clone()).unwrap_or_default(),
-            ..Project::default()
-        },
-        pull: PullRequest {
-            num: pull,
-            ..PullRequest::default()
-        },
-        user: User {
-            username: lease.owner.to_string(),
-            ..User::default()
-        },
-        workspace: parsed.map(|k| k.workspace).unwrap_or_default(),
-        time: elock_atlantis::GoTime::from_unix_millis(lease.acquired_at.as_millis()),
-        ..ProjectLock::default()
-    }
+    // The lock Atlantis is shown for it where elock shares Redis with Atlantis too.
+    ProjectLock::standing_for(key, lease.owner.as_str(), lease.acquired_at.as_millis())
+        .unwrap_or_default()
 }
 
 /// Whether a lease is one of Atlantis's project locks (not the apply lock, not elock's own).

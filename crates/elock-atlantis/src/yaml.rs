@@ -1,5 +1,5 @@
 //! A YAML document as a small tree that remembers the line of every node, so that every
-//! message about atlantis.yaml can name its line.
+//! message about a YAML file (atlantis.yaml, elock's own configuration) can name its line.
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -25,6 +25,46 @@ impl Node {
             Kind::Map(entries) => entries.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n),
             _ => None,
         }
+    }
+
+    /// The node at a dotted path with list indices, as configuration errors name settings:
+    /// `enhanced-locking.policies[2].ttl`.
+    pub fn find(&self, path: &str) -> Option<&Node> {
+        let mut node = self;
+        for part in path.split('.').filter(|p| !p.is_empty()) {
+            let (key, indices) = match part.find('[') {
+                Some(i) => (&part[..i], &part[i..]),
+                None => (part, ""),
+            };
+            if !key.is_empty() {
+                node = node.get(key)?;
+            }
+            for index in indices.split('[').filter(|s| !s.is_empty()) {
+                let i: usize = index.trim_end_matches(']').parse().ok()?;
+                match &node.kind {
+                    Kind::Seq(items) => node = items.get(i)?,
+                    _ => return None,
+                }
+            }
+        }
+        Some(node)
+    }
+
+    /// The line of the deepest node of `path` that exists (a missing key's section).
+    pub fn line_of(&self, path: &str) -> usize {
+        let mut best = self.line;
+        let mut prefix = String::new();
+        for part in path.split('.') {
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(part);
+            match self.find(&prefix) {
+                Some(n) => best = n.line,
+                None => break,
+            }
+        }
+        best
     }
 
     pub fn scalar(&self) -> Option<&str> {
@@ -111,4 +151,18 @@ pub fn parse(text: &str) -> Result<Node, (usize, String)> {
         line: 1,
         kind: Kind::Map(Vec::new()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_find_the_line_of_a_setting() {
+        let root = parse("a:\n  b: 1\n  list:\n    - x: 1\n    - x: 2\n      y: 3\n").unwrap();
+        assert_eq!(root.find("a.b").map(|n| n.line), Some(2));
+        assert_eq!(root.line_of("a.list[1].y"), 6);
+        assert_eq!(root.line_of("a.list[1].missing"), 5);
+        assert_eq!(root.find("a.list[7]"), None);
+    }
 }
