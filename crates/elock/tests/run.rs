@@ -482,9 +482,15 @@ async fn atlantis_run_follows_the_resources_policy() {
         "{answer}"
     );
     assert_eq!(api.holder(key).await["ttl"], "1h30m");
-    // The server explains the rule.
+    // The server explains the rule, to the API and to the CLI.
     let (status, e) = api.get(&format!("/api/v1/policy?name={key}")).await;
     assert_eq!(status, 200);
     assert_eq!(e["rule_index"], 0, "{e}");
     assert_eq!(e["wait"], "20s", "{e}");
+    let (code, out) = server.cli(&["policy", "explain", key]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("policies[0] (match: acme/infra/envs/prod/**)") && out.contains("critical"),
+        "{out}"
+    );
 }

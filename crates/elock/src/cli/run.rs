@@ -412,3 +412,31 @@ fn signals() -> tokio::sync::mpsc::Receiver<()> {
     }
     rx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use elock_client::api::TicketView;
+
+    fn ticket(owner: &str, at: u64, position: u32) -> TicketView {
+        serde_json::from_value(serde_json::json!({
+            "id": "AAAAAAAAAAAAAAAAAAAAAA", "owner": owner, "resources": ["r"], "priority": "normal",
+            "effective_priority": "normal", "enqueued_at": Timestamp::from_millis(at).to_string(),
+            "deadline": null, "detached": false, "position": {"r": position}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_progress_line_finds_this_runs_place_in_the_queue() {
+        let asked = Timestamp::from_millis(10_000);
+        let queue = [
+            ticket("acme/infra#42", 5_000, 1), // the same owner, asked before this run
+            ticket("acme/infra#43", 11_000, 2),
+            ticket("acme/infra#42", 12_000, 3), // this run
+            ticket("acme/infra#42", 13_000, 4), // a later run of the same owner
+        ];
+        assert_eq!(queue_place(&queue, "r", "acme/infra#42", asked), Some(3));
+        assert_eq!(queue_place(&queue, "r", "someone", asked), None);
+    }
+}

@@ -1,0 +1,3 @@
+module elock.dev/go
+
+go 1.19
