@@ -39,6 +39,10 @@ pub enum Error {
     Storage(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The server is stopping: the wait ended and its ticket was cancelled; ask again (another
+    /// server, or this one once restarted).
+    #[error("the server is shutting down; ask again")]
+    ShuttingDown,
 }
 
 fn describe_cycle(cycle: &Cycle) -> String {
@@ -81,6 +85,7 @@ impl Error {
             Error::QueueFull { .. } => ErrorCode::QueueFull,
             Error::BackendUnavailable { .. } | Error::Storage(_) => ErrorCode::BackendUnavailable,
             Error::Internal(_) => ErrorCode::Internal,
+            Error::ShuttingDown => ErrorCode::ShuttingDown,
         }
     }
 
@@ -112,6 +117,8 @@ pub enum ErrorCode {
     UriTooLong,
     /// The server is at its connection limit.
     Overloaded,
+    /// The server is stopping; retryable.
+    ShuttingDown,
 }
 
 impl ErrorCode {
@@ -132,6 +139,7 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::UriTooLong => "uri_too_long",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::ShuttingDown => "shutting_down",
         }
     }
 
@@ -143,7 +151,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Locked | ErrorCode::WaitTimeout | ErrorCode::Deadlock => 409,
             ErrorCode::QueueFull => 429,
-            ErrorCode::BackendUnavailable | ErrorCode::Overloaded => 503,
+            ErrorCode::BackendUnavailable | ErrorCode::Overloaded | ErrorCode::ShuttingDown => 503,
             ErrorCode::Internal => 500,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
@@ -170,6 +178,7 @@ mod tests {
             (ErrorCode::QueueFull, 429),
             (ErrorCode::BackendUnavailable, 503),
             (ErrorCode::Internal, 500),
+            (ErrorCode::ShuttingDown, 503),
             (ErrorCode::MethodNotAllowed, 405),
             (ErrorCode::RequestTimeout, 408),
             (ErrorCode::RequestTooLarge, 413),

@@ -94,7 +94,7 @@ impl ErrorBody {
             }
             Error::BackendUnavailable { breaker, .. } => d.breaker = Some(breaker.clone()),
             Error::Storage(_) => d.breaker = Some(breaker.to_string()),
-            Error::NotFound { .. } | Error::Internal(_) => {}
+            Error::NotFound { .. } | Error::Internal(_) | Error::ShuttingDown => {}
         }
         ErrorBody::new(e.code(), e.to_string(), d)
     }

@@ -184,10 +184,16 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
     }
     tokio::pin!(granted);
     let recheck = inner.store.recheck_interval();
+    let mut stopping = false;
     let outcome = loop {
         tokio::select! {
             o = &mut granted => break o.ok(),
             _ = inner.clock.sleep_until(deadline.plus(DEADLINE_GRACE)) => break None,
+            // The server is stopping: the ticket is settled below, the caller told to ask again.
+            _ = inner.closing() => {
+                stopping = true;
+                break None;
+            }
             // A shared store: another server may settle the ticket and its message be lost.
             _ = sleep_or_never(recheck) => {
                 if let Some(o) = recheck_ticket(inner, ticket, lease, deadline).await {
@@ -207,11 +213,13 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
         }),
         Some(WaitOutcome::Deadlock(cycle)) => Err(Error::Deadlock { cycle }),
         Some(WaitOutcome::Cancelled(reason)) => Err(Error::WaitTimeout { waited, reason }),
-        // The store did not settle the ticket in time: settle it here.
+        // The store did not settle the ticket in time, or the server is stopping: settle it
+        // here (a grant that came first is still handed over).
         None => {
             inner.waiters.remove(&ticket);
             match settle_abandoned(inner, ticket, lease, false).await? {
                 Some(lease) => handed_over(inner, ticket, lease, waited).await,
+                None if stopping => Err(Error::ShuttingDown),
                 None => Err(Error::WaitTimeout {
                     waited,
                     reason: "timeout".into(),

@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     started: Instant,
     /// Acquires answered `backend_unavailable` that may have taken something.
     unsettled: unsettled::Unsettled,
+    /// Turns true when the server begins to stop: attached waits end (`shutting_down`).
+    closing: watch::Sender<bool>,
 }
 
 /// Stops the background tasks when the last handle to the manager goes away.
@@ -150,7 +152,13 @@ impl Manager {
         observers: Vec<Arc<dyn EventObserver>>,
     ) -> Result<Manager> {
         let observers: Arc<[Arc<dyn EventObserver>]> = observers.into();
-        let bus = Arc::new(EventBus::new(config.events.buffer_size, &config.instance));
+        // Event ids go on increasing across restarts: they start at the start time (µs).
+        let first_id = clock.now().as_millis().saturating_mul(1000);
+        let bus = Arc::new(EventBus::starting_at(
+            config.events.buffer_size,
+            &config.instance,
+            first_id,
+        ));
         let stats = Arc::new(stats::Stats::new());
         let waiters = Arc::new(waiters::Waiters::default());
         let events_enabled = Arc::new(AtomicBool::new(config.events.enabled));
@@ -180,6 +188,7 @@ impl Manager {
             armed: AtomicU64::new(u64::MAX),
             started: Instant::now(),
             unsettled: Default::default(),
+            closing: watch::channel(false).0,
         });
         let (shutdown, _) = watch::channel(false);
         let tasks = tasks::spawn_all(&inner, &shutdown);
@@ -417,6 +426,12 @@ impl Manager {
         Ok(restart)
     }
 
+    /// The server begins to stop: every attached wait ends now with `shutting_down` (its ticket
+    /// cancelled), and so does any new one, instead of keeping the shutdown waiting.
+    pub fn begin_shutdown(&self) {
+        let _ = self.inner.closing.send(true);
+    }
+
     /// Stops the background tasks and makes everything acknowledged durable.
     pub async fn shutdown(&self) -> Result<()> {
         let _ = self.lifetime.shutdown.send(true);
@@ -436,6 +451,12 @@ impl Manager {
 }
 
 impl Inner {
+    /// Completes when the server begins to stop.
+    async fn closing(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|closing| *closing).await;
+    }
+
     fn config(&self) -> Arc<EngineConfig> {
         self.config
             .read()

@@ -38,6 +38,8 @@ pub fn exit_code(e: &elock_client::Error) -> i32 {
     match e.code() {
         Some(ErrorCode::Locked | ErrorCode::WaitTimeout) => exit::NOT_GRANTED,
         Some(ErrorCode::Deadlock) => exit::DEADLOCK,
+        // Ask again later or elsewhere: as good as unreachable for a script.
+        Some(ErrorCode::ShuttingDown) => exit::UNREACHABLE,
         Some(_) => exit::ERROR,
         None if e.is_unreachable() => exit::UNREACHABLE,
         None => exit::ERROR,

@@ -108,7 +108,9 @@ fn refused(e: &elock_client::Error, args: &RunArgs) -> i32 {
         Some(ErrorCode::Locked | ErrorCode::WaitTimeout | ErrorCode::Deadlock) => {
             args.options.conflict_exit_code
         }
-        Some(ErrorCode::BackendUnavailable | ErrorCode::Overloaded) => code::UNAVAILABLE,
+        Some(ErrorCode::BackendUnavailable | ErrorCode::Overloaded | ErrorCode::ShuttingDown) => {
+            code::UNAVAILABLE
+        }
         Some(_) => code::ERROR,
         None if e.is_unreachable() => code::UNAVAILABLE,
         None => code::ERROR,

@@ -127,8 +127,22 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // In-flight calls finish (waits and event streams end at once when the server closes); a
+    // client that holds its connection past this is cut off, so the process exits in time for
+    // the supervisor (systemd, Kubernetes) not to kill it.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open after {}s of shutdown: closing them",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
 }
+
+/// How long a shutdown waits for connections to finish their calls.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Answers a connection over the limit with 503 `overloaded` and closes it.
 async fn refuse(mut stream: TcpStream, max: usize) {

@@ -228,6 +228,7 @@ impl Metrics {
             ErrorCode::RequestTooLarge,
             ErrorCode::UriTooLong,
             ErrorCode::Overloaded,
+            ErrorCode::ShuttingDown,
         ] {
             let _ = m.errors.get_or_create(&KindLabel {
                 kind: code.as_str().into(),

@@ -236,9 +236,13 @@ impl Started {
             ..
         } = self;
         let closing = app.closing.clone();
+        let manager = app.manager.clone();
         let shutdown = async move {
             shutdown.await;
+            tracing::info!("shutting down: ending event streams and waits");
+            // Event streams end, waiting callers are answered `shutting_down` (retryable).
             let _ = closing.send(true);
+            manager.begin_shutdown();
         };
         connections::serve(listener, router(app.clone()), &http, shutdown).await;
         tracing::info!("shutting down: flushing the audit log and the store");
