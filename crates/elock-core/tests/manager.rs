@@ -134,11 +134,21 @@ async fn a_detached_ticket_is_granted_by_handoff_with_nobody_connected() {
         other => panic!("expected a ticket, got {other:?}"),
     };
     assert!(ticket.detached);
+    // The wait asked for is how long the ticket stays in line; without one, queue-timeout.
+    assert_eq!(ticket.deadline, Some(ticket.enqueued_at.plus(SEC)));
+    let Acquired::Queued { ticket: other } = m
+        .acquire(LockRequest {
+            detach: true,
+            ..req("acme/infra#8", &["r"])
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("expected a ticket")
+    };
     let queue_timeout = EngineConfig::default().priority_queue.queue_timeout;
-    assert_eq!(
-        ticket.deadline,
-        Some(ticket.enqueued_at.plus(queue_timeout))
-    );
+    assert_eq!(other.deadline, Some(other.enqueued_at.plus(queue_timeout)));
+    m.cancel_ticket(other.id).await.unwrap();
     m.release(a.id).await.unwrap();
     let granted = m.get_lease(ticket.lease_id.unwrap()).await.unwrap();
     assert_eq!(granted.owner.as_str(), "acme/infra#7");

@@ -158,8 +158,15 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
     }
     let now = inner.now();
     if detach {
+        // A detached ticket stays in line for the wait asked for (or the policy's), else for
+        // queue-timeout.
+        let stay = if wait.is_zero() {
+            cfg.priority_queue.queue_timeout
+        } else {
+            wait
+        };
         op.wait = WaitMode::Queue {
-            deadline: Some(now.plus(cfg.priority_queue.queue_timeout)),
+            deadline: Some(now.plus(stay)),
             detached: true,
         };
         return store_acquire(inner, op).await;

@@ -6,7 +6,7 @@ use elock_client::api::{CleanupBody, ExportFile, Released, ResourceName};
 use elock_client::Client;
 
 use super::errors::CliError;
-use super::output::{self, Format};
+use super::output::{self, say, Format};
 
 pub async fn force_unlock(
     client: &Client,
@@ -17,7 +17,7 @@ pub async fn force_unlock(
     let lease = client.force_release(resource, reason).await?;
     match out {
         Format::Json => output::json(&lease),
-        Format::Table => println!("force-released lease {} of {}", lease.id, lease.owner),
+        Format::Table => say!("force-released lease {} of {}", lease.id, lease.owner),
     }
     Ok(())
 }
@@ -50,7 +50,7 @@ pub async fn cleanup(
     let released = client.cleanup(&what).await?;
     match out {
         Format::Json => output::json(&Released { released }),
-        Format::Table => println!("released {} lease(s)", released.len()),
+        Format::Table => say!("released {} lease(s)", released.len()),
     }
     Ok(())
 }
@@ -73,7 +73,7 @@ pub async fn export(
                 path.display()
             );
         }
-        None => println!("{text}"),
+        None => say!("{text}"),
     }
     Ok(())
 }
@@ -99,9 +99,10 @@ pub async fn import(client: &Client, file: &Path, out: Format) -> Result<(), Cli
     match out {
         Format::Json => output::json(&report),
         Format::Table => {
-            println!(
+            say!(
                 "imported {} lease(s), {} ticket(s)",
-                report.leases, report.tickets
+                report.leases,
+                report.tickets
             );
             let rows: Vec<_> = report
                 .skipped

@@ -29,7 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use super::errors::CliError;
-use super::output::{self, Format};
+use super::output::{self, say, Format};
 
 /// Import requests stay well under the server's 256 KiB body limit.
 const CHUNK_BYTES: usize = 160 * 1024;
@@ -345,7 +345,7 @@ pub async fn import_boltdb(
     match out {
         Format::Json => output::json(&summary),
         Format::Table => {
-            println!(
+            say!(
                 "{}: imported {} lock(s), {} already present ({} under a legacy three-part key, {} without their pull request description, too long to keep), {} pull status(es) skipped, {:.2}s ({:.0} locks/s); the file was not modified",
                 summary.file,
                 summary.imported,
@@ -480,12 +480,8 @@ pub async fn export_redis(
                 path.display()
             );
         }
-        None => {
-            use std::io::Write;
-            std::io::stdout()
-                .write_all(&out)
-                .map_err(|e| CliError::usage(format!("cannot write the export: {e}")))?;
-        }
+        None => output::bytes(&out)
+            .map_err(|e| CliError::usage(format!("cannot write the export: {e}")))?,
     }
     Ok(())
 }
@@ -577,19 +573,19 @@ pub fn validate(
         }),
         Format::Table => {
             for p in problems {
-                println!("{}:{}: {}", file.display(), p.line, p.message);
+                say!("{}:{}: {}", file.display(), p.line, p.message);
             }
             if problems.is_empty() {
-                println!("{}: no problems", file.display());
+                say!("{}: no problems", file.display());
             }
             if !report.suggestions.is_empty() {
-                println!();
-                println!("Atlantis will refuse this file: its repo_locks has only `mode`. Remove the elock");
-                println!("settings from it and put these rules in elock's configuration instead:");
-                println!();
-                println!("enhanced-locking:\n  policies:");
+                say!();
+                say!("Atlantis will refuse this file: its repo_locks has only `mode`. Remove the elock");
+                say!("settings from it and put these rules in elock's configuration instead:");
+                say!();
+                say!("enhanced-locking:\n  policies:");
                 for s in &report.suggestions {
-                    print!("{}", s.to_yaml("    "));
+                    say!("{}", s.to_yaml("    ").trim_end());
                 }
                 let mut sections: Vec<&str> = report
                     .suggestions
@@ -599,10 +595,10 @@ pub fn validate(
                 sections.sort();
                 sections.dedup();
                 for section in sections {
-                    println!("# server-wide, not per resource: the `{section}` section of elock's configuration");
+                    say!("# server-wide, not per resource: the `{section}` section of elock's configuration");
                 }
                 if repo.is_none() {
-                    println!("# (give --repo OWNER/NAME to match this repository's keys only)");
+                    say!("# (give --repo OWNER/NAME to match this repository's keys only)");
                 }
             }
         }
@@ -721,6 +717,7 @@ pub enum AtlantisCommand {
     ///
     /// Example: elock atlantis import-boltdb /var/lib/atlantis/atlantis.db
     ImportBoltdb {
+        /// Atlantis's atlantis.db (bbolt), read only.
         file: PathBuf,
         /// Keep the credentials of CloneURL in the imported locks.
         #[arg(long)]
@@ -736,6 +733,7 @@ pub enum AtlantisCommand {
     ///
     /// Example: elock atlantis validate atlantis.yaml --repo acme/infra
     Validate {
+        /// The repository's atlantis.yaml.
         file: PathBuf,
         /// The server's enhanced-locking.max-timeout: suggested rules above it are refused.
         #[arg(long, default_value = "2h")]
@@ -750,6 +748,7 @@ pub enum AtlantisCommand {
     ///
     /// Example: elock atlantis locks atlantis.yaml --repo acme/infra --pull 42
     Locks {
+        /// The repository's atlantis.yaml.
         file: PathBuf,
         /// The repository's full name, e.g. acme/infra.
         #[arg(long)]

@@ -34,7 +34,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::errors::CliError;
-use super::output::{self, Format};
+use super::output::{self, say, Format};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -307,9 +307,10 @@ pub async fn run(client: &Client, flags: BenchFlags, out: Format) -> Result<(), 
             );
             for r in &rows {
                 if let Some(b) = r.bytes_per_lease {
-                    println!(
+                    say!(
                         "{}: {b:.0} bytes of Redis memory per held lease ({} leases)",
-                        r.scenario, r.operations
+                        r.scenario,
+                        r.operations
                     );
                 }
             }

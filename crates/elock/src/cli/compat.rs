@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde::Serialize;
 
 use super::errors::CliError;
-use super::output::{self, Format};
+use super::output::{self, say, Format};
 
 struct Ctx<'a> {
     client: &'a Client,
@@ -482,12 +482,12 @@ pub async fn run(client: &Client, out: Format) -> Result<(), CliError> {
         Format::Table => {
             for (name, r) in &results {
                 match r {
-                    Ok(()) => println!("PASS  {name}"),
-                    Err(e) => println!("FAIL  {name}: {e}"),
+                    Ok(()) => say!("PASS  {name}"),
+                    Err(e) => say!("FAIL  {name}: {e}"),
                 }
             }
             let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-            println!("{} passed, {failed} failed", results.len() - failed);
+            say!("{} passed, {failed} failed", results.len() - failed);
         }
     }
     if passed {

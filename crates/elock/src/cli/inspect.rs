@@ -7,7 +7,7 @@ use elock_core::model::Cycle;
 use serde::Serialize;
 
 use super::errors::CliError;
-use super::output::{self, opt, text, Format};
+use super::output::{self, opt, say, text, Format};
 
 /// `elock status --output json`.
 #[derive(Serialize)]
@@ -102,7 +102,7 @@ pub async fn queue_status(
         output::json(&info);
         return Ok(());
     }
-    println!(
+    say!(
         "{r}: held by {}, last fencing token {}",
         opt(&info.holder.as_ref().map(|h| &h.owner)),
         info.last_fencing_token
@@ -141,9 +141,9 @@ pub async fn deadlock_status(client: &Client, history: bool, out: Format) -> Res
         output::json(&report);
         return Ok(());
     }
-    println!("{} active deadlock(s)", report.active.len());
+    say!("{} active deadlock(s)", report.active.len());
     for cycle in &report.active {
-        println!("  {}", describe(cycle));
+        say!("  {}", describe(cycle));
     }
     if history {
         let rows: Vec<_> = report
@@ -168,7 +168,7 @@ pub async fn health_check(client: &Client, out: Format) -> Result<(), CliError> 
     if out == Format::Json {
         output::json(&health);
     } else {
-        println!("{} (score {})", text(&health.status), health.health_score);
+        say!("{} (score {})", text(&health.status), health.health_score);
     }
     if health.status == elock_client::api::HealthStatus::Unhealthy {
         return Err(CliError::usage(format!(
@@ -188,9 +188,9 @@ pub async fn events(client: &Client, types: Option<String>, out: Format) -> Resu
         match stream.next().await? {
             EventItem::Gap(gap) => eprintln!("elock events: {}", gap.message),
             EventItem::Event(e) if out == Format::Json => {
-                println!("{}", serde_json::to_string(&e).unwrap_or_default())
+                say!("{}", serde_json::to_string(&e).unwrap_or_default())
             }
-            EventItem::Event(e) => println!(
+            EventItem::Event(e) => say!(
                 "{:>6}  {}  {:<20} {}  {}",
                 e.id,
                 e.at,

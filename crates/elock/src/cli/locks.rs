@@ -4,10 +4,11 @@ use elock_client::api::{Lease, LeaseId, ListQuery, Metadata, Owner, Priority, St
 use elock_client::{Acquired, Client};
 
 use super::errors::CliError;
-use super::output::{self, opt, text, Format};
+use super::output::{self, opt, say, text, Format};
 
 #[derive(clap::Args, Debug)]
 pub struct LockArgs {
+    /// The resources: all are granted or none.
     #[arg(required = true)]
     pub resources: Vec<String>,
     /// Who holds the lock (a pull request, a CI job).
@@ -19,10 +20,12 @@ pub struct LockArgs {
     /// Lease lifetime (30s, 10m, 2h); default: the server's default-timeout.
     #[arg(long)]
     pub ttl: Option<String>,
-    /// How long to wait in the queue (0: try once).
+    /// How long to wait in the queue (0: try once; default: the resource's policy, else try
+    /// once). With --detach, how long the ticket stays in line.
     #[arg(long)]
     pub wait: Option<String>,
-    /// Queue and return at once with a ticket; the lock is granted later even if nobody waits.
+    /// Queue and return at once with a ticket; the lock is granted later even if nobody waits
+    /// (`elock ticket show|cancel ID`).
     #[arg(long)]
     pub detach: bool,
     /// Holder metadata, repeatable: --metadata pr=42 --metadata by=alice
@@ -32,8 +35,10 @@ pub struct LockArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ListArgs {
+    /// Only leases holding a resource that starts with this.
     #[arg(long)]
     pub resource_prefix: Option<String>,
+    /// Only this owner's leases.
     #[arg(long)]
     pub owner: Option<String>,
     /// held or expired.
@@ -97,13 +102,29 @@ pub async fn lock(client: &Client, a: LockArgs, out: Format) -> Result<(), CliEr
     if let Some(m) = metadata(&a.metadata)? {
         req = req.metadata(m);
     }
-    match (req.send().await?, out) {
+    // A wait on a terminal shows its progress on stderr.
+    use std::io::IsTerminal;
+    let waits = a.wait.is_some() && !a.detach;
+    let progress = (waits && std::io::stderr().is_terminal()).then(|| {
+        tokio::spawn(super::progress::show(
+            client.clone(),
+            a.resources[0].clone(),
+            a.owner.clone(),
+            "elock lock",
+        ))
+    });
+    let answer = req.send().await;
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[K");
+    }
+    match (answer?, out) {
         (Acquired::Granted { lease, reentrant }, Format::Json) => {
             output::json(&elock_client::api::LeaseAnswer { lease, reentrant })
         }
         (Acquired::Queued(ticket), Format::Json) => output::json(&ticket),
         (Acquired::Granted { lease, .. }, Format::Table) => {
-            println!("lease {}", lease.id);
+            say!("lease {}", lease.id);
             let rows: Vec<_> = lease
                 .resources
                 .iter()
@@ -112,7 +133,7 @@ pub async fn lock(client: &Client, a: LockArgs, out: Format) -> Result<(), CliEr
             output::table(&["resource", "fencing token"], &rows);
         }
         (Acquired::Queued(ticket), Format::Table) => {
-            println!(
+            say!(
                 "queued: ticket {} (lease {} when granted)",
                 ticket.id,
                 opt(&ticket.lease_id)
@@ -132,13 +153,136 @@ pub async fn lock(client: &Client, a: LockArgs, out: Format) -> Result<(), CliEr
 fn show(out: Format, lease: &Lease, line: impl FnOnce(&Lease) -> String) {
     match out {
         Format::Json => output::json(lease),
-        Format::Table => println!("{}", line(lease)),
+        Format::Table => say!("{}", line(lease)),
     }
 }
 
-pub async fn unlock(client: &Client, id: &str, out: Format) -> Result<(), CliError> {
-    let lease = client.release(lease_id(id)?).await?;
-    show(out, &lease, |l| format!("released {}", l.id));
+/// What `elock unlock` releases: one lease by id, or every lease of a resource, an owner or a
+/// pull request.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct UnlockArgs {
+    /// The lease id `elock lock` printed (22 characters; it may begin with `-`).
+    #[arg(allow_hyphen_values = true)]
+    pub lease_id: Option<String>,
+    /// Release the lease holding RESOURCE.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Release every lease of OWNER.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Release every lease of an Atlantis pull request, given as OWNER/REPO#N (its owner name).
+    #[arg(long, value_name = "OWNER/REPO#N")]
+    pub pull: Option<String>,
+}
+
+pub async fn unlock(client: &Client, a: UnlockArgs, out: Format) -> Result<(), CliError> {
+    let leases: Vec<Lease> = if let Some(id) = &a.lease_id {
+        vec![client.release(lease_id(id)?).await?]
+    } else {
+        let held = match (&a.resource, &a.owner, &a.pull) {
+            (Some(r), _, _) => client.resource(r).await?.holder.into_iter().collect(),
+            (_, Some(o), _) => list_of_owner(client, o, "--owner").await?,
+            (_, _, Some(p)) => {
+                let (repo, n) = p.rsplit_once('#').unwrap_or((p, ""));
+                if !repo.contains('/') || n.parse::<u64>().is_err() {
+                    return Err(CliError::usage(format!(
+                        "--pull {p:?}: expected OWNER/REPO#N, e.g. acme/infra#42"
+                    )));
+                }
+                list_of_owner(client, p, "--pull").await?
+            }
+            (None, None, None) => unreachable!("clap requires one"),
+        };
+        let mut released = Vec::new();
+        for l in held {
+            released.push(client.release(l.id).await?);
+        }
+        released
+    };
+    match out {
+        Format::Json => output::json(&elock_client::api::LockList { locks: leases }),
+        Format::Table if leases.is_empty() => say!("nothing to release"),
+        Format::Table => {
+            for l in &leases {
+                let names: Vec<String> =
+                    l.resources.iter().map(|r| r.resource.to_string()).collect();
+                say!("released {} ({}: {})", l.id, l.owner, names.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn list_of_owner(client: &Client, owner: &str, flag: &str) -> Result<Vec<Lease>, CliError> {
+    let owner = Owner::new(owner).map_err(|e| CliError::usage(format!("{flag}: {e}")))?;
+    Ok(client
+        .list(&ListQuery {
+            owner: Some(owner),
+            ..ListQuery::default()
+        })
+        .await?)
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TicketCommand {
+    /// A ticket's place in its queues, priority and deadline.
+    Show {
+        /// The ticket id `elock lock --detach` printed (it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// Leave the queue: the ticket is cancelled and whoever is behind moves up.
+    Cancel {
+        /// The ticket id (it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+}
+
+pub async fn ticket(client: &Client, c: TicketCommand, out: Format) -> Result<(), CliError> {
+    let (id, cancel) = match &c {
+        TicketCommand::Show { id } => (id, false),
+        TicketCommand::Cancel { id } => (id, true),
+    };
+    let id: elock_client::api::TicketId = id.parse().map_err(|_| {
+        CliError::usage(format!(
+            "{id:?} is not a ticket id: expected 22 characters of URL-safe base64 (the ticket `elock lock --detach` printed)"
+        ))
+    })?;
+    let t = if cancel {
+        client.cancel_ticket(id).await?
+    } else {
+        client.ticket(id).await?
+    };
+    match out {
+        Format::Json => output::json(&t),
+        Format::Table => {
+            if cancel {
+                say!("cancelled ticket {}", t.id);
+            }
+            let rows: Vec<_> = t
+                .position
+                .iter()
+                .map(|(r, p)| {
+                    vec![
+                        r.to_string(),
+                        p.to_string(),
+                        t.owner.to_string(),
+                        t.effective_priority.to_string(),
+                        t.enqueued_at.to_string(),
+                        opt(&t.deadline),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "resource", "position", "owner", "priority", "enqueued", "deadline",
+                ],
+                &rows,
+            );
+        }
+    }
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use elock_atlantis::{CommandLock, LockKey, ProjectLock, APPLY_LOCK_RESOURCE};
 use serde::Serialize;
 
 use super::errors::CliError;
-use super::output::{self, Format};
+use super::output::{self, say, Format};
 use crate::config::schema::legacy_redis_url;
 use crate::migration::{routes_to_elock, AtlantisRedis};
 use elock_client::Client;
@@ -305,7 +305,7 @@ pub async fn compare_backends(
             },
         });
     } else {
-        println!(
+        say!(
             "legacy store: {} lock(s); elock: {} lock(s); {} difference(s)",
             legacy.locks.len(),
             elock.locks.len(),
@@ -319,10 +319,10 @@ pub async fn compare_backends(
             .iter()
             .map(|u| format!("legacy store: {u}"))
         {
-            println!("unreadable: {u}");
+            say!("unreadable: {u}");
         }
         for u in elock.unreadable.iter().map(|u| format!("elock: {u}")) {
-            println!("unreadable: {u}");
+            say!("unreadable: {u}");
         }
     }
     let n = diffs.len() + legacy.unreadable.len() + elock.unreadable.len();
@@ -416,7 +416,7 @@ pub async fn validate_consistency(
             violations: &violations,
         });
     } else {
-        println!(
+        say!(
             "mode {mode} ({pct}% to elock); legacy store: {} lock(s); elock: {} lock(s); {} violation(s)",
             legacy.locks.len(),
             elock.locks.len(),

@@ -16,6 +16,7 @@ mod locks;
 mod migrate;
 mod output;
 mod policy;
+mod progress;
 mod run;
 mod serve;
 
@@ -29,14 +30,21 @@ use errors::{exit, CliError};
 use output::Format;
 use serve::{ConfigCommand, ServerFlags};
 
+/// Exit codes of every command but `elock run` (its own table: `elock run --help`).
+const EXIT_CODES: &str = "\
+Exit codes (every command but `elock run`, which has its own: elock run --help):
+  0   ok
+  1   error (a refusal of the server, a bad value, a file that cannot be read)
+  2   not granted: locked, or the wait ran out
+  3   deadlock
+  4   the server cannot be reached, or is shutting down
+  64  usage error (an unknown command or flag, a missing argument)";
+
 /// elock: exclusive, fenced, expiring locks with priority queues, for infrastructure automation.
 ///
 /// `elock serve` runs the server; every other command talks to one over HTTP.
-///
-/// Exit codes: 0 ok, 1 error, 2 not granted (locked or wait timeout), 3 deadlock, 4 server
-/// unreachable, 64 usage error. `elock run` has its own table (`elock run --help`).
 #[derive(Parser, Debug)]
-#[command(name = "elock", version, about, long_about = None)]
+#[command(name = "elock", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Args {
     /// The elock server to talk to (http://HOST:PORT, or HOST:PORT).
     #[arg(
@@ -62,6 +70,11 @@ enum Command {
     ///
     /// Configuration: defaults, then the YAML file, then ATLANTIS_ENHANCED_LOCKING_* variables,
     /// then flags. SIGHUP (or POST /api/v1/admin/reload) reloads what can change live.
+    /// SIGTERM or SIGINT stops it cleanly within seconds.
+    ///
+    /// Logs go to stderr: plain text, coloured on a terminal; ELOCK_LOG sets the level (info;
+    /// e.g. ELOCK_LOG=debug or elock=debug,tower_http=warn), ELOCK_LOG_FORMAT=json one JSON
+    /// object a line.
     Serve(ServerFlags),
     /// Check or show the server configuration.
     #[command(subcommand)]
@@ -82,18 +95,20 @@ enum Command {
     ///
     /// Example: elock run acme/infra/envs/prod/default/ --wait 10m -- terraform apply plan.tfplan
     Run(run::RunArgs),
-    /// Release a lease.
-    Unlock {
-        /// The lease id. Ids are URL-safe base64 and may begin with `-`: taken as the id, not
-        /// as a flag.
-        #[arg(allow_hyphen_values = true)]
-        lease_id: String,
-    },
+    /// Release a lease by id, or the lease holding a resource, or every lease of an owner or
+    /// of an Atlantis pull request.
+    ///
+    /// Example: elock unlock --pull acme/infra#42
+    Unlock(locks::UnlockArgs),
+    /// Show or cancel a ticket (a place in a queue, from `elock lock --detach`).
+    #[command(subcommand)]
+    Ticket(locks::TicketCommand),
     /// Extend a lease: it expires `ttl` from now (its own ttl if none is given).
     Renew {
         /// The lease id (it may begin with `-`).
         #[arg(allow_hyphen_values = true)]
         lease_id: String,
+        /// The new lifetime from now (30s, 10m, 2h); default: the lease's own ttl.
         #[arg(long)]
         ttl: Option<String>,
     },
@@ -102,29 +117,39 @@ enum Command {
     /// Health, backend, breaker and statistics.
     Status,
     /// The queues (all non-empty ones, or one resource's).
-    QueueStatus { resource: Option<String> },
+    QueueStatus {
+        /// Only this resource's queue.
+        resource: Option<String>,
+    },
     /// Deadlocks now, and with --history the last 1,000.
     DeadlockStatus {
+        /// Also the deadlocks resolved before (the last 1,000).
         #[arg(long)]
         history: bool,
     },
     /// Release whatever holds RESOURCE (admin).
     ForceUnlock {
+        /// The resource whose holder is released (the whole lease goes).
         resource: String,
+        /// Why: the holder hears it in its lock.force_released event (and `elock run` prints it).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Release expired leases, or by force the holder of one resource (admin).
     Cleanup {
+        /// Release the leases past their expiry that the server has not reaped yet.
         #[arg(long, conflicts_with_all = ["resource", "force"])]
         expired_only: bool,
+        /// Release the holder of this resource (with --force).
         #[arg(long, requires = "force")]
         resource: Option<String>,
+        /// Confirms a release by force.
         #[arg(long)]
         force: bool,
     },
     /// Every lease, ticket and fencing counter as JSON, to FILE or standard output (admin).
     Export {
+        /// Where to write (default: standard output).
         file: Option<PathBuf>,
         /// Keep credentials found in lease metadata (Atlantis clone URLs imported with
         /// --include-secrets); they are left out by default.
@@ -133,7 +158,10 @@ enum Command {
     },
     /// Add the leases and tickets of an export that do not conflict (admin); importing twice
     /// changes nothing.
-    Import { file: PathBuf },
+    Import {
+        /// A file `elock export` wrote.
+        file: PathBuf,
+    },
     /// Follow the event stream (Ctrl-C to stop).
     Events {
         /// Comma-separated event types, e.g. lock.acquired,queue.granted.
@@ -165,6 +193,22 @@ enum Command {
     ///
     /// Example: elock validate-consistency --legacy-redis 127.0.0.1:6379
     ValidateConsistency(migrate::LegacySource),
+    /// Shell completions for bash, zsh, fish, elvish or powershell, on standard output.
+    ///
+    /// Example: elock completions bash > /etc/bash_completion.d/elock
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff), on standard output; with --dir, one page per command in DIR.
+    ///
+    /// Example: elock man | man -l -
+    Man {
+        /// Write elock.1 and elock-COMMAND.1 for every command into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Load generator: ops/s and p50/p95/p99/max per scenario, with a /healthz baseline.
     ///
     /// Example: elock bench --scenario baseline --scenario uncontended --concurrency 50 --duration 10s
@@ -176,7 +220,15 @@ pub async fn run(args: Args) -> i32 {
     let out = args.output;
     let result = match args.command {
         Command::Serve(flags) => return serve::serve(flags).await,
-        Command::Config(c) => return serve::config_command(c),
+        Command::Config(c) => return serve::config_command(c, out),
+        Command::Completions { shell } => {
+            let mut cmd = <Args as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "elock", &mut script);
+            output::bytes(&script)
+                .map_err(|e| CliError::usage(format!("cannot write the completions: {e}")))
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Atlantis(AtlantisCommand::Validate {
             file,
             max_timeout,
@@ -229,6 +281,22 @@ pub async fn run(args: Args) -> i32 {
     }
 }
 
+/// `elock man`: the pages, generated from the same definitions as `--help`.
+fn man(dir: Option<&std::path::Path>) -> Result<(), CliError> {
+    let cmd = <Args as clap::CommandFactory>::command();
+    let write = |e: std::io::Error| CliError::usage(format!("cannot write the manual page: {e}"));
+    match dir {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(write)?;
+            output::bytes(&page).map_err(write)
+        }
+        Some(dir) => clap_mangen::generate_to(cmd, dir).map_err(write),
+    }
+}
+
 fn client(server: &str, token: Option<String>) -> Result<Client, CliError> {
     let mut b = Client::builder(server);
     if let Some(t) = token {
@@ -241,14 +309,19 @@ fn client(server: &str, token: Option<String>) -> Result<Client, CliError> {
 /// The client commands.
 async fn dispatch(client: &Client, command: Command, out: Format) -> Result<(), CliError> {
     match command {
-        Command::Serve(_) | Command::Config(_) | Command::Run(_) => {
+        Command::Serve(_)
+        | Command::Config(_)
+        | Command::Run(_)
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("run handles these")
         }
         Command::Lock(a) => locks::lock(client, a, out).await,
         Command::Policy(policy::PolicyCommand::Explain { resource, config }) => {
             policy::explain(Some(client), config.as_deref(), &resource, out).await
         }
-        Command::Unlock { lease_id } => locks::unlock(client, &lease_id, out).await,
+        Command::Unlock(a) => locks::unlock(client, a, out).await,
+        Command::Ticket(c) => locks::ticket(client, c, out).await,
         Command::Renew { lease_id, ttl } => {
             locks::renew(client, &lease_id, ttl.as_deref(), out).await
         }
@@ -276,5 +349,31 @@ async fn dispatch(client: &Client, command: Command, out: Format) -> Result<(), 
         Command::ValidateConsistency(src) => migrate::validate_consistency(client, &src, out).await,
         Command::Atlantis(c) => atlantis::run(client, c, out).await,
         Command::Bench(flags) => bench::run(client, flags, out).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                if a.is_hide_set() || a.get_id() == "help" || a.get_id() == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Args::command(), "elock", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:#?}");
     }
 }

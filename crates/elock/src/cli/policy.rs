@@ -20,6 +20,7 @@ pub enum PolicyCommand {
     /// Example: elock policy explain acme/infra/envs/prod/default/
     ///          elock policy explain acme/infra/envs/prod/default/ --config /etc/elock/elock.yaml
     Explain {
+        /// The resource, e.g. acme/infra/envs/prod/default/.
         resource: String,
         /// Read the rules from this configuration file (and the ATLANTIS_ENHANCED_LOCKING_*
         /// variables) instead of asking the server.

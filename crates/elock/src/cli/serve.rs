@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::errors::exit;
+use super::output::say;
 use crate::config::{self, Config, Override};
 use crate::server::{self, ServeOptions};
 
@@ -23,25 +24,32 @@ pub struct ServerFlags {
     /// embedded (alias boltdb), memory, or redis.
     #[arg(long)]
     backend: Option<String>,
+    /// false: Atlantis-compatible behaviour only (try-lock, no queue, no expiry, no priority).
     #[arg(long, value_name = "BOOL")]
     enhanced_locking_enabled: Option<String>,
     /// Let native requests ask for leases without expiry (`ttl: null`); locks taken through the
     /// Atlantis adapter never expire whatever this says.
     #[arg(long, value_name = "BOOL")]
     enhanced_locking_allow_no_expiry: Option<String>,
+    /// The same as --backend (the enhanced locking system's name).
     #[arg(long, value_name = "BACKEND")]
     enhanced_locking_backend: Option<String>,
+    /// Redis addresses (comma-separated; several for a Cluster with redis.cluster-mode).
     #[arg(long, value_name = "HOST:PORT,...")]
     enhanced_locking_redis_addr: Option<String>,
+    /// The Redis password (prefer redis.password-env in the file: flags show in `ps`).
     #[arg(long, value_name = "PASSWORD")]
     enhanced_locking_redis_password: Option<String>,
+    /// The Redis database number (0 on a Cluster).
     #[arg(long, value_name = "N")]
     enhanced_locking_redis_db: Option<String>,
+    /// false: a wait becomes a retry loop (with retry on) or a refusal; no queues.
     #[arg(long, value_name = "BOOL")]
     enhanced_locking_priority_queue: Option<String>,
     /// Retry attempts (0 turns retry off), or true/false.
     #[arg(long, value_name = "N")]
     enhanced_locking_retries: Option<String>,
+    /// false: no /metrics.
     #[arg(long, value_name = "BOOL")]
     enhanced_locking_metrics: Option<String>,
 }
@@ -112,9 +120,7 @@ impl ServerFlags {
 
     /// Loads the effective configuration (file, environment, flags).
     pub fn load(&self) -> Result<Config, config::ConfigErrors> {
-        let mut overrides = config::env_overrides(&|v| std::env::var(v).ok());
-        overrides.extend(self.overrides());
-        config::load(self.config.as_deref(), &overrides)
+        config::load_from_environment(self.config.as_deref(), &self.overrides())
     }
 }
 
@@ -122,10 +128,15 @@ impl ServerFlags {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
-    /// Check a configuration file: unknown keys and bad values are reported with key, value and
-    /// expectation. Exit 0 when valid.
-    Validate { file: PathBuf },
-    /// The effective configuration (file, environment, flags), secrets redacted, as YAML.
+    /// Check a configuration file with the environment as the server would read them: every
+    /// unknown key or variable and every bad value, each with its source and line. Exit 0 when
+    /// valid.
+    Validate {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
+    /// The effective configuration (file, environment, flags), secrets redacted: YAML, or JSON
+    /// with --output json.
     Show(ServerFlags),
 }
 
@@ -154,21 +165,26 @@ pub async fn serve(flags: ServerFlags) -> i32 {
     }
 }
 
-pub fn config_command(c: ConfigCommand) -> i32 {
+pub fn config_command(c: ConfigCommand, out: super::output::Format) -> i32 {
     let result = match &c {
-        ConfigCommand::Validate { file } => config::load(Some(file), &[]),
+        ConfigCommand::Validate { file } => config::load_from_environment(Some(file), &[]),
         ConfigCommand::Show(flags) => flags.load(),
     };
     match (result, c) {
         (Ok(_), ConfigCommand::Validate { file }) => {
-            println!("{}: valid", file.display());
+            say!("{}: valid", file.display());
             exit::OK
         }
         (Ok(config), ConfigCommand::Show(_)) => {
-            print!(
-                "{}",
-                serde_yaml_ng::to_string(&config.redacted()).unwrap_or_default()
-            );
+            match out {
+                super::output::Format::Json => super::output::json(&config.redacted()),
+                super::output::Format::Table => say!(
+                    "{}",
+                    serde_yaml_ng::to_string(&config.redacted())
+                        .unwrap_or_default()
+                        .trim_end()
+                ),
+            }
             exit::OK
         }
         (Err(errors), _) => {
@@ -183,8 +199,11 @@ pub fn config_command(c: ConfigCommand) -> i32 {
 fn init_logging() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("ELOCK_LOG").unwrap_or_else(|_| "info".into());
+    // Colours only for a person at a terminal: a log file or journald gets plain text.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("ELOCK_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

@@ -128,6 +128,49 @@ pub fn env_overrides(get: &dyn Fn(&str) -> Option<String>) -> Vec<Override> {
         .collect()
 }
 
+/// The prefix of elock's variables; one that is not a setting is an error, not ignored.
+const ENV_PREFIX: &str = "ATLANTIS_ENHANCED_LOCKING_";
+
+/// Every `ATLANTIS_ENHANCED_LOCKING_*` variable of `vars` that names no setting (a misspelling
+/// would otherwise be ignored silently), each naming the closest known variable.
+pub fn unknown_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<ConfigError> {
+    let known: Vec<&str> = ENV_KEYS.iter().map(|(v, _)| *v).collect();
+    vars.into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && !known.contains(&name.as_str()))
+        .map(|(name, value)| {
+            let closest = known
+                .iter()
+                .min_by_key(|k| edit_distance(k, &name))
+                .copied()
+                .unwrap_or_default();
+            ConfigError::Setting {
+                key: name.clone(),
+                value: Some(format!("{value:?}")),
+                origin: Source::Override(name),
+                expected: format!(
+                    "not a variable elock reads (did you mean {closest}? the variables are listed in docs/configuration.md)"
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Loads and checks the configuration. Every problem found is returned.
 pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigErrors> {
     // The file as a tree of lines too, so that every problem in it names its line.
@@ -170,30 +213,88 @@ pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, Confi
         ),
         (None, None) => Source::Default,
     };
-    let config: Config = serde_path_to_error::deserialize(merged.clone()).map_err(|e| {
-        let key = e.path().to_string();
-        ConfigError::Setting {
-            value: get(&merged, &key).map(|v| v.to_string()),
-            origin: source(&key),
-            expected: e.inner().to_string(),
-            key,
+    // Every problem at once: a value the types refuse is reported and taken out (its default
+    // stands in), and the rest read again, until everything left reads.
+    let mut errors = Vec::new();
+    let mut remaining = merged.clone();
+    let config: Config = loop {
+        match serde_path_to_error::deserialize::<_, Config>(remaining.clone()) {
+            Ok(c) => break c,
+            Err(e) => {
+                let key = e.path().to_string();
+                let removed = remove(&mut remaining, &key);
+                errors.push(ConfigError::Setting {
+                    value: get(&merged, &key).map(|v| v.to_string()),
+                    origin: source(&key),
+                    expected: plain(&e.inner().to_string()),
+                    key,
+                });
+                if !removed || errors.len() >= 50 {
+                    return Err(ConfigErrors(errors));
+                }
+            }
         }
-    })?;
-    let problems = check(&config);
-    if problems.is_empty() {
-        return Ok(config);
+    };
+    errors.extend(check(&config).into_iter().map(|p| ConfigError::Setting {
+        origin: source(&p.key),
+        key: p.key,
+        value: p.value,
+        expected: p.expected,
+    }));
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
     }
-    Err(ConfigErrors(
-        problems
-            .into_iter()
-            .map(|p| ConfigError::Setting {
-                origin: source(&p.key),
-                key: p.key,
-                value: p.value,
-                expected: p.expected,
-            })
-            .collect(),
-    ))
+}
+
+/// A deserializer's message in the words of the configuration: "a whole number" for Rust's
+/// integer types, and no parser positions (the line comes from the file itself).
+fn plain(message: &str) -> String {
+    let mut m = message.to_string();
+    if let Some(at) = m.find(" at line ") {
+        m.truncate(at);
+    }
+    for (rust, words) in [
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected u8", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(rust, words);
+    }
+    m
+}
+
+/// Takes the value at a path (`a.b[2].c`) out of the merged configuration; whether there was one.
+fn remove(root: &mut Value, path: &str) -> bool {
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return false;
+    };
+    let mut at = root;
+    for part in parents {
+        let (key, index) = match part.split_once('[') {
+            Some((k, i)) => (k, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (*part, None),
+        };
+        let Some(next) = at.get_mut(key) else {
+            return false;
+        };
+        at = match index {
+            Some(i) => match next.get_mut(i) {
+                Some(v) => v,
+                None => return false,
+            },
+            None => next,
+        };
+    }
+    let key = last.split_once('[').map_or(*last, |(k, _)| k);
+    at.as_object_mut().and_then(|o| o.remove(key)).is_some()
 }
 
 /// A value the types accept but the settings together do not.
@@ -590,6 +691,61 @@ mod tests {
         let e = load(Some(f.path()), &[]).unwrap_err().join("\n");
         assert!(
             e.contains("policies[0].match") && e.contains("line 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_problem_of_every_source_is_reported_at_once_in_plain_words() {
+        let f = file(
+            "priority-queue:\n  max-queue-size: lots\n  colour: blue\nretry:\n  enabled: maybe\nhttp:\n  max-connections: 0\n",
+        );
+        let o = text_override(
+            "redis.db",
+            "minus",
+            "ATLANTIS_ENHANCED_LOCKING_REDIS_DB".into(),
+        );
+        let errors = load(Some(f.path()), &o).unwrap_err().lines();
+        let all = errors.join("\n");
+        for what in [
+            "priority-queue.max-queue-size = \"lots\"",
+            "priority-queue.colour",
+            "retry.enabled = \"maybe\"",
+            "redis.db = \"minus\"",
+            "http.max-connections = 0",
+        ] {
+            assert!(all.contains(what), "{what} missing in:\n{all}");
+        }
+        assert!(
+            all.contains("a whole number") && !all.contains("usize"),
+            "{all}"
+        );
+        assert!(!all.contains("column"), "{all}");
+        assert!(
+            all.contains("(from ATLANTIS_ENHANCED_LOCKING_REDIS_DB)"),
+            "{all}"
+        );
+        assert!(all.contains(", line 2)"), "the file's line: {all}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_an_error_naming_the_closest_one() {
+        let errors = unknown_env([
+            (
+                "ATLANTIS_ENHANCED_LOCKING_MAX_QUEUE_SIZ".to_string(),
+                "5".to_string(),
+            ),
+            (
+                "ATLANTIS_ENHANCED_LOCKING_BACKEND".to_string(),
+                "redis".to_string(),
+            ),
+            ("PATH".to_string(), "/bin".to_string()),
+        ]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let e = errors[0].to_string();
+        assert!(
+            e.contains("ATLANTIS_ENHANCED_LOCKING_MAX_QUEUE_SIZ")
+                && e.contains("did you mean ATLANTIS_ENHANCED_LOCKING_MAX_QUEUE_SIZE"),
             "{e}"
         );
     }

@@ -127,9 +127,8 @@ impl Reloader {
     /// Reads the configuration again and applies what can change live. Returns the keys that
     /// changed but need a restart.
     pub async fn reload(&self, manager: &Manager) -> Result<Vec<String>, Vec<String>> {
-        let mut overrides = config::env_overrides(&|v| std::env::var(v).ok());
-        overrides.extend(self.flags.iter().cloned());
-        let new = config::load(self.file.as_deref(), &overrides).map_err(|e| e.lines())?;
+        let new = config::load_from_environment(self.file.as_deref(), &self.flags)
+            .map_err(|e| e.lines())?;
         let old = self
             .current
             .lock()

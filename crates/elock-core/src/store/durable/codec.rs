@@ -110,11 +110,18 @@ pub(super) fn open(dir: &Path) -> Result<(Database, Snapshot)> {
         ))
     })?;
     let path = dir.join(FILE_NAME);
-    let db = Database::create(&path).map_err(|e| {
-        Error::Storage(format!(
+    let db = Database::create(&path).map_err(|e| match e {
+        // Another process holds the file's lock: a second server, not a damaged file.
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::Storage(format!(
+            "{} is locked by another process: another elock server is probably running on the \
+             data directory {} (stop it first, or give this one its own --data-dir)",
+            path.display(),
+            dir.display()
+        )),
+        e => Error::Storage(format!(
             "cannot open the embedded store {}: {e} (if the file is damaged, restore it from a backup or move it away to start empty)",
             path.display()
-        ))
+        )),
     })?;
     let ctx = |what: &str, e: &dyn std::fmt::Display| {
         Error::Storage(format!("{}: cannot {what}: {e}", path.display()))
