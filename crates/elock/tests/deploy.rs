@@ -97,7 +97,11 @@ async fn every_metric_of_the_dashboard_and_the_alert_rules_is_exported() {
             .unwrap()
             .to_string()
     };
-    assert!(expr("ElockAcquisitionSuccessRateLow").contains("< 0.95"));
+    // Contention (locked, wait_timeout, queue_full, deadlock) is never a failure.
+    assert!(
+        expr("ElockAcquisitionSuccessRateLow").contains("< 0.95")
+            && expr("ElockAcquisitionSuccessRateLow").contains("acquisitions_contended_total")
+    );
     assert_eq!(severity("ElockAcquisitionSuccessRateLow"), "critical");
     assert!(
         expr("ElockAcquisitionSlow").contains("histogram_quantile(0.95")
@@ -118,6 +122,35 @@ async fn every_metric_of_the_dashboard_and_the_alert_rules_is_exported() {
     );
     assert!(expr("ElockCircuitBreakerOpen").contains("circuit_breaker_state == 1"));
     assert_eq!(severity("ElockCircuitBreakerOpen"), "warning");
+    assert!(expr("ElockBackendDown").contains("backend_health == 0"));
+    assert_eq!(severity("ElockBackendDown"), "critical");
+    for alert in ["ElockQueueGrowing", "ElockLeasesExpiring"] {
+        assert_eq!(severity(alert), "warning");
+    }
+}
+
+/// `promtool test rules`: a day of normal contention fires nothing; an outage fires the backend,
+/// success-rate and breaker alerts; dying holders, growing queues and deadlocking clients fire
+/// theirs (deploy/prometheus/alerts_test.yaml).
+#[test]
+fn the_alert_rules_fire_on_outages_and_not_on_contention() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus");
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules", "alerts_test.yaml"])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run promtool ({e}): run scripts/test, which installs Debian's prometheus"
+            )
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SUCCESS"), "{text}");
 }
 
 #[tokio::test]
@@ -129,20 +162,48 @@ async fn metrics_count_what_happened() {
         .await;
     api.post("/api/v1/locks", json!({"resource": "r", "owner": "b"}))
         .await;
+    // A high-priority waiter granted after about a second in the queue.
+    let waiter = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            api.post(
+                "/api/v1/locks",
+                json!({"resource": "r", "owner": "c", "wait": "10s", "priority": "high"}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     api.delete(&format!("/api/v1/locks/{}", a["id"].as_str().unwrap()))
+        .await;
+    let (status, c) = waiter.await.unwrap();
+    assert_eq!(status, 201, "{c}");
+    api.delete(&format!("/api/v1/locks/{}", c["id"].as_str().unwrap()))
         .await;
     let scrape = server.metrics().await;
     for line in [
-        "atlantis_enhanced_locking_acquisitions_total{result=\"granted\"} 1",
+        "atlantis_enhanced_locking_acquisitions_total{result=\"granted\"} 2",
         "atlantis_enhanced_locking_acquisitions_total{result=\"locked\"} 1",
-        "atlantis_enhanced_locking_acquisitions_success_total 1",
-        "atlantis_enhanced_locking_acquisitions_failed_total 1",
-        "atlantis_enhanced_locking_releases_total{reason=\"released\"} 1",
+        "atlantis_enhanced_locking_acquisitions_success_total 2",
+        // A refusal because someone holds the lock is contention, not a failure.
+        "atlantis_enhanced_locking_acquisitions_contended_total 1",
+        "atlantis_enhanced_locking_acquisitions_failed_total 0",
+        "atlantis_enhanced_locking_releases_total{reason=\"released\"} 2",
         "atlantis_enhanced_locking_errors_total{kind=\"locked\"} 1",
         "atlantis_enhanced_locking_active_locks 0",
-        "atlantis_enhanced_locking_hold_duration_seconds_count 1",
+        "atlantis_enhanced_locking_hold_duration_seconds_count 2",
+        "atlantis_enhanced_locking_queue_wait_duration_seconds_count{priority=\"high\"} 1",
+        "atlantis_enhanced_locking_queue_wait_duration_seconds_count{priority=\"normal\"} 0",
         "atlantis_enhanced_locking_health_score 100",
     ] {
         assert!(scrape.contains(line), "missing {line:?} in\n{scrape}");
     }
+    // The waiter's second in the queue is not in the acquisition time.
+    let sum: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("atlantis_enhanced_locking_acquisition_duration_seconds_sum "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(sum < 0.5, "acquisition time {sum}s includes the queue");
 }

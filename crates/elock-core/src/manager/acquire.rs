@@ -105,16 +105,22 @@ fn settle(cfg: &crate::config::EngineConfig, req: &LockRequest) -> Result<Settle
     Ok(settled)
 }
 
-pub(super) async fn acquire(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired> {
+/// An acquire, and how long it stood in a queue (zero unless it waited attached).
+pub(super) async fn acquire(inner: &Arc<Inner>, req: LockRequest) -> (Result<Acquired>, Duration) {
     inner.stats.request();
-    let result = acquire_inner(inner, req).await;
+    let mut queued_for = Duration::ZERO;
+    let result = acquire_inner(inner, req, &mut queued_for).await;
     inner
         .stats
         .acquire_outcome(result.as_ref().map(|_| ()).map_err(|e| e.code()));
-    result
+    (result, queued_for)
 }
 
-async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired> {
+async fn acquire_inner(
+    inner: &Arc<Inner>,
+    req: LockRequest,
+    queued_for: &mut Duration,
+) -> Result<Acquired> {
     let cfg = inner.config();
     let (settled, detach) = if cfg.enabled {
         (settle(&cfg, &req)?, req.detach)
@@ -212,6 +218,7 @@ async fn acquire_inner(inner: &Arc<Inner>, req: LockRequest) -> Result<Acquired>
     };
     guard.disarm();
     let waited = inner.now().since(now);
+    *queued_for = waited;
     match outcome {
         Some(WaitOutcome::Granted(lease)) => handed_over(inner, ticket, lease, waited).await,
         Some(WaitOutcome::TimedOut) => Err(Error::WaitTimeout {

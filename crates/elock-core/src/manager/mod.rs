@@ -227,6 +227,15 @@ impl Manager {
     }
 
     pub async fn acquire(&self, req: LockRequest) -> Result<crate::table::Acquired> {
+        acquire::acquire(&self.inner, req).await.0
+    }
+
+    /// An acquire, and how long it stood in a queue waiting (zero for a try-lock, a detached
+    /// ticket, or a wait that was never queued): what a latency measure leaves out.
+    pub async fn acquire_timed(
+        &self,
+        req: LockRequest,
+    ) -> (Result<crate::table::Acquired>, Duration) {
         acquire::acquire(&self.inner, req).await
     }
 

@@ -3,12 +3,14 @@
 //! The health score (0..=100) starts at 100 and loses points for:
 //! - the circuit breaker: 50 while open, 25 while half-open;
 //! - the backend: 30 while its last check failed;
-//! - acquisitions: when fewer than 95% of the last 1,000 succeeded, 2 points per missing percent,
-//!   at most 25 (a success is a grant, or a try-lock refused because the resource is held: that is
-//!   the service working; failures are backend_unavailable, internal, wait_timeout, deadlock and
-//!   queue_full);
-//! - queue pressure: 10 × (deepest queue / max-queue-size), at most 10;
-//! - deadlocks: 2 per deadlock in the last hour, at most 10.
+//! - acquisitions: when fewer than 95% of the last 1,000 were answered by a working server,
+//!   2 points per missing percent, at most 25. Contention is the service working: a grant, a
+//!   refusal because the resource is held, a wait that ran out, a full queue, a deadlock among
+//!   clients, and a client's own mistake (invalid, not found) all count as answered; failures
+//!   are backend_unavailable, internal and shutting_down.
+//!
+//! Queues and deadlocks, however deep or many, are normal contention and lower nothing: the
+//! queue-growth and deadlock-rate alerts watch them (docs/metrics.md).
 //!
 //! `healthy` from 80, `degraded` from 50, `unhealthy` below.
 
@@ -105,9 +107,17 @@ impl Stats {
             }
             Err(code) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                // Contention (someone else holds it, the wait ran out, the queue is full, a
+                // cycle among clients) and a client's own mistakes say nothing about the
+                // server's health; only failures of the server do.
                 matches!(
                     code,
-                    ErrorCode::Locked | ErrorCode::InvalidRequest | ErrorCode::NotFound
+                    ErrorCode::Locked
+                        | ErrorCode::WaitTimeout
+                        | ErrorCode::QueueFull
+                        | ErrorCode::Deadlock
+                        | ErrorCode::InvalidRequest
+                        | ErrorCode::NotFound
                 )
             }
         };
@@ -225,10 +235,6 @@ pub fn health_score(i: HealthInputs) -> u8 {
     if i.recent_success_rate < 95.0 {
         score -= (2.0 * (95.0 - i.recent_success_rate)).min(25.0);
     }
-    if i.max_queue_size > 0 {
-        score -= (10.0 * i.deepest_queue as f64 / i.max_queue_size as f64).min(10.0);
-    }
-    score -= (2.0 * i.deadlocks_last_hour as f64).min(10.0);
     score.clamp(0.0, 100.0).round() as u8
 }
 
@@ -293,19 +299,14 @@ mod tests {
             }),
             75
         );
+        // Contention lowers nothing.
         assert_eq!(
             health_score(HealthInputs {
-                deepest_queue: 500,
+                deepest_queue: 1000,
+                deadlocks_last_hour: 30,
                 ..inputs()
             }),
-            95
-        );
-        assert_eq!(
-            health_score(HealthInputs {
-                deadlocks_last_hour: 3,
-                ..inputs()
-            }),
-            94
+            100
         );
         let worst = HealthInputs {
             breaker: BreakerState::Open,
@@ -322,15 +323,23 @@ mod tests {
     }
 
     #[test]
-    fn locked_refusals_count_as_healthy_but_timeouts_do_not() {
+    fn contention_counts_as_answered_and_only_server_failures_do_not() {
         let s = Stats::new();
         s.acquire_outcome(Ok(()));
-        s.acquire_outcome(Err(ErrorCode::Locked));
-        s.acquire_outcome(Err(ErrorCode::WaitTimeout));
+        for code in [
+            ErrorCode::Locked,
+            ErrorCode::WaitTimeout,
+            ErrorCode::QueueFull,
+            ErrorCode::Deadlock,
+        ] {
+            s.acquire_outcome(Err(code));
+        }
         s.acquire_outcome(Err(ErrorCode::BackendUnavailable));
+        s.acquire_outcome(Err(ErrorCode::Internal));
+        s.acquire_outcome(Err(ErrorCode::ShuttingDown));
         let snap = s.snapshot(Timestamp::from_millis(0));
         assert_eq!(snap.successful_acquires, 1);
-        assert_eq!(snap.failed_acquires, 3);
-        assert_eq!(snap.recent_success_rate, 50.0);
+        assert_eq!(snap.failed_acquires, 7);
+        assert_eq!(snap.recent_success_rate, 62.5);
     }
 }

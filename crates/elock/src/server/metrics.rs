@@ -62,12 +62,13 @@ pub struct Metrics {
     registry: Registry,
     acquisitions: Family<ResultLabel, Counter>,
     acquisitions_success: Counter,
+    acquisitions_contended: Counter,
     acquisitions_failed: Counter,
     releases: Family<ReasonLabel, Counter>,
     operations: Family<OpLabel, Counter>,
     errors: Family<KindLabel, Counter>,
     acquisition_duration: Histogram,
-    queue_wait_duration: Histogram,
+    queue_wait_duration: Family<PriorityLabel, Histogram, fn() -> Histogram>,
     hold_duration: Histogram,
     queue_depth: Family<PriorityLabel, Gauge>,
     active_locks: Gauge,
@@ -103,13 +104,16 @@ impl Metrics {
             registry: Registry::default(),
             acquisitions: Family::default(),
             acquisitions_success: Counter::default(),
+            acquisitions_contended: Counter::default(),
             acquisitions_failed: Counter::default(),
             releases: Family::default(),
             operations: Family::default(),
             errors: Family::default(),
             // 0.5 ms .. ~16 s for acquisitions and waits; 1 s .. ~9 h for holds.
             acquisition_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
-            queue_wait_duration: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
+            queue_wait_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 20))
+            }),
             hold_duration: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             queue_depth: Family::default(),
             active_locks: Gauge::default(),
@@ -141,8 +145,13 @@ impl Metrics {
             m.acquisitions_success.clone(),
         );
         r.register(
+            name("acquisitions_contended"),
+            "Acquire requests not granted because of other holders, which is normal under contention: locked, wait_timeout, queue_full, deadlock",
+            m.acquisitions_contended.clone(),
+        );
+        r.register(
             name("acquisitions_failed"),
-            "Acquire requests refused or failed",
+            "Acquire requests that failed: the server or backend (backend_unavailable, internal, shutting_down) or the request (invalid_request, ...); not contention",
             m.acquisitions_failed.clone(),
         );
         r.register(
@@ -158,12 +167,12 @@ impl Metrics {
         r.register(name("errors"), "Error answers by code", m.errors.clone());
         r.register(
             name("acquisition_duration_seconds"),
-            "Time from an acquire request to its answer",
+            "Time the server spent on an acquire request, without the time it waited in a queue",
             m.acquisition_duration.clone(),
         );
         r.register(
             name("queue_wait_duration_seconds"),
-            "Time a granted ticket waited in its queue",
+            "Time a granted ticket waited in its queue, by the priority it asked for",
             m.queue_wait_duration.clone(),
         );
         r.register(
@@ -207,6 +216,11 @@ impl Metrics {
             m.health_score.clone(),
         );
         // Known label values start at zero, so that every series exists from the first scrape.
+        for p in elock_core::model::Priority::ALL {
+            let _ = m.queue_wait_duration.get_or_create(&PriorityLabel {
+                priority: p.name().into(),
+            });
+        }
         for reason in ["released", "expired", "force_released"] {
             let _ = m.releases.get_or_create(&ReasonLabel {
                 reason: reason.into(),
@@ -249,11 +263,13 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
-        if matches!(result, "granted" | "reentrant" | "queued") {
-            self.acquisitions_success.inc();
-        } else {
-            self.acquisitions_failed.inc();
-        }
+        match result {
+            "granted" | "reentrant" | "queued" => self.acquisitions_success.inc(),
+            "locked" | "wait_timeout" | "queue_full" | "deadlock" => {
+                self.acquisitions_contended.inc()
+            }
+            _ => self.acquisitions_failed.inc(),
+        };
         self.acquisition_duration.observe(took.as_secs_f64());
     }
 
@@ -321,7 +337,10 @@ impl EventObserver for Metrics {
         match e.kind {
             EventType::QueueGranted => {
                 if let Some(w) = e.waited {
-                    self.queue_wait_duration.observe(w.as_secs_f64());
+                    let priority = e.priority.unwrap_or_default().name().into();
+                    self.queue_wait_duration
+                        .get_or_create(&PriorityLabel { priority })
+                        .observe(w.as_secs_f64());
                 }
             }
             EventType::DeadlockDetected => {
