@@ -78,9 +78,13 @@ impl Auth {
 /// The role a route needs; `None`: open to everyone (health probes, metrics).
 pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     match path {
-        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/api/enhanced-locks/health" => {
-            None
-        }
+        // The web page holds no data: it asks the API with the token entered in it.
+        "/"
+        | "/healthz"
+        | "/readyz"
+        | "/metrics"
+        | "/openapi.json"
+        | "/api/enhanced-locks/health" => None,
         "/api/v1/resource/force-release"
         | "/api/v1/cleanup"
         | "/api/v1/audit"

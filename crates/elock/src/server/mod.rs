@@ -13,6 +13,7 @@ mod health;
 mod limits;
 mod metrics;
 mod openapi;
+mod page;
 mod shown;
 mod transfer;
 mod webhooks;
@@ -164,6 +165,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(openapi::routes())
         .merge(transfer::routes())
         .merge(atlantis::routes())
+        .merge(page::routes())
         // Outermost last: count → audit → authorize → finish (errors completed, output
         // filtered) → handler.
         .layer(axum::middleware::from_fn_with_state(
