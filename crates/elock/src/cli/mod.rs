@@ -40,6 +40,10 @@ Exit codes (every command but `elock run`, which has its own: elock run --help):
   4   the server cannot be reached, or is shutting down
   64  usage error (an unknown command or flag, a missing argument)";
 
+/// Where the client's global options are listed in every command's help, apart from the
+/// command's own (`elock serve` does not use them).
+const CLIENT: &str = "Client options (every command but serve)";
+
 /// elock: exclusive, fenced, expiring locks with priority queues, for infrastructure automation.
 ///
 /// `elock serve` runs the server; every other command talks to one over HTTP.
@@ -51,14 +55,27 @@ pub struct Args {
         long,
         global = true,
         env = "ELOCK_SERVER",
-        default_value = "http://127.0.0.1:4142"
+        default_value = "http://127.0.0.1:4142",
+        help_heading = CLIENT
     )]
     server: String,
     /// API token (sent as a bearer token).
-    #[arg(long, global = true, env = "ELOCK_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "ELOCK_TOKEN",
+        hide_env_values = true,
+        help_heading = CLIENT
+    )]
     token: Option<String>,
     /// Tables for people, JSON for scripts.
-    #[arg(long, global = true, value_enum, default_value = "table")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "table",
+        help_heading = CLIENT
+    )]
     output: Format,
     #[command(subcommand)]
     command: Command,
