@@ -3,6 +3,8 @@
 //! the PATH, its fixed ports (4142 for elock, 6399 for Redis) replaced by free ones, and its
 //! whole process group killed after.
 
+mod support;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,17 +26,9 @@ fn quickstart(name: &str) -> String {
     doc[start..end].to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs a quick start; its output (stdout and stderr), or a failure with it.
 fn run(name: &str) -> String {
-    let (elock, redis) = (free_port(), free_port());
+    let (elock, redis) = (support::free_port(), support::free_port());
     let script = quickstart(name)
         .replace("4142", &elock.to_string())
         .replace("6399", &redis.to_string());

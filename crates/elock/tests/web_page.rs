@@ -25,17 +25,9 @@ impl Drop for Driver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// chromedriver on a free loopback port, and a WebDriver session of a headless Chromium.
 async fn browser() -> (Driver, Client) {
-    let port = free_port();
+    let port = support::free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -82,6 +74,33 @@ async fn within(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     started.elapsed()
+}
+
+/// The text of the first element `css` finds ("" when there is none).
+async fn text(c: &Client, locator: Locator<'_>) -> String {
+    match c.find(locator).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Clicks the element `css` finds, or types into it; the page draws its lists again after every
+/// event, so an element found a moment ago may be gone: find it again, a few times.
+async fn on(c: &Client, css: &str, keys: Option<&str>) {
+    for attempt in 0.. {
+        let done = match c.find(Locator::Css(css)).await {
+            Ok(e) => match keys {
+                Some(k) => e.send_keys(k).await.is_ok(),
+                None => e.click().await.is_ok(),
+            },
+            Err(_) => false,
+        };
+        if done {
+            return;
+        }
+        assert!(attempt < 40, "{css}: never found");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn rows(c: &Client, css: &str) -> usize {
@@ -170,15 +189,11 @@ async fn the_page_follows_locks_and_queues_live_and_acts_with_the_tokens_role() 
     })
     .await;
     let shown = started.elapsed();
-    let row = c
-        .find(Locator::Css(
-            "#locks tr[data-resource='acme/infra/envs/prod/default/']",
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let row = text(
+        &c,
+        Locator::Css("#locks tr[data-resource='acme/infra/envs/prod/default/']"),
+    )
+    .await;
     assert!(
         row.contains("acme/infra#42") && row.contains("job"),
         "{row}"
@@ -251,20 +266,9 @@ async fn the_page_follows_locks_and_queues_live_and_acts_with_the_tokens_role() 
         async || rows(&c, force).await == 1,
     )
     .await;
-    c.find(Locator::Css(force))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    on(&c, force, None).await;
     within("the refusal is shown", Duration::from_secs(2), async || {
-        let m = c
-            .find(Locator::Id("message"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = text(&c, Locator::Id("message")).await;
         m.contains("403") && m.contains("forbidden")
     })
     .await;
@@ -282,18 +286,13 @@ async fn the_page_follows_locks_and_queues_live_and_acts_with_the_tokens_role() 
         async || rows(&c, force).await == 1,
     )
     .await;
-    c.find(Locator::Css("#locks tr[data-resource='db'] input.reason"))
-        .await
-        .unwrap()
-        .send_keys("stuck job")
-        .await
-        .unwrap();
-    c.find(Locator::Css(force))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    on(
+        &c,
+        "#locks tr[data-resource='db'] input.reason",
+        Some("stuck job"),
+    )
+    .await;
+    on(&c, force, None).await;
     within(
         "the first in line holds db",
         Duration::from_secs(2),
@@ -308,13 +307,7 @@ async fn the_page_follows_locks_and_queues_live_and_acts_with_the_tokens_role() 
     .await;
     let (status, body) = server.client().get("/api/v1/resource?name=db").await;
     assert_eq!(status, 401, "auth is on: {body}");
-    let events = c
-        .find(Locator::Id("events"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let events = text(&c, Locator::Id("events")).await;
     assert!(
         events.contains("lock.force_released") && events.contains("stuck job (by ops)"),
         "{events}"

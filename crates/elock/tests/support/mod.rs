@@ -254,3 +254,13 @@ pub async fn mutual_exclusion_run(apis: &[Api]) -> u64 {
     let total = inside.lock().unwrap().values().map(|(_, t)| *t).sum();
     total
 }
+
+/// A loopback port nobody listens on now.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
