@@ -151,15 +151,17 @@ impl LockTable {
             .filter(|t| !t.detached)
             .map(|t| (t.seq, t.id))
             .collect();
-        if attached.is_empty() {
-            return 0;
-        }
         attached.sort_unstable();
         // All of them leave before anything is handed off: expiring what fell due while the
         // server was down must not hand a resource to a ticket that is about to go.
         let mut touched = Vec::new();
         for (_, id) in &attached {
             let ticket = self.remove_ticket(*id);
+            // Attached tickets are not written any more; earlier versions wrote them, so
+            // their records are deleted here once.
+            if let Some(c) = &mut self.changes {
+                c.tickets.push(*id);
+            }
             self.events.push(
                 Event::for_ticket(EventType::QueueCancelled, now, &ticket)
                     .with_reason(super::CancelReason::ClientGone.name()),
@@ -167,7 +169,25 @@ impl LockTable {
             touched.extend(ticket.resources);
         }
         let now = self.advance(now);
+        // A free resource whose first waiters were attached (and, since they are not written,
+        // were not even restored) now has a detached ticket at its head: it is handed the
+        // resource at once.
+        touched.extend(
+            self.resources
+                .iter()
+                .filter(|(_, s)| s.holder.is_none() && s.queue.is_some())
+                .map(|(r, _)| r.clone()),
+        );
+        touched.sort();
+        touched.dedup();
         self.hand_off(touched, now);
+        // The next aging step from what is left (a table restored with the attached tickets
+        // and one restored without them must agree from here on).
+        self.aging_due = None;
+        let stalled: Vec<ResourceName> = self.stalled.iter().cloned().collect();
+        for r in &stalled {
+            self.refresh_stalled(r, now);
+        }
         attached.len()
     }
 

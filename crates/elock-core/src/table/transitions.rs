@@ -299,7 +299,10 @@ impl LockTable {
             .entry(ticket.owner.clone())
             .or_default()
             .push(ticket.id);
-        if let Some(c) = &mut self.changes {
+        // An attached waiter's ticket is never written: its client is connected to this server
+        // and dies with it, so a restart has nothing to restore (and a hot lock's handoff costs
+        // one commit, the release's, not two). A detached ticket must survive.
+        if let (Some(c), true) = (&mut self.changes, ticket.detached) {
             c.tickets.push(ticket.id);
         }
         let resources = ticket.resources.clone();
@@ -355,14 +358,14 @@ impl LockTable {
                 self.waiting.remove(&ticket.owner);
             }
         }
-        if let Some(c) = &mut self.changes {
+        if let (Some(c), true) = (&mut self.changes, ticket.detached) {
             c.tickets.push(id);
         }
         ticket
     }
 
     /// Keeps `stalled` exact for `r`: free, with waiters whose head waits for something else.
-    fn refresh_stalled(&mut self, r: &ResourceName, now: Timestamp) {
+    pub(super) fn refresh_stalled(&mut self, r: &ResourceName, now: Timestamp) {
         let Some(s) = self.resources.get(r) else {
             self.stalled.remove(r);
             return;

@@ -76,17 +76,21 @@ impl DurableStore {
         table.track_changes();
         // Waiters that were connected died with the previous process: their tickets go before
         // anything is served, durably, so no grant is ever made to a client that is gone.
+        // (Attached tickets are not written; a data directory of an earlier version may still
+        // hold some, removed here. What fell due while closed expires, and free resources go
+        // to the detached tickets at their head.)
         let dropped = table.drop_attached_tickets(clock.now());
-        let mut opening_events = Vec::new();
-        if dropped > 0 {
+        let changes = table.take_changes();
+        if !changes.is_empty() {
             let mut writes = Vec::new();
-            let changes = table.take_changes();
             codec::encode_changes(&table, changes, &mut writes)?;
             write_batch(&db, &writes)?;
-            opening_events = table.take_events();
+        }
+        let opening_events = table.take_events();
+        if dropped > 0 {
             tracing::info!(
                 tickets = dropped,
-                "removed the tickets of waiters connected before the restart"
+                "removed the tickets of waiters connected before the restart (written by an earlier version)"
             );
         }
         let shared = Arc::new(Shared {
