@@ -320,10 +320,17 @@ async fn a_handoff_to_a_connected_waiter_costs_one_commit() {
         deadline,
         detached: false,
     };
-    let queued = store.acquire(req(2, "waiter", "r", 60, attached)).await.unwrap();
+    let queued = store
+        .acquire(req(2, "waiter", "r", 60, attached))
+        .await
+        .unwrap();
     assert!(matches!(queued, Acquired::Queued { .. }));
     store.flush().await.unwrap();
-    assert_eq!(store.stats().commits, before.commits, "queueing wrote nothing");
+    assert_eq!(
+        store.stats().commits,
+        before.commits,
+        "queueing wrote nothing"
+    );
     store.release(LeaseId::from_u128(1)).await.unwrap();
     store.flush().await.unwrap();
     assert_eq!(
@@ -331,14 +338,21 @@ async fn a_handoff_to_a_connected_waiter_costs_one_commit() {
         before.commits + 1,
         "the release and the handoff: one commit"
     );
-    assert!(store.get_lease(LeaseId::from_u128(2)).await.unwrap().is_some());
+    assert!(store
+        .get_lease(LeaseId::from_u128(2))
+        .await
+        .unwrap()
+        .is_some());
     // A detached ticket is written when it queues.
     let before = store.stats();
     let detached = WaitMode::Queue {
         deadline,
         detached: true,
     };
-    store.acquire(req(3, "later", "r", 60, detached)).await.unwrap();
+    store
+        .acquire(req(3, "later", "r", 60, detached))
+        .await
+        .unwrap();
     store.flush().await.unwrap();
     assert_eq!(store.stats().commits, before.commits + 1);
 }

@@ -183,6 +183,18 @@ fn completions_and_the_manual_page_come_from_the_same_definitions() {
     run(&["man", "--dir", dir.path().to_str().unwrap()]);
     assert!(dir.path().join("elock-unlock.1").exists());
     assert!(run(&["--help"]).contains("64  usage error"));
+    // `serve --help` shows what the server reads, not the client's options.
+    let serve = run(&["serve", "--help"]);
+    assert!(
+        serve.contains("--data-dir") && serve.contains("--listen"),
+        "{serve}"
+    );
+    for client in ["--server", "--token", "--output"] {
+        assert!(
+            !serve.contains(client),
+            "{client} in serve --help:\n{serve}"
+        );
+    }
 }
 
 #[test]

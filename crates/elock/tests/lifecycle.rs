@@ -138,3 +138,81 @@ async fn event_ids_increase_across_restarts_on_redis() {
     let data = dir.path().join("data");
     ids_increase_across_a_restart(|| Server::start_with(&data, &["--config", &c])).await;
 }
+
+/// `elock events` lives through a server restart: it reconnects with `Last-Event-ID`, says that
+/// events may have been missed, and goes on printing the new server's events.
+#[tokio::test]
+async fn elock_events_reconnects_across_a_restart_and_says_what_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", support::free_port());
+    let serve = || {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+            .args(["serve", "--listen", &addr, "--data-dir"])
+            .arg(dir.path())
+            .env("ELOCK_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the server did not listen on {addr}");
+    };
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+            .args(args)
+            .env("ELOCK_SERVER", &addr)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut server = serve();
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let err_file = tempfile::NamedTempFile::new().unwrap();
+    let mut events = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["events", "--types", "lock.acquired"])
+        .env("ELOCK_SERVER", &addr)
+        .stdout(out_file.reopen().unwrap())
+        .stderr(err_file.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cli(&["lock", "before", "--owner", "o"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut server = serve();
+    cli(&["lock", "after", "--owner", "o"]);
+    let printed = |f: &tempfile::NamedTempFile| std::fs::read_to_string(f.path()).unwrap();
+    let started = Instant::now();
+    while !printed(&out_file).contains("after") {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no event after the restart: {}{}",
+            printed(&out_file),
+            printed(&err_file)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        events.try_wait().unwrap().is_none(),
+        "elock events is still running"
+    );
+    let (out, err) = (printed(&out_file), printed(&err_file));
+    assert!(out.contains("before") && out.contains("after"), "{out}");
+    assert!(
+        err.contains("elock events:"),
+        "a notice of what may be missed: {err}"
+    );
+    let _ = events.kill();
+    let _ = events.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -46,6 +46,14 @@ pub struct ServerFlags {
     /// false: a wait becomes a retry loop (with retry on) or a refusal; no queues.
     #[arg(long, value_name = "BOOL")]
     enhanced_locking_priority_queue: Option<String>,
+    /// The client's global options do not apply to the server: declared here, hidden, so that
+    /// `elock serve --help` lists only what the server reads (a value given is ignored).
+    #[arg(long, hide = true, global = false)]
+    server: Option<String>,
+    #[arg(long, hide = true, global = false)]
+    token: Option<String>,
+    #[arg(long, hide = true, global = false, value_enum)]
+    output: Option<super::output::Format>,
     /// Retry attempts (0 turns retry off), or true/false.
     #[arg(long, value_name = "N")]
     enhanced_locking_retries: Option<String>,
