@@ -146,7 +146,7 @@ async fn elock_events_reconnects_across_a_restart_and_says_what_it_missed() {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", support::free_port());
     let serve = || {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_elock"))
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(dir.path())
             .env("ELOCK_LOG", "warn")
@@ -159,6 +159,8 @@ async fn elock_events_reconnects_across_a_restart_and_says_what_it_missed() {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the server did not listen on {addr}");
     };
     let cli = |args: &[&str]| {
