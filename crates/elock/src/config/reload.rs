@@ -73,6 +73,11 @@ mod tests {
         assert!(restart_required(&old, &new).is_empty());
         new.priority_queue.max_queue_size += 1;
         new.enhanced_locking.default_timeout = Duration::from_secs(77);
+        // Lock policies are the engine's: they change live.
+        new.enhanced_locking.policies = serde_json::from_value(serde_json::json!([
+            {"match": "prod/**", "priority": "high"}
+        ]))
+        .unwrap();
         new.circuit_breaker.failure_threshold += 1;
         assert!(restart_required(&old, &new).is_empty(), "engine settings");
         new.enhanced_locking.listen = "127.0.0.1:9".into();
