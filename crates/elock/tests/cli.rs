@@ -259,3 +259,32 @@ fn a_second_server_on_a_busy_data_directory_says_another_server_holds_it() {
     );
     assert!(!err.contains("move it away"), "{err}");
 }
+
+/// `--server` / `ELOCK_SERVER` take `host:port` (http assumed); a URL that cannot be one is said
+/// so, naming the setting, with exit 1 (an error), not 4 (unreachable).
+#[test]
+fn the_server_address_takes_host_port_and_a_bad_one_is_named() {
+    let server = Server::start();
+    let host_port = server.url.trim_start_matches("http://").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["list"])
+        .env("ELOCK_SERVER", &host_port)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["list"])
+        .env("ELOCK_SERVER", "http://[bad")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--server / ELOCK_SERVER") && err.contains("[bad"),
+        "{err}"
+    );
+}
