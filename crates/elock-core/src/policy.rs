@@ -292,6 +292,31 @@ impl Policies {
         })
     }
 
+    /// An imported lease without expiry (Atlantis's locks never expire) gets the ttl its rules
+    /// give a lock taken for Atlantis, counted from `now`, the import; one with an expiry keeps
+    /// it.
+    pub fn settle_import(&self, lease: &mut crate::model::Lease, now: crate::model::Timestamp) {
+        if lease.ttl.is_some() || self.is_empty() {
+            return;
+        }
+        let names: Vec<ResourceName> = lease.resources.iter().map(|h| h.resource.clone()).collect();
+        let asked = Asked {
+            priority: None,
+            ttl: Ttl::Default,
+            wait: None,
+            for_atlantis: true,
+        };
+        // (The fallback is not consulted for a lock taken for Atlantis without a rule's ttl.)
+        let fallback = Fallback {
+            default_timeout: Duration::ZERO,
+            max_queue_size: usize::MAX,
+        };
+        if let Ok(Settled { ttl: Some(ttl), .. }) = self.settle(&names, asked, fallback) {
+            lease.ttl = Some(ttl);
+            lease.expires_at = Some(now.plus(ttl));
+        }
+    }
+
     /// A renewal to `ttl` of a lease of `resources`: refused above the tightest max-ttl.
     pub fn check_renewal(&self, resources: &[ResourceName], ttl: Duration) -> Result<(), Error> {
         for r in resources {
@@ -670,6 +695,41 @@ mod tests {
                 (3, "max-queue-size")
             ]
         );
+    }
+
+    #[test]
+    fn an_imported_lock_without_expiry_takes_its_rules_ttl_from_the_import() {
+        use crate::model::{HeldResource, Lease, LeaseId, LeaseState, Owner, Timestamp};
+        let lease = |r: &str, ttl: Option<Duration>| Lease {
+            id: LeaseId::from_u128(1),
+            owner: Owner::new("acme/infra#42").unwrap(),
+            resources: vec![HeldResource {
+                resource: ResourceName::new(r).unwrap(),
+                fencing_token: 1,
+            }],
+            priority: Priority::Normal,
+            acquired_at: Timestamp::from_millis(1_000),
+            expires_at: ttl.map(|d| Timestamp::from_millis(1_000).plus(d)),
+            ttl,
+            metadata: None,
+            state: LeaseState::Held,
+        };
+        let now = Timestamp::from_millis(50_000);
+        let p = sample();
+        let mut l = lease("acme/infra/envs/prod/default/", None);
+        p.settle_import(&mut l, now);
+        assert_eq!(l.ttl, Some(Duration::from_secs(90 * 60)));
+        assert_eq!(l.expires_at, Some(now.plus(Duration::from_secs(90 * 60))));
+        // No rule with a ttl: it still never expires; a lease with an expiry keeps it.
+        let mut l = lease("acme/infra/envs/dev/default/", None);
+        p.settle_import(&mut l, now);
+        assert_eq!((l.ttl, l.expires_at), (None, None));
+        let mut l = lease(
+            "acme/infra/envs/prod/default/",
+            Some(Duration::from_secs(5)),
+        );
+        p.settle_import(&mut l, now);
+        assert_eq!(l.ttl, Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -345,3 +345,34 @@ async fn a_key_elock_holds_otherwise_is_a_conflict_not_a_lock_already_present() 
         "{holder}"
     );
 }
+
+/// Atlantis's locks never expire, and so do their imports, unless elock's policy gives their
+/// keys a ttl: then it counts from the import.
+#[tokio::test]
+async fn imported_locks_take_their_policys_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("elock.yaml");
+    std::fs::write(
+        &config,
+        "enhanced-locking:\n  policies:\n    - {match: \"acme/infra/**\", ttl: 90m}\n",
+    )
+    .unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    import(&server, &fixture("atlantis-small.db"));
+    let api = server.client();
+    let (_, info) = api
+        .get("/api/v1/resource?name=acme/infra/envs/prod/default/prod-app")
+        .await;
+    assert_eq!(info["holder"]["ttl"], "1h30m", "{info}");
+    assert!(info["holder"]["expires_at"].is_string(), "{info}");
+    let (_, info) = api
+        .get("/api/v1/resource?name=acme/legacy/./default/")
+        .await;
+    assert!(
+        info["holder"]["expires_at"].is_null(),
+        "no rule, no expiry: {info}"
+    );
+}

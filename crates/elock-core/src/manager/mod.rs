@@ -346,9 +346,15 @@ impl Manager {
     /// Adds what does not conflict; reports what was skipped and why.
     pub async fn import(
         &self,
-        snapshot: crate::table::Snapshot,
+        mut snapshot: crate::table::Snapshot,
     ) -> Result<crate::table::ImportReport> {
         self.inner.stats.request();
+        // Leases imported without expiry (Atlantis's locks) follow their resources' policy.
+        let policies = &self.inner.config().policies;
+        let now = self.inner.clock.now();
+        for lease in &mut snapshot.leases {
+            policies.settle_import(lease, now);
+        }
         let report = self
             .inner
             .guarded(|| self.inner.store.import(snapshot.clone()))
