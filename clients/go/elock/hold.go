@@ -61,12 +61,10 @@ func (h *Holder) fail(err error) {
 
 func (h *Holder) renew(ctx context.Context) {
 	defer h.done.Done()
-	ttl := time.Minute
-	if h.lease.ExpiresAt != nil {
-		ttl = h.lease.ExpiresAt.Sub(h.lease.AcquiredAt)
-	} else {
+	if h.lease.ExpiresAt == nil {
 		return // never expires: nothing to renew
 	}
+	ttl := h.lease.ExpiresAt.Sub(h.lease.AcquiredAt)
 	deadline := *h.lease.ExpiresAt
 	for {
 		select {

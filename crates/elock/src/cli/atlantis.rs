@@ -183,15 +183,11 @@ pub async fn import_boltdb(
     let next = |r: &str| fences.get(r).copied().unwrap_or(0) + 1;
     // Who holds what in elock now: a key already held is either Atlantis's same lock (present)
     // or a conflict, never counted as imported nor silently skipped.
-    let held: HashMap<String, Lease> = export
+    let held: HashMap<String, &Lease> = export
         .snapshot
         .leases
         .iter()
-        .flat_map(|l| {
-            l.resources
-                .iter()
-                .map(move |h| (h.resource.to_string(), l.clone()))
-        })
+        .flat_map(|l| l.resources.iter().map(move |h| (h.resource.to_string(), l)))
         .collect();
 
     let mut leases: Vec<(String, Lease)> = Vec::new();

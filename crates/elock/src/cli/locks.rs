@@ -102,9 +102,10 @@ pub async fn lock(client: &Client, a: LockArgs, out: Format) -> Result<(), CliEr
     if let Some(m) = metadata(&a.metadata)? {
         req = req.metadata(m);
     }
-    // A wait on a terminal shows its progress on stderr.
+    // A wait on a terminal (asked for, or the resource's policy's) shows its progress on
+    // stderr; the line starts after a second, so a try-lock's answer comes before it.
     use std::io::IsTerminal;
-    let waits = a.wait.is_some() && !a.detach;
+    let waits = !a.detach;
     let progress = (waits && std::io::stderr().is_terminal()).then(|| {
         tokio::spawn(super::progress::show(
             client.clone(),

@@ -140,7 +140,7 @@ pub fn unknown_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Conf
         .map(|(name, value)| {
             let closest = known
                 .iter()
-                .min_by_key(|k| edit_distance(k, &name))
+                .min_by_key(|k| strsim::levenshtein(k, &name))
                 .copied()
                 .unwrap_or_default();
             ConfigError::Setting {
@@ -153,22 +153,6 @@ pub fn unknown_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Conf
             }
         })
         .collect()
-}
-
-/// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Loads and checks the configuration. Every problem found is returned.
