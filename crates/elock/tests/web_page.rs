@@ -297,11 +297,9 @@ async fn the_page_follows_locks_and_queues_live_and_acts_with_the_tokens_role() 
         "the first in line holds db",
         Duration::from_secs(2),
         async || {
-            let text = match c.find(Locator::Css("#locks tr[data-resource='db']")).await {
-                Ok(e) => e.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            text.contains("first")
+            text(&c, Locator::Css("#locks tr[data-resource='db']"))
+                .await
+                .contains("first")
         },
     )
     .await;
@@ -317,6 +315,35 @@ async fn the_page_follows_locks_and_queues_live_and_acts_with_the_tokens_role() 
         1,
         "each event once: {events}"
     );
+
+    // A deadlock between two clients (prevented, so it is history) is on the page.
+    cli(&server, ADMIN, &["lock", "x", "--owner", "alice"]);
+    cli(&server, ADMIN, &["lock", "y", "--owner", "bob"]);
+    cli(
+        &server,
+        ADMIN,
+        &["lock", "y", "--owner", "alice", "--detach"],
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_elock"))
+        .args(["lock", "x", "--owner", "bob", "--detach"])
+        .env("ELOCK_SERVER", &server.url)
+        .env("ELOCK_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "the cycle is refused as a deadlock"
+    );
+    within(
+        "the deadlock is shown",
+        Duration::from_secs(2),
+        async || {
+            let d = text(&c, Locator::Id("deadlocks")).await;
+            d.contains("bob waits for alice (x)") && d.contains("alice waits for bob (y)")
+        },
+    )
+    .await;
 
     // An Atlantis lock links its pull request; the filters narrow the lists.
     let adapter = reqwest::Client::new()
