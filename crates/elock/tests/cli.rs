@@ -288,3 +288,22 @@ fn the_server_address_takes_host_port_and_a_bad_one_is_named() {
         "{err}"
     );
 }
+
+/// Logs written to a file (not a terminal) are plain text: no colour codes.
+#[tokio::test]
+async fn logs_to_a_file_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("elock.log");
+    let server = Server::start_logging(&dir.path().join("data"), &log, "info");
+    server
+        .client()
+        .post("/api/v1/locks", json!({"resource": "r", "owner": "o"}))
+        .await;
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("elock serving"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+}
