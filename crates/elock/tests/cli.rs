@@ -253,7 +253,7 @@ fn a_second_server_on_a_busy_data_directory_says_another_server_holds_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("elock.redb is locked by another process")
+        err.contains("elock.lock is locked by another process")
             && err.contains("another elock server is probably running"),
         "{err}"
     );

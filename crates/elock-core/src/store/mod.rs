@@ -21,7 +21,7 @@ use crate::table::{
     QueueSummary, ResolutionPolicy, ResourceInfo, Snapshot, TableConfig,
 };
 
-pub use durable::{DurableStore, DurableStoreStats};
+pub use durable::{DurableStore, DurableStoreStats, LogOptions};
 pub use memory::InMemoryStore;
 
 /// Receives the events of committed transitions, in commit order. Must not block.

@@ -62,9 +62,18 @@ impl StoreFactory for MemoryFactory {
 #[derive(Default)]
 pub struct DurableFactory {
     dirs: Mutex<Vec<tempfile::TempDir>>,
+    options: crate::store::LogOptions,
 }
 
 impl DurableFactory {
+    /// Stores with these log settings (a tiny `compact_after` compacts every few operations).
+    pub fn with_options(options: crate::store::LogOptions) -> Self {
+        DurableFactory {
+            dirs: Mutex::default(),
+            options,
+        }
+    }
+
     fn current_dir(&self) -> PathBuf {
         self.dirs
             .lock()
@@ -80,7 +89,8 @@ impl DurableFactory {
 impl StoreFactory for DurableFactory {
     async fn open(&self, config: TableConfig, clock: Arc<ManualClock>) -> Arc<dyn Store> {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let store = DurableStore::open(dir.path(), config, clock).expect("open the durable store");
+        let store = DurableStore::open_with_options(dir.path(), config, clock, self.options)
+            .expect("open the durable store");
         self.dirs.lock().unwrap().push(dir);
         Arc::new(store)
     }
@@ -102,8 +112,9 @@ impl StoreFactory for DurableFactory {
         store.flush().await.expect("flush before reopening");
         // The last handle closes the store (joins the committer, releases the file lock).
         drop(store);
-        let store = DurableStore::open(&self.current_dir(), config, clock)
-            .expect("reopen the durable store");
+        let store =
+            DurableStore::open_with_options(&self.current_dir(), config, clock, self.options)
+                .expect("reopen the durable store");
         Arc::new(store)
     }
 }

@@ -1,4 +1,5 @@
-//! Group commit: one thread turns every batch of pending writes into one redb transaction.
+//! Group commit: one thread turns every batch of pending writes into one log record and one
+//! `fdatasync`.
 //!
 //! Requests append their writes (in the order the table applied them) and wait for the commit
 //! sequence to reach theirs. While the thread is committing one batch, the next one gathers; so
@@ -14,16 +15,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::Database;
 use tokio::sync::watch;
 
 use crate::event::Event;
 use crate::store::SinkSlot;
 
-use super::codec::Write;
+use super::frame::LogFile;
+use super::log::Log;
+use super::record::{self, Write};
 
-/// Writes one batch in one transaction (the real one is `codec::write_batch`; tests inject failures).
-pub(super) type BatchWriter = fn(&Database, &[Write]) -> crate::error::Result<()>;
+/// Appends one encoded batch durably (the real one is [`LogFile::append`]; tests inject failures).
+pub(super) type Append = fn(&mut LogFile, &[u8]) -> std::io::Result<()>;
 
 /// The longest the committer waits for in-flight requests to join a batch.
 pub(super) const LINGER: Duration = Duration::from_micros(200);
@@ -76,8 +78,9 @@ impl GroupCommit {
     }
 
     /// The committer thread's loop: runs until shutdown with nothing left to write.
-    pub fn run(&self, db: Database, write_batch: BatchWriter, sink: &SinkSlot) {
+    pub fn run(&self, mut log: Log, append: Append, sink: &SinkSlot) {
         let mut last_batch = 0usize;
+        let mut encoded = Vec::new();
         loop {
             let (writes, events, seq) = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -85,6 +88,8 @@ impl GroupCommit {
                     p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
                 if p.writes.is_empty() && p.events.is_empty() {
+                    drop(p);
+                    log.close();
                     return;
                 }
                 let linger_until = Instant::now()
@@ -119,7 +124,9 @@ impl GroupCommit {
             let result = if writes.is_empty() {
                 Ok(())
             } else {
-                write_batch(&db, &writes)
+                encoded.clear();
+                record::encode_batch(&writes, &mut encoded);
+                log.append(append, &encoded)
             };
             self.commit_nanos
                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -148,6 +155,7 @@ impl GroupCommit {
                     p.writes.clear();
                     p.events.clear();
                     if p.shutdown {
+                        log.close();
                         return;
                     }
                 }

@@ -1,5 +1,9 @@
-//! The embedded durable store: the lock table in memory, every change on disk (redb) before it
-//! is acknowledged.
+//! The embedded durable store: the lock table in memory, every change in an append-only log on
+//! disk before it is acknowledged.
+//!
+//! This is the classic lock-server design (Chubby, ZooKeeper, etcd): the state lives in memory
+//! (the pure [`LockTable`]), each change is one small record in a log, a group commit makes many
+//! requests' records durable with one `fdatasync`, and snapshots bound the log.
 //!
 //! An operation applies to the table under its lock and appends the records it changed to the
 //! group-commit queue in the same critical section, so the disk sees changes in table order.
@@ -7,11 +11,17 @@
 //! that change nothing (a refused try-lock) still wait for what was pending when they ran: an
 //! answer never depends on something that could vanish in a crash. Reads do not wait.
 //!
-//! On open, the records are read back and the table rebuilt; what expired while the server was
-//! down is handed off by the first operation or the manager's timer.
+//! On open, the snapshot and the logs are read back and the table rebuilt; what expired while
+//! the server was down is handed off by the first operation or the manager's timer. The files
+//! and their recovery are described in `files`; the earlier single-file format, converted once,
+//! in `legacy`.
 
-mod codec;
 mod committer;
+mod files;
+mod frame;
+mod legacy;
+mod log;
+mod record;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -28,6 +38,7 @@ use crate::table::{LeaseFilter, LockTable, Op, Outcome, QueueSummary, ResourceIn
 
 use super::{EventSink, SinkSlot, Store};
 use committer::GroupCommit;
+pub use log::LogOptions;
 
 /// Counters of the group committer: fsyncs per acknowledged write is `commits / ops`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,24 +66,40 @@ struct Shared {
 pub struct DurableStore {
     shared: Arc<Shared>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// The data directory's lock, held until the committer has stopped.
+    _lock: std::fs::File,
 }
 
 impl DurableStore {
-    /// Opens the store in `dir` (created if missing). A damaged or unreadable store is an error.
+    /// Opens the store in `dir` (created if missing). A damaged or unreadable store is an error
+    /// naming the file and, for a damaged record, its offset.
     pub fn open(dir: &Path, config: TableConfig, clock: Arc<dyn Clock>) -> Result<Self> {
-        Self::open_with(dir, config, clock, codec::write_batch)
+        Self::open_with_options(dir, config, clock, LogOptions::default())
+    }
+
+    pub fn open_with_options(
+        dir: &Path,
+        config: TableConfig,
+        clock: Arc<dyn Clock>,
+        options: LogOptions,
+    ) -> Result<Self> {
+        Self::open_with(dir, config, clock, options, frame::LogFile::append)
     }
 
     fn open_with(
         dir: &Path,
         config: TableConfig,
         clock: Arc<dyn Clock>,
-        write_batch: committer::BatchWriter,
+        options: LogOptions,
+        append: committer::Append,
     ) -> Result<Self> {
-        let (db, snapshot) = codec::open(dir)?;
-        let mut table = LockTable::restore(config, snapshot).map_err(|e| {
-            Error::Storage(format!("{}: {e}", dir.join(codec::FILE_NAME).display()))
-        })?;
+        let lock = files::lock(dir)?;
+        convert_legacy(dir)?;
+        let mut recovered = files::recover(dir)?;
+        let snapshot = std::mem::take(&mut recovered.snapshot);
+        let mut table = LockTable::restore(config, snapshot)
+            .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
+        let mut log = log::Log::new(recovered, dir.to_path_buf(), options);
         table.track_changes();
         // Waiters that were connected died with the previous process: their tickets go before
         // anything is served, durably, so no grant is ever made to a client that is gone.
@@ -83,8 +110,10 @@ impl DurableStore {
         let changes = table.take_changes();
         if !changes.is_empty() {
             let mut writes = Vec::new();
-            codec::encode_changes(&table, changes, &mut writes)?;
-            write_batch(&db, &writes)?;
+            record::encode_changes(&table, changes, &mut writes)?;
+            let mut encoded = Vec::new();
+            record::encode_batch(&writes, &mut encoded);
+            log.append(append, &encoded)?;
         }
         let opening_events = table.take_events();
         if dropped > 0 {
@@ -103,11 +132,12 @@ impl DurableStore {
         let s = shared.clone();
         let committer = std::thread::Builder::new()
             .name("elock-commit".into())
-            .spawn(move || s.group.run(db, write_batch, &s.sink))
+            .spawn(move || s.group.run(log, append, &s.sink))
             .map_err(|e| Error::Storage(format!("cannot start the commit thread: {e}")))?;
         Ok(DurableStore {
             shared,
             committer: Mutex::new(Some(committer)),
+            _lock: lock,
         })
     }
 
@@ -141,7 +171,7 @@ impl DurableStore {
         let g = &self.shared.group;
         let mut pending = g.pending.lock().unwrap_or_else(|e| e.into_inner());
         if !changes.is_empty() || !applied.events.is_empty() {
-            if let Err(e) = codec::encode_changes(&table, changes, &mut pending.writes) {
+            if let Err(e) = record::encode_changes(&table, changes, &mut pending.writes) {
                 // The table moved but the disk cannot follow: stop, as after a failed commit,
                 // so that nothing is answered from a state a restart would not find.
                 let msg: Arc<str> = format!("embedded store: {e}").into();
@@ -195,6 +225,32 @@ impl Drop for DurableStore {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Converts a data directory of the earlier format (`elock.redb`) once: its records become the
+/// first snapshot, and the file is renamed so that it is never read again. A crash part way
+/// leaves either the old file alone (converted again next time) or a whole snapshot beside it.
+fn convert_legacy(dir: &Path) -> Result<()> {
+    let old = dir.join(legacy::FILE_NAME);
+    if !old.exists() {
+        return Ok(());
+    }
+    let listing = files::list(dir)?;
+    if listing.snapshots.is_empty() && listing.logs.is_empty() {
+        let snapshot = legacy::read(&old)?;
+        let (leases, tickets) = (snapshot.leases.len(), snapshot.tickets.len());
+        files::write_snapshot(dir, 1, record::snapshot_writes(&snapshot)?.into_iter())?;
+        tracing::info!(
+            leases,
+            tickets,
+            "converted {} to the log format; the old file is kept as {}",
+            old.display(),
+            legacy::CONVERTED
+        );
+    }
+    std::fs::rename(&old, dir.join(legacy::CONVERTED))
+        .map_err(|e| Error::Storage(format!("cannot rename {}: {e}", old.display())))?;
+    files::sync_dir(dir)
 }
 
 /// Counts a request in flight for as long as it lives (also when its caller goes away).
@@ -317,10 +373,8 @@ mod tests {
     use crate::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
     use crate::table::{AcquireRequest, WaitMode};
 
-    fn failing_disk(_: &redb::Database, _: &[codec::Write]) -> Result<()> {
-        Err(Error::Storage(
-            "embedded store: cannot commit: No space left on device".into(),
-        ))
+    fn failing_disk(_: &mut frame::LogFile, _: &[u8]) -> std::io::Result<()> {
+        Err(std::io::Error::other("No space left on device"))
     }
 
     fn req(n: u128, resource: &str) -> AcquireRequest {
@@ -345,6 +399,7 @@ mod tests {
             dir.path(),
             TableConfig::default(),
             ManualClock::at_epoch_2026(),
+            LogOptions::default(),
             failing_disk,
         )
         .unwrap();
@@ -368,5 +423,103 @@ mod tests {
         )
         .unwrap();
         assert!(store.list(Default::default()).await.unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod conversion_tests {
+    use std::time::Duration;
+
+    use redb::Database;
+
+    use super::legacy::{FENCES, LEASES, META, TICKETS};
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
+    use crate::store::InMemoryStore;
+    use crate::table::{AcquireRequest, Snapshot, WaitMode};
+
+    fn req(n: u128, resource: &str, wait: WaitMode) -> AcquireRequest {
+        AcquireRequest {
+            lease_id: LeaseId::from_u128(n),
+            ticket_id: TicketId::from_u128(n),
+            owner: Owner::new(&format!("o{n}")).unwrap(),
+            resources: vec![ResourceName::new(resource).unwrap()],
+            priority: Priority::Normal,
+            ttl: Some(Duration::from_secs(600)),
+            metadata: None,
+            wait,
+            reentry: Default::default(),
+            queue_limits: Default::default(),
+        }
+    }
+
+    /// Writes `snapshot` the way the earlier format's store did.
+    fn write_redb(path: &Path, snapshot: &Snapshot) {
+        let db = Database::create(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            tx.open_table(META)
+                .unwrap()
+                .insert("format", legacy::FORMAT)
+                .unwrap();
+            let mut leases = tx.open_table(LEASES).unwrap();
+            for l in &snapshot.leases {
+                let v = serde_json::to_vec(l).unwrap();
+                leases
+                    .insert(l.id.as_bytes().as_slice(), v.as_slice())
+                    .unwrap();
+            }
+            let mut tickets = tx.open_table(TICKETS).unwrap();
+            for t in &snapshot.tickets {
+                let v = serde_json::to_vec(t).unwrap();
+                tickets
+                    .insert(t.id.as_bytes().as_slice(), v.as_slice())
+                    .unwrap();
+            }
+            let mut fences = tx.open_table(FENCES).unwrap();
+            for (r, t) in &snapshot.fences {
+                fences.insert(r.as_str(), *t).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_of_the_earlier_format_is_converted_once() {
+        let clock = ManualClock::at_epoch_2026();
+        let source = InMemoryStore::new(TableConfig::default(), clock.clone());
+        for n in 1..=3 {
+            source
+                .acquire(req(n, &format!("r{n}"), WaitMode::Try))
+                .await
+                .unwrap();
+        }
+        source.release(LeaseId::from_u128(3)).await.unwrap();
+        let detached = WaitMode::Queue {
+            deadline: None,
+            detached: true,
+        };
+        source.acquire(req(4, "r1", detached)).await.unwrap();
+        let expected = source.snapshot().await.unwrap();
+        assert_eq!((expected.leases.len(), expected.tickets.len()), (2, 1));
+
+        let dir = tempfile::tempdir().unwrap();
+        write_redb(&dir.path().join(legacy::FILE_NAME), &expected);
+        let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+        assert_eq!(store.snapshot().await.unwrap(), expected);
+        store.acquire(req(5, "r3", WaitMode::Try)).await.unwrap();
+        let after = store.snapshot().await.unwrap();
+        assert_eq!(
+            after.leases.last().unwrap().fencing_token("r3"),
+            Some(2),
+            "the converted fencing counter goes on from where it was"
+        );
+        drop(store);
+        assert!(!dir.path().join(legacy::FILE_NAME).exists());
+        assert!(dir.path().join(legacy::CONVERTED).exists());
+        // The second opening reads the log, not the old file.
+        let store = DurableStore::open(dir.path(), TableConfig::default(), clock).unwrap();
+        assert_eq!(store.snapshot().await.unwrap(), after);
     }
 }
