@@ -2,6 +2,7 @@
 //! durable store, plus what only a durable store promises: state survives a reopen, what expired
 //! while it was closed is handed off, and damaged files are refused clearly.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -355,4 +356,57 @@ async fn a_handoff_to_a_connected_waiter_costs_one_commit() {
         .unwrap();
     store.flush().await.unwrap();
     assert_eq!(store.stats().commits, before.commits + 1);
+}
+
+/// A request whose caller goes away while it waits for its commit (a client that disconnected)
+/// still has its records committed and its events published: the next waiter must hear of a
+/// release even if the releasing client is gone.
+#[tokio::test]
+async fn a_wait_abandoned_by_its_caller_is_still_committed_and_published() {
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<EventType>>);
+    impl elock_core::store::EventSink for Recorder {
+        fn publish(&self, events: Vec<elock_core::event::Event>) {
+            self.0.lock().unwrap().extend(events.iter().map(|e| e.kind));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_2026();
+    let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    store.attach_sink(recorder.clone()).unwrap();
+    store
+        .acquire(req(1, "holder", "r", 60, WaitMode::Try))
+        .await
+        .unwrap();
+    // Polled once (the release is applied and queued), then dropped.
+    let mut release = store.release(LeaseId::from_u128(1));
+    let polled = release
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+    assert!(polled.is_pending(), "the release was still waiting");
+    drop(release);
+    for _ in 0..100 {
+        if recorder
+            .0
+            .lock()
+            .unwrap()
+            .contains(&EventType::LockReleased)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        recorder
+            .0
+            .lock()
+            .unwrap()
+            .contains(&EventType::LockReleased),
+        "{:?}",
+        recorder.0.lock().unwrap()
+    );
+    drop(store);
+    let store = DurableStore::open(dir.path(), TableConfig::default(), clock).unwrap();
+    assert!(store.list(Default::default()).await.unwrap().is_empty());
 }

@@ -26,7 +26,6 @@ mod record;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -65,8 +64,7 @@ struct Shared {
 
 pub struct DurableStore {
     shared: Arc<Shared>,
-    committer: Mutex<Option<JoinHandle<()>>>,
-    /// The data directory's lock, held until the committer has stopped.
+    /// The data directory's lock, held until the log is closed.
     _lock: std::fs::File,
 }
 
@@ -125,18 +123,12 @@ impl DurableStore {
         let shared = Arc::new(Shared {
             table: Mutex::new(table),
             opening_events: Mutex::new(opening_events),
-            group: GroupCommit::new(),
+            group: GroupCommit::new(log, append),
             sink: SinkSlot::default(),
             clock,
         });
-        let s = shared.clone();
-        let committer = std::thread::Builder::new()
-            .name("elock-commit".into())
-            .spawn(move || s.group.run(log, append, &s.sink))
-            .map_err(|e| Error::Storage(format!("cannot start the commit thread: {e}")))?;
         Ok(DurableStore {
             shared,
-            committer: Mutex::new(Some(committer)),
             _lock: lock,
         })
     }
@@ -156,7 +148,7 @@ impl DurableStore {
     }
 
     fn check_failed(&self) -> Result<()> {
-        match &self.shared.group.committed.borrow().failed {
+        match self.shared.group.failed() {
             Some(msg) => Err(Error::Storage(msg.to_string())),
             None => Ok(()),
         }
@@ -181,42 +173,52 @@ impl DurableStore {
             }
             pending.events.extend(applied.events);
             pending.seq += 1;
-            g.wake.notify_one();
         }
         Ok((applied.result, pending.seq))
     }
 
     async fn wait_durable(&self, seq: u64) -> Result<()> {
-        let mut rx = self.shared.group.committed.subscribe();
-        let state = rx
-            .wait_for(|c| c.seq >= seq || c.failed.is_some())
-            .await
-            .map_err(|_| Error::Storage("the commit thread stopped".into()))?;
-        match &state.failed {
-            Some(msg) if state.seq < seq => Err(Error::Storage(msg.to_string())),
-            _ => Ok(()),
-        }
+        let shared = &self.shared;
+        let mut guard = Abandoned(Some((shared.clone(), seq)));
+        let result = shared.group.wait_durable(seq, &shared.sink).await;
+        guard.0 = None;
+        result
     }
 
-    /// Stops the committer after it has written everything pending.
-    pub fn close(&self) {
-        {
-            let mut p = self
-                .shared
-                .group
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            p.shutdown = true;
-            self.shared.group.wake.notify_one();
-        }
-        if let Some(h) = self
-            .committer
+    fn pending_seq(&self) -> u64 {
+        self.shared
+            .group
+            .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = h.join();
+            .seq
+    }
+
+    /// Writes everything pending and closes the log; later requests are refused.
+    pub fn close(&self) {
+        self.shared.group.close(&self.shared.sink);
+    }
+}
+
+/// A wait for a commit whose caller went away (a client that disconnected). Its records are
+/// pending with nobody to lead their commit, and its events (a handoff to the next waiter, say)
+/// must still be published: a task takes the wait over.
+struct Abandoned(Option<(Arc<Shared>, u64)>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let Some((shared, seq)) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let _ = shared.group.wait_durable(seq, &shared.sink).await;
+                });
+            }
+            Err(_) => {
+                shared.group.try_lead(&shared.sink);
+            }
         }
     }
 }
@@ -253,22 +255,6 @@ fn convert_legacy(dir: &Path) -> Result<()> {
     files::sync_dir(dir)
 }
 
-/// Counts a request in flight for as long as it lives (also when its caller goes away).
-struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        InFlight(counter)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 #[async_trait]
 impl Store for DurableStore {
     fn kind(&self) -> &'static str {
@@ -289,7 +275,6 @@ impl Store for DurableStore {
     }
 
     async fn apply(&self, op: Op) -> Result<Outcome> {
-        let _in_flight = InFlight::enter(&self.shared.group.in_flight);
         let (result, seq) = self.apply_and_queue(op)?;
         self.wait_durable(seq).await?;
         result
@@ -332,26 +317,12 @@ impl Store for DurableStore {
     async fn ping(&self) -> Result<Duration> {
         let start = Instant::now();
         self.check_failed()?;
-        let seq = self
-            .shared
-            .group
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .seq;
-        self.wait_durable(seq).await?;
+        self.wait_durable(self.pending_seq()).await?;
         Ok(start.elapsed())
     }
 
     async fn flush(&self) -> Result<()> {
-        let seq = self
-            .shared
-            .group
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .seq;
-        self.wait_durable(seq).await
+        self.wait_durable(self.pending_seq()).await
     }
 
     async fn set_table_config(&self, config: TableConfig) -> Result<()> {
