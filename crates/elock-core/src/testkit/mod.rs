@@ -110,7 +110,7 @@ impl StoreFactory for DurableFactory {
         clock: Arc<ManualClock>,
     ) -> Arc<dyn Store> {
         store.flush().await.expect("flush before reopening");
-        // The last handle closes the store (joins the committer, releases the file lock).
+        // The last handle closes the store (commits what is pending, releases the directory lock).
         drop(store);
         let store =
             DurableStore::open_with_options(&self.current_dir(), config, clock, self.options)

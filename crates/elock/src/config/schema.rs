@@ -32,7 +32,7 @@ pub struct Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
-    /// The embedded durable store (redb) in `data-dir`: one machine, zero setup. Also accepted
+    /// The embedded durable store (an append-only log with snapshots) in `data-dir`: one machine, zero setup. Also accepted
     /// as `boltdb`, the name configurations written for Atlantis use (it is not a bbolt file).
     #[serde(alias = "boltdb")]
     #[value(alias = "boltdb")]

@@ -323,7 +323,7 @@ fn cut(path: &Path, at: u64, header: bool, generation: u64) -> Result<()> {
 }
 
 /// Folds `snapshot-base` and the logs `base..until` into `snapshot-until`, then removes them.
-/// Runs beside the committer, which appends to `log-until` meanwhile.
+/// Runs beside the commits, which append to `log-until` meanwhile.
 pub(super) fn compact(dir: &Path, base: u64, has_snapshot: bool, until: u64) -> Result<u64> {
     let started = Instant::now();
     let mut image = Image::default();

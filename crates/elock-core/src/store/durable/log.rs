@@ -1,7 +1,7 @@
-//! The committer's side of the data directory: appending batches, and starting a compaction
+//! The commit leader's side of the data directory: appending batches, and starting a compaction
 //! when the logs since the last snapshot outgrow it.
 //!
-//! Compaction never stops the appends: the committer starts the next log generation (one file
+//! Compaction never stops the appends: the leader starts the next log generation (one file
 //! creation), and a background thread folds the older snapshot and logs into the new
 //! generation's snapshot. Logs are compacted when they hold more than
 //! [`LogOptions::compact_after`] bytes and more than the last snapshot, so that the disk holds

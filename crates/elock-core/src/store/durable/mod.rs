@@ -7,7 +7,7 @@
 //!
 //! An operation applies to the table under its lock and appends the records it changed to the
 //! group-commit queue in the same critical section, so the disk sees changes in table order.
-//! The caller then waits until the committer has made its sequence number durable. Operations
+//! The caller then waits until a commit leader has made its sequence number durable. Operations
 //! that change nothing (a refused try-lock) still wait for what was pending when they ran: an
 //! answer never depends on something that could vanish in a crash. Reads do not wait.
 //!
@@ -39,7 +39,7 @@ use super::{EventSink, SinkSlot, Store};
 use committer::GroupCommit;
 pub use log::LogOptions;
 
-/// Counters of the group committer: fsyncs per acknowledged write is `commits / ops`.
+/// Counters of the group commit: fsyncs per acknowledged write is `commits / writes`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DurableStoreStats {
     /// Transactions committed (each one fsync of the data file).
