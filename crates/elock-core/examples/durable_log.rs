@@ -60,6 +60,7 @@ async fn restart(n: u64) {
     let dir = tempfile::tempdir().unwrap();
     let never = LogOptions {
         compact_after: u64::MAX,
+        ..LogOptions::default()
     };
     let store = open(dir.path(), never);
     let started = Instant::now();
@@ -92,7 +93,13 @@ async fn restart(n: u64) {
     );
     drop(store);
     let started = Instant::now();
-    let store = open(dir.path(), LogOptions { compact_after: 1 });
+    let store = open(
+        dir.path(),
+        LogOptions {
+            compact_after: 1,
+            ..LogOptions::default()
+        },
+    );
     println!(
         "reopened from the log in {:.2} s",
         started.elapsed().as_secs_f64()

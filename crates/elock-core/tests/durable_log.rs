@@ -32,16 +32,45 @@ fn first_log(dir: &Path) -> PathBuf {
     dir.join("log-0000000001")
 }
 
+/// Small steps of space allocated ahead, so that thousands of openings stay quick.
+const SMALL: LogOptions = LogOptions {
+    compact_after: 64 << 20,
+    preallocate: 4 << 10,
+};
+
 fn open(dir: &Path, clock: &Arc<ManualClock>) -> elock_core::error::Result<DurableStore> {
-    DurableStore::open(dir, TableConfig::default(), clock.clone())
+    DurableStore::open_with_options(dir, TableConfig::default(), clock.clone(), SMALL)
+}
+
+/// Where the log's whole records end: after the 20-byte header, frames of an 8-byte head
+/// (length, checksum) and the payload, then zeros (space allocated ahead).
+fn record_ends(log: &[u8]) -> Vec<u64> {
+    let mut at = 20;
+    let mut ends = vec![at as u64];
+    while at + 8 <= log.len() {
+        let len = u32::from_le_bytes(log[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        at += 8 + len;
+        ends.push(at as u64);
+    }
+    ends
+}
+
+fn log_end(dir: &Path) -> u64 {
+    *record_ends(&std::fs::read(first_log(dir)).unwrap())
+        .last()
+        .unwrap()
 }
 
 /// Runs acquires, releases and a detached wait one at a time; returns the state after each one
-/// and the log's length after each one (each operation is one record: nothing runs beside it).
+/// and where the log's records ended after each one (each operation is one record: nothing runs
+/// beside it).
 async fn history(dir: &Path, clock: &Arc<ManualClock>) -> (Vec<Snapshot>, Vec<u64>) {
     let store = open(dir, clock).unwrap();
     let mut states = vec![store.snapshot().await.unwrap()];
-    let mut ends = vec![std::fs::metadata(first_log(dir)).unwrap().len()];
+    let mut ends = vec![log_end(dir)];
     let detached = WaitMode::Queue {
         deadline: None,
         detached: true,
@@ -55,7 +84,7 @@ async fn history(dir: &Path, clock: &Arc<ManualClock>) -> (Vec<Snapshot>, Vec<u6
         }
         clock.advance(Duration::from_secs(1));
         store.flush().await.unwrap();
-        let end = std::fs::metadata(first_log(dir)).unwrap().len();
+        let end = log_end(dir);
         if end != *ends.last().unwrap() {
             states.push(store.snapshot().await.unwrap());
             ends.push(end);
@@ -71,18 +100,33 @@ async fn a_crash_cut_at_any_byte_recovers_the_operations_before_it() {
     let (states, ends) = history(dir.path(), &clock).await;
     assert!(states.len() > 5, "the history changes state: {ends:?}");
     let log = std::fs::read(first_log(dir.path())).unwrap();
-    for cut in 0..=log.len() as u64 {
+    let end = *ends.last().unwrap();
+    assert!(
+        log.len() as u64 > end,
+        "space is allocated ahead of the records"
+    );
+    assert!(log[end as usize..].iter().all(|&b| b == 0));
+    // A crash leaves the file cut short (the records were appended to its end), or the
+    // allocated space after the cut still zero (they were written into it).
+    for (cut, zeros) in (0..=end).flat_map(|c| [(c, false), (c, true)]) {
         let copy = tempfile::tempdir().unwrap();
-        std::fs::write(first_log(copy.path()), &log[..cut as usize]).unwrap();
-        // The state is that of the last whole record before the cut.
-        let whole = ends.iter().rposition(|&e| e <= cut).unwrap_or(0);
+        let mut cut_log = log[..cut as usize].to_vec();
+        if zeros {
+            cut_log.resize(end as usize + 64, 0);
+        }
+        std::fs::write(first_log(copy.path()), &cut_log).unwrap();
+        // The state is that of the last record still whole: before the cut, or ending in zeros
+        // that the zeros after the cut happen to match (a fencing counter's high bytes).
+        let whole = ends
+            .iter()
+            .rposition(|&e| cut_log.get(..e as usize) == Some(&log[..e as usize]))
+            .unwrap_or(0);
         let store = open(copy.path(), &clock)
             .unwrap_or_else(|e| panic!("a log cut at byte {cut} must open: {e}"));
         assert_eq!(
             store.snapshot().await.unwrap(),
             states[whole],
-            "cut at byte {cut} of {}",
-            log.len()
+            "cut at byte {cut} of {end} (zeros after it: {zeros})"
         );
         // The cut is repaired: new records follow the last whole one, and read back.
         store
@@ -156,6 +200,7 @@ async fn compaction_keeps_the_disk_bounded_and_loses_nothing() {
     let clock = ManualClock::at_epoch_2026();
     let options = LogOptions {
         compact_after: 16 << 10,
+        preallocate: 4 << 10,
     };
     let store =
         DurableStore::open_with_options(dir.path(), TableConfig::default(), clock.clone(), options)
@@ -213,6 +258,7 @@ fn model_check_with_a_compaction_every_few_operations() {
     model_check::run(
         Arc::new(DurableFactory::with_options(LogOptions {
             compact_after: 1,
+            preallocate: 4 << 10,
         })),
         60,
     );

@@ -2,7 +2,6 @@
 //! durable store, plus what only a durable store promises: state survives a reopen, what expired
 //! while it was closed is handed off, and damaged files are refused clearly.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 

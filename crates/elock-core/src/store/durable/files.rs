@@ -185,7 +185,7 @@ fn read_snapshot(
     )?;
     progress.done = base + std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     match (end, ended) {
-        (End::Clean, Some(n)) if n == count => Ok(()),
+        (End::Clean { .. }, Some(n)) if n == count => Ok(()),
         _ => Err(Error::Storage(format!(
             "{}: the snapshot is incomplete (a snapshot is renamed into place only once whole, so \
              the file was damaged after it was written); restore the data directory from a backup",
@@ -209,7 +209,7 @@ pub(super) struct Recovered {
 /// Reads the state back: the newest snapshot, then every log from its generation on. A torn
 /// tail of the newest log is cut off (a crash while it was written); any other damage is an
 /// error naming the file and the offset.
-pub(super) fn recover(dir: &Path) -> Result<Recovered> {
+pub(super) fn recover(dir: &Path, preallocate: u64) -> Result<Recovered> {
     let listing = list(dir)?;
     let base = listing.snapshots.last().copied().unwrap_or(1);
     let logs: Vec<u64> = listing
@@ -260,7 +260,7 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered> {
             |at| progress.at(start + at),
         )?;
         let len = match end {
-            End::Clean => size(path.clone()),
+            End::Clean { end } => end,
             End::Torn { at, len } if i + 1 == logs.len() => {
                 tracing::warn!(
                     file = %path.display(),
@@ -285,8 +285,8 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered> {
     }
     progress.finish(image.records());
     let log = match last {
-        Some((g, len)) => LogFile::reopen(dir, g, len)?,
-        None => LogFile::create(dir, base)?,
+        Some((g, len)) => LogFile::reopen(dir, g, len, preallocate)?,
+        None => LogFile::create(dir, base, preallocate)?,
     };
     let snapshot = image.into_snapshot(&dir.display().to_string())?;
     // Files older than the snapshot belong to a compaction a crash interrupted after the

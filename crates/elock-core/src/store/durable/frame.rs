@@ -7,7 +7,8 @@
 //! middle of the file, which no crash makes: an error naming the file and the offset.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write as _};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -54,8 +55,8 @@ pub(super) fn frame(payload: &[u8], out: &mut Vec<u8>) {
 /// How reading a file ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum End {
-    /// Every byte was a whole frame.
-    Clean,
+    /// Whole frames up to `end`, then nothing or zeros (a log's preallocated space).
+    Clean { end: u64 },
     /// The last frame, from this offset to the end, was cut short or damaged by a crash.
     Torn { at: u64, len: u64 },
 }
@@ -83,7 +84,17 @@ pub(super) fn read(
         return Ok(End::Torn { at: 0, len: size });
     }
     r.read_exact(&mut head).map_err(io)?;
-    if head != header(kind, generation) {
+    let expected = header(kind, generation);
+    let same = head
+        .iter()
+        .zip(&expected)
+        .take_while(|(a, b)| a == b)
+        .count();
+    if kind == Kind::Log && same < head.len() && head[same..].iter().all(|&b| b == 0) {
+        // Part of the header, then zeros: a crash came while the log was being created.
+        return Ok(End::Torn { at: 0, len: size });
+    }
+    if head != expected {
         let found = String::from_utf8_lossy(&head[..8]).into_owned();
         return Err(Error::Storage(format!(
             "{name}: not an elock {} of generation {generation} (header {found:?}, version {}, generation {})",
@@ -99,7 +110,7 @@ pub(super) fn read(
     let mut payload = Vec::new();
     loop {
         if at == size {
-            return Ok(End::Clean);
+            return Ok(End::Clean { end: at });
         }
         let mut fh = [0u8; 8];
         let whole = size - at >= 8 && {
@@ -126,7 +137,8 @@ pub(super) fn read(
     }
 }
 
-/// A frame at `at` is not whole: a torn tail if no whole frame follows it, an error otherwise.
+/// A frame at `at` is not whole: the end of the data if only zeros follow (a log's preallocated
+/// space), a torn tail if no whole frame follows it, an error otherwise.
 fn damaged(path: &Path, at: u64, size: u64) -> Result<End> {
     let mut rest = Vec::new();
     let mut f = File::open(path)
@@ -134,6 +146,9 @@ fn damaged(path: &Path, at: u64, size: u64) -> Result<End> {
     std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at))
         .and_then(|_| f.read_to_end(&mut rest))
         .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?;
+    if rest.iter().all(|&b| b == 0) {
+        return Ok(End::Clean { end: at });
+    }
     if let Some(next) = (1..rest.len()).find(|&i| whole_frame_at(&rest[i..])) {
         return Err(Error::Storage(format!(
             "{}: damaged record at offset {at} with whole records after it (the next at offset {}): \
@@ -165,58 +180,85 @@ pub(super) struct LogFile {
     pub file: File,
     pub path: PathBuf,
     pub generation: u64,
-    /// Bytes in the file (all whole frames).
+    /// Bytes of whole frames (the file may be longer: zeros).
     pub len: u64,
+    /// The file's size.
+    allocated: u64,
+    /// How far ahead of the data the file is grown ([`super::LogOptions::preallocate`]).
+    preallocate: u64,
     buf: Vec<u8>,
 }
 
 impl LogFile {
     /// Creates the log of `generation` in `dir`, its header durable (and its name: the directory
     /// is synced too).
-    pub fn create(dir: &Path, generation: u64) -> Result<LogFile> {
+    pub fn create(dir: &Path, generation: u64, preallocate: u64) -> Result<LogFile> {
         let path = super::files::log_path(dir, generation);
         let io = |e: std::io::Error| {
             Error::Storage(format!("cannot create the log {}: {e}", path.display()))
         };
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(true)
             .write(true)
             .open(&path)
             .map_err(io)?;
-        file.write_all(&header(Kind::Log, generation)).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        super::files::sync_dir(dir)?;
-        Ok(LogFile {
+        file.write_all_at(&header(Kind::Log, generation), 0)
+            .map_err(io)?;
+        let mut log = LogFile {
             file,
-            path,
+            path: path.clone(),
             generation,
             len: HEADER_LEN,
+            allocated: HEADER_LEN,
+            preallocate,
             buf: Vec::new(),
-        })
+        };
+        log.grow(0).map_err(io)?;
+        super::files::sync_dir(dir)?;
+        Ok(log)
     }
 
     /// Opens an existing log to append after its last whole frame at `len`.
-    pub fn reopen(dir: &Path, generation: u64, len: u64) -> Result<LogFile> {
+    pub fn reopen(dir: &Path, generation: u64, len: u64, preallocate: u64) -> Result<LogFile> {
         let path = super::files::log_path(dir, generation);
+        let io = |e: std::io::Error| Error::Storage(format!("cannot open {}: {e}", path.display()));
         let file = std::fs::OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&path)
-            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(io)?;
+        let allocated = file.metadata().map_err(io)?.len();
         Ok(LogFile {
             file,
             path,
             generation,
             len,
+            allocated,
+            preallocate,
             buf: Vec::new(),
         })
+    }
+
+    /// Makes room for `more` bytes after the data: zeros, synced with the new size.
+    fn grow(&mut self, more: u64) -> std::io::Result<()> {
+        let target = self.len + more + self.preallocate;
+        let zeros = vec![0u8; 1 << 20];
+        while self.allocated < target {
+            let n = (target - self.allocated).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], self.allocated)?;
+            self.allocated += n as u64;
+        }
+        self.file.sync_all()
     }
 
     /// Appends one frame and makes it durable (`fdatasync`).
     pub fn append(&mut self, payload: &[u8]) -> std::io::Result<()> {
         self.buf.clear();
         frame(payload, &mut self.buf);
-        self.file.write_all(&self.buf)?;
+        if self.len + self.buf.len() as u64 > self.allocated {
+            self.grow(self.buf.len() as u64)?;
+        }
+        self.file.write_all_at(&self.buf, self.len)?;
         self.file.sync_data()?;
         self.len += self.buf.len() as u64;
         Ok(())

@@ -93,7 +93,7 @@ impl DurableStore {
     ) -> Result<Self> {
         let lock = files::lock(dir)?;
         convert_legacy(dir)?;
-        let mut recovered = files::recover(dir)?;
+        let mut recovered = files::recover(dir, options.preallocate)?;
         let snapshot = std::mem::take(&mut recovered.snapshot);
         let mut table = LockTable::restore(config, snapshot)
             .map_err(|e| Error::Storage(format!("{}: {e}", dir.display())))?;
