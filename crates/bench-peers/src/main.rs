@@ -48,6 +48,10 @@ struct Args {
         default_value = "elock,elock-memory,etcd,postgresql"
     )]
     systems: Vec<String>,
+    /// Another elock binary (the build of another commit, say), run on its embedded store as
+    /// the system `elock-compare`, added to the systems: an A/B in the same rounds.
+    #[arg(long)]
+    compare: Option<PathBuf>,
     /// Also write every measurement as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -67,6 +71,7 @@ fn humantime_duration(s: &str) -> std::result::Result<Duration, String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 enum Column {
     Elock,
+    ElockCompare,
     ElockMemory,
     Etcd,
     PgRow,
@@ -77,6 +82,7 @@ impl Column {
     fn title(self) -> &'static str {
         match self {
             Column::Elock => "elock (embedded)",
+            Column::ElockCompare => "compared elock (embedded)",
             Column::ElockMemory => "elock (memory)",
             Column::Etcd => "etcd v3 lock",
             Column::PgRow => "PostgreSQL lock row",
@@ -94,6 +100,8 @@ struct Measurement {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// elock's embedded store: group commits (fdatasync calls) per operation.
+    fsyncs_per_op: Option<f64>,
 }
 
 pub async fn connect_postgres(port: &str) -> Result<tokio_postgres::Client> {
@@ -107,13 +115,27 @@ pub async fn connect_postgres(port: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
+/// elock's count of group commits (one fdatasync each), from its /metrics.
+async fn elock_commits(base: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("atlantis_enhanced_locking_store_commits "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Runs `workload` with `n` workers for the warm-up and then `duration`; counts what completes
-/// in the measured window.
+/// in the measured window, and (given elock's address) the fsyncs per operation in it.
 async fn measure(
     drivers: Vec<Driver>,
     workload: Workload,
     duration: Duration,
-) -> (f64, Histogram<u64>, u64) {
+    elock: Option<&str>,
+) -> (f64, Histogram<u64>, u64, Option<f64>) {
     let warmup = duration / 5;
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -146,11 +168,19 @@ async fn measure(
         }));
     }
     tokio::time::sleep(warmup).await;
+    let commits_before = match elock {
+        Some(base) => elock_commits(base).await,
+        None => None,
+    };
     counting.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let commits_after = match elock {
+        Some(base) => elock_commits(base).await,
+        None => None,
+    };
     let mut all = Histogram::<u64>::new(3).expect("histogram");
     let mut errors = 0;
     for t in tasks {
@@ -159,7 +189,12 @@ async fn measure(
             errors += e;
         }
     }
-    (all.len() as f64 / elapsed.as_secs_f64(), all, errors)
+    let ops = all.len() as f64;
+    let fsyncs = match (commits_before, commits_after) {
+        (Some(a), Some(b)) if ops > 0.0 => Some((b - a) / ops),
+        _ => None,
+    };
+    (ops / elapsed.as_secs_f64(), all, errors, fsyncs)
 }
 
 /// The rows every system runs: uncontended pairs at each client count, the hot lock, and the
@@ -192,7 +227,7 @@ fn rows(args: &Args) -> Vec<(String, Workload, usize)> {
 async fn drivers_for(column: Column, address: &str, n: usize) -> Result<Vec<Driver>> {
     let mut out = Vec::with_capacity(n);
     match column {
-        Column::Elock | Column::ElockMemory => {
+        Column::Elock | Column::ElockCompare | Column::ElockMemory => {
             // One client (a pool of keep-alive connections) shared by all workers, as
             // `elock bench` does.
             let c = elock_client::Client::builder(address)
@@ -238,6 +273,16 @@ async fn run_system(args: &Args, system: &str, round: usize) -> Result<Vec<Measu
             servers::elock(&args.elock, "embedded").await?,
             vec![Column::Elock],
         ),
+        "elock-compare" => {
+            let binary = args
+                .compare
+                .as_ref()
+                .ok_or("the system elock-compare needs --compare PATH")?;
+            (
+                servers::elock(binary, "embedded").await?,
+                vec![Column::ElockCompare],
+            )
+        }
         "elock-memory" => (
             servers::elock(&args.elock, "memory").await?,
             vec![Column::ElockMemory],
@@ -266,14 +311,19 @@ async fn run_system(args: &Args, system: &str, round: usize) -> Result<Vec<Measu
                 continue;
             }
             let drivers = drivers_for(column, &server.address, n).await?;
-            let (rate, h, errors) = measure(drivers, workload, args.duration).await;
+            let elock = matches!(column, Column::Elock | Column::ElockCompare)
+                .then_some(server.address.as_str());
+            let (rate, h, errors, fsyncs) = measure(drivers, workload, args.duration, elock).await;
             eprintln!(
-                "  {:<30} {:<42} {:>9.0}/s  p50 {:.2} ms  p99 {:.2} ms{}",
+                "  {:<30} {:<42} {:>9.0}/s  p50 {:.2} ms  p99 {:.2} ms{}{}",
                 column.title(),
                 row,
                 rate,
                 h.value_at_quantile(0.5) as f64 / 1000.0,
                 h.value_at_quantile(0.99) as f64 / 1000.0,
+                fsyncs
+                    .map(|f| format!("  {f:.2} fsyncs/op"))
+                    .unwrap_or_default(),
                 if errors > 0 {
                     format!("  ({errors} errors)")
                 } else {
@@ -288,6 +338,7 @@ async fn run_system(args: &Args, system: &str, round: usize) -> Result<Vec<Measu
                 p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
                 p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
                 errors,
+                fsyncs_per_op: fsyncs,
             });
         }
     }
@@ -308,14 +359,17 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 fn table(args: &Args, all: &[Measurement]) -> String {
-    let columns = [
-        Column::Elock,
+    let mut columns = vec![Column::Elock];
+    if args.compare.is_some() {
+        columns.push(Column::ElockCompare);
+    }
+    columns.extend([
         Column::ElockMemory,
         Column::Etcd,
         Column::PgRow,
         Column::PgAdvisory,
-    ];
-    let ratios = [
+    ]);
+    let mut ratios = vec![
         ("embedded / etcd", Column::Elock, Column::Etcd),
         ("embedded / PG row", Column::Elock, Column::PgRow),
         (
@@ -325,31 +379,35 @@ fn table(args: &Args, all: &[Measurement]) -> String {
         ),
         ("embedded / memory", Column::Elock, Column::ElockMemory),
     ];
+    if args.compare.is_some() {
+        ratios.push(("embedded / compared", Column::Elock, Column::ElockCompare));
+    }
     let get = |round: usize, c: Column, row: &str| {
         all.iter()
             .find(|m| m.round == round && m.column == c && m.row == row)
             .map(|m| m.ops_per_sec)
     };
     let mut out = String::from("| workload |");
-    for c in columns {
+    for c in &columns {
         out += &format!(" {} |", c.title());
     }
-    for (t, _, _) in ratios {
+    for (t, _, _) in &ratios {
         out += &format!(" {t} |");
     }
+    out += " elock fsyncs per op |";
     out += "\n|---|";
-    out += &"---:|".repeat(columns.len() + ratios.len());
+    out += &"---:|".repeat(columns.len() + ratios.len() + 1);
     out += "\n";
     for (row, _, _) in rows(args) {
         out += &format!("| {row} |");
-        for c in columns {
+        for &c in &columns {
             let v: Vec<f64> = (0..args.rounds).filter_map(|r| get(r, c, &row)).collect();
             out += &match median(v) {
                 Some(m) => format!(" {} |", thousands(m)),
                 None => " – |".into(),
             };
         }
-        for (_, a, b) in ratios {
+        for &(_, a, b) in &ratios {
             let v: Vec<f64> = (0..args.rounds)
                 .filter_map(|r| Some(get(r, a, &row)? / get(r, b, &row)?))
                 .collect();
@@ -358,6 +416,15 @@ fn table(args: &Args, all: &[Measurement]) -> String {
                 None => " – |".into(),
             };
         }
+        let fsyncs: Vec<f64> = all
+            .iter()
+            .filter(|m| m.column == Column::Elock && m.row == row)
+            .filter_map(|m| m.fsyncs_per_op)
+            .collect();
+        out += &match median(fsyncs) {
+            Some(m) => format!(" {m:.2} |"),
+            None => " – |".into(),
+        };
         out += "\n";
     }
     out
@@ -378,7 +445,10 @@ fn thousands(v: f64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.compare.is_some() && !args.systems.iter().any(|s| s == "elock-compare") {
+        args.systems.insert(1, "elock-compare".into());
+    }
     let mut all = Vec::new();
     for round in 0..args.rounds {
         let n = args.systems.len();

@@ -81,8 +81,29 @@ pub struct Metrics {
     backend: Vec<(&'static str, Gauge)>,
 }
 
+/// The gauges of the embedded store (docs/metrics.md), with their help text. Commits over writes
+/// is the fsyncs per acknowledged change.
+pub const EMBEDDED_GAUGES: [(&str, &str); 4] = [
+    (
+        "store_commits",
+        "Group commits of the embedded store since start: one log record and one fdatasync each",
+    ),
+    (
+        "store_writes",
+        "Operations the embedded store committed since start (those that changed something)",
+    ),
+    (
+        "store_log_bytes",
+        "Bytes of log since the last snapshot (compaction folds them when they outgrow it)",
+    ),
+    (
+        "store_snapshot_bytes",
+        "Size of the embedded store's last snapshot",
+    ),
+];
+
 /// The gauges of the Redis store (docs/metrics.md), with their help text.
-const REDIS_GAUGES: [(&str, &str); 3] = [
+pub const REDIS_GAUGES: [(&str, &str); 3] = [
     (
         "redis_memory_used_bytes",
         "Memory Redis reports in use (INFO memory: used_memory)",
@@ -98,8 +119,9 @@ const REDIS_GAUGES: [(&str, &str); 3] = [
 ];
 
 impl Metrics {
-    /// `redis`: also register the Redis store's gauges.
-    pub fn new(redis: bool) -> Arc<Metrics> {
+    /// `backend_gauges`: the store's own gauges to register ([`REDIS_GAUGES`],
+    /// [`EMBEDDED_GAUGES`], or none).
+    pub fn new(backend_gauges: &[(&'static str, &'static str)]) -> Arc<Metrics> {
         let mut m = Metrics {
             registry: Registry::default(),
             acquisitions: Family::default(),
@@ -124,13 +146,11 @@ impl Metrics {
             health_score: Gauge::default(),
             backend: Vec::new(),
         };
-        if redis {
-            for (n, help) in REDIS_GAUGES {
-                let g = Gauge::default();
-                m.registry
-                    .register(format!("{PREFIX}_{n}"), help, g.clone());
-                m.backend.push((n, g));
-            }
+        for &(n, help) in backend_gauges {
+            let g = Gauge::default();
+            m.registry
+                .register(format!("{PREFIX}_{n}"), help, g.clone());
+            m.backend.push((n, g));
         }
         let r = &mut m.registry;
         let name = |n: &str| format!("{PREFIX}_{n}");

@@ -278,10 +278,13 @@ pub async fn start(opts: ServeOptions) -> Result<Started, String> {
     let auth = auth::Auth::new(&cfg.auth.tokens)?;
     let audit = audit::AuditLog::start(cfg.audit_path()).await?;
     let migration = Arc::new(start_migration(&cfg.migration).await?);
-    let metrics = cfg
-        .metrics
-        .enabled
-        .then(|| metrics::Metrics::new(el.backend == Backend::Redis));
+    let metrics = cfg.metrics.enabled.then(|| {
+        metrics::Metrics::new(match el.backend {
+            Backend::Redis => &metrics::REDIS_GAUGES,
+            Backend::Embedded => &metrics::EMBEDDED_GAUGES,
+            _ => &[],
+        })
+    });
     let observers: Vec<Arc<dyn EventObserver>> = metrics
         .iter()
         .map(|m| m.clone() as Arc<dyn EventObserver>)

@@ -60,11 +60,16 @@ pub(super) struct GroupCommit {
     pub records: AtomicU64,
     /// Time spent writing and syncing, in nanoseconds.
     pub commit_nanos: AtomicU64,
+    /// The log's sizes as of the last commit (read without waiting for the leader).
+    pub log_bytes: AtomicU64,
+    pub snapshot_bytes: AtomicU64,
 }
 
 impl GroupCommit {
     pub fn new(log: Log, append: Append) -> Self {
         GroupCommit {
+            log_bytes: AtomicU64::new(log.log_bytes),
+            snapshot_bytes: AtomicU64::new(log.snapshot_bytes),
             pending: Mutex::new(Pending::default()),
             log: Mutex::new(Some(log)),
             append,
@@ -142,7 +147,11 @@ impl GroupCommit {
         } else {
             let mut encoded = Vec::new();
             record::encode_batch(&writes, &mut encoded);
-            l.append(self.append, &encoded)
+            let r = l.append(self.append, &encoded);
+            self.log_bytes.store(l.log_bytes, Ordering::Relaxed);
+            self.snapshot_bytes
+                .store(l.snapshot_bytes, Ordering::Relaxed);
+            r
         };
         self.commit_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);

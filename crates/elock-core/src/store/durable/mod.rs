@@ -50,6 +50,9 @@ pub struct DurableStoreStats {
     pub writes: u64,
     /// Time spent in commits (writing the batch and syncing it).
     pub commit_time: Duration,
+    /// Bytes of log since the last snapshot, and the snapshot's size.
+    pub log_bytes: u64,
+    pub snapshot_bytes: u64,
 }
 
 struct Shared {
@@ -140,6 +143,8 @@ impl DurableStore {
             records: g.records.load(Ordering::Relaxed),
             writes: g.pending.lock().unwrap_or_else(|e| e.into_inner()).seq,
             commit_time: Duration::from_nanos(g.commit_nanos.load(Ordering::Relaxed)),
+            log_bytes: g.log_bytes.load(Ordering::Relaxed),
+            snapshot_bytes: g.snapshot_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -272,6 +277,16 @@ impl Store for DurableStore {
         );
         self.shared.sink.publish(events);
         Ok(())
+    }
+
+    async fn backend_gauges(&self) -> Result<Vec<(&'static str, i64)>> {
+        let s = self.stats();
+        Ok(vec![
+            ("store_commits", s.commits as i64),
+            ("store_writes", s.writes as i64),
+            ("store_log_bytes", s.log_bytes as i64),
+            ("store_snapshot_bytes", s.snapshot_bytes as i64),
+        ])
     }
 
     async fn apply(&self, op: Op) -> Result<Outcome> {
