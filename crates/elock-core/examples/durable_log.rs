@@ -19,6 +19,10 @@ use elock_core::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
 use elock_core::store::{DurableStore, LogOptions, Store};
 use elock_core::table::{AcquireRequest, TableConfig, WaitMode};
 
+/// The server's allocator, so that the times are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WORKERS: u64 = 64;
 
 fn req(id: u128, owner: &str, resource: String) -> AcquireRequest {
@@ -28,7 +32,7 @@ fn req(id: u128, owner: &str, resource: String) -> AcquireRequest {
         owner: Owner::new(owner).unwrap(),
         resources: vec![ResourceName::new(&resource).unwrap()],
         priority: Priority::Normal,
-        ttl: Some(Duration::from_secs(86_400)),
+        ttl: Some(Duration::from_secs(7_200)),
         metadata: None,
         wait: WaitMode::Try,
         reentry: Default::default(),

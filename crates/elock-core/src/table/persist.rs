@@ -232,10 +232,17 @@ impl LockTable {
     /// id reused) are an error naming the record, never a silently different state.
     pub fn restore(config: TableConfig, mut snapshot: Snapshot) -> Result<LockTable> {
         let mut table = LockTable::new(config);
+        // Sized once: a million leases would otherwise rehash every map some twenty times.
+        table
+            .resources
+            .reserve(snapshot.fences.len().max(snapshot.leases.len()));
+        table.leases.reserve(snapshot.leases.len());
         for (r, token) in snapshot.fences {
             table.resources.entry(r).or_default().last_token = token;
         }
-        snapshot.leases.sort_by_key(|l| (l.acquired_at, l.id));
+        snapshot
+            .leases
+            .sort_unstable_by_key(|l| (l.acquired_at, l.id));
         let mut now = Timestamp::default();
         for lease in snapshot.leases {
             now = now.max(lease.acquired_at);

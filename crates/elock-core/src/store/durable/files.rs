@@ -283,12 +283,13 @@ pub(super) fn recover(dir: &Path, preallocate: u64) -> Result<Recovered> {
         log_bytes += len;
         last = Some((g, len));
     }
-    progress.finish(image.records());
     let log = match last {
         Some((g, len)) => LogFile::reopen(dir, g, len, preallocate)?,
         None => LogFile::create(dir, base, preallocate)?,
     };
+    let records = image.records();
     let snapshot = image.into_snapshot(&dir.display().to_string())?;
+    progress.finish(records);
     // Files older than the snapshot belong to a compaction a crash interrupted after the
     // snapshot was in place: nothing needs them.
     for &g in listing.logs.iter().filter(|&&g| g < base) {
@@ -415,7 +416,7 @@ impl Progress {
         let Some(dir) = &self.dir else { return };
         if self.started.elapsed() >= Duration::from_secs(1) {
             tracing::info!(
-                "read the embedded store in {dir}: {records} records, {} MB, in {:.1} s",
+                "read and decoded the embedded store in {dir}: {records} records, {} MB, in {:.1} s",
                 self.total >> 20,
                 self.started.elapsed().as_secs_f64()
             );
