@@ -1,10 +1,10 @@
 //! `elock-bench-peers` (run by `scripts/bench-peers`): elock against etcd's lock API and
 //! PostgreSQL's locks on the same machine, in one run.
 //!
-//! Each round starts every system alone (durable, with its defaults, in a temporary directory
-//! on loopback), runs every workload against it, and stops it before the next one starts; the
-//! order of the systems rotates from round to round, so that no system always runs first on a
-//! cold or warm machine. The table gives each figure's median over the rounds, and each ratio
+//! For each workload of a round, every system in turn is started alone (durable, with its
+//! defaults, in a temporary directory on loopback), measured, and stopped before the next one
+//! starts, so that the figures a ratio compares are seconds apart; the order of the systems
+//! rotates from round to round, so that no system always runs first. The table gives each figure's median over the rounds, and each ratio
 //! as the median of the ratios within a round (these machines are shared and noisy: ratios from
 //! the same round hold better than absolute rates).
 
@@ -267,7 +267,14 @@ async fn drivers_for(column: Column, address: &str, n: usize) -> Result<Vec<Driv
     Ok(out)
 }
 
-async fn run_system(args: &Args, system: &str, round: usize) -> Result<Vec<Measurement>> {
+/// Starts `system` alone, runs one row's workload against it (for PostgreSQL, with each kind of
+/// lock), and stops it.
+async fn run_system(
+    args: &Args,
+    system: &str,
+    round: usize,
+    (row, workload, n): &(String, Workload, usize),
+) -> Result<Vec<Measurement>> {
     let (server, columns) = match system {
         "elock" => (
             servers::elock(&args.elock, "embedded").await?,
@@ -299,13 +306,10 @@ async fn run_system(args: &Args, system: &str, round: usize) -> Result<Vec<Measu
             ))
         }
     };
-    eprintln!(
-        "round {round}: {system} (pid {})",
-        server.pid().unwrap_or(0)
-    );
+    let (workload, n) = (*workload, *n);
     let mut out = Vec::new();
     for column in columns {
-        for (row, workload, n) in rows(args) {
+        {
             // The trivial request is the server's, not the lock kind's: once per server.
             if workload == Workload::Trivial && column == Column::PgAdvisory {
                 continue;
@@ -333,7 +337,7 @@ async fn run_system(args: &Args, system: &str, round: usize) -> Result<Vec<Measu
             out.push(Measurement {
                 round,
                 column,
-                row,
+                row: row.clone(),
                 ops_per_sec: rate,
                 p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
                 p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
@@ -449,16 +453,22 @@ async fn main() {
     if args.compare.is_some() && !args.systems.iter().any(|s| s == "elock-compare") {
         args.systems.insert(1, "elock-compare".into());
     }
+    // Every system runs each workload back to back, so that the measurements a ratio compares
+    // are seconds apart, not minutes: this disk's fsync latency drifts by a factor of two
+    // within minutes.
     let mut all = Vec::new();
     for round in 0..args.rounds {
+        eprintln!("round {round}");
         let n = args.systems.len();
-        for k in 0..n {
-            let system = &args.systems[(k + round) % n];
-            match run_system(&args, system, round).await {
-                Ok(m) => all.extend(m),
-                Err(e) => {
-                    eprintln!("elock-bench-peers: {system}: {e}");
-                    std::process::exit(1);
+        for row in rows(&args) {
+            for k in 0..n {
+                let system = &args.systems[(k + round) % n];
+                match run_system(&args, system, round, &row).await {
+                    Ok(m) => all.extend(m),
+                    Err(e) => {
+                        eprintln!("elock-bench-peers: {system}: {e}");
+                        std::process::exit(1);
+                    }
                 }
             }
         }

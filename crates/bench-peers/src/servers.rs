@@ -17,10 +17,6 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
     /// Stops the server (SIGINT: a clean, fast shutdown for all three) and waits for it.
     pub async fn stop(mut self) {
         // PostgreSQL runs under runuser: signal the postmaster itself (its pid file's first line).

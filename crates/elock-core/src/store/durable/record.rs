@@ -8,7 +8,7 @@
 use ahash::AHashMap;
 
 use crate::error::{Error, Result};
-use crate::model::{Lease, LeaseId, ResourceName, Ticket, TicketId};
+use crate::model::{LeaseId, ResourceName, TicketId};
 use crate::table::{ChangeSet, LockTable, Snapshot};
 
 /// One record write of a batch.
