@@ -80,7 +80,12 @@ impl Log {
             ))
         })?;
         self.log_bytes += self.current.len.saturating_sub(before);
-        self.maybe_compact()
+        // The batch is durable whatever happens next: a compaction that cannot start is
+        // reported and tried again after the next batch, never a failed commit.
+        if let Err(e) = self.maybe_compact() {
+            tracing::error!(error = %e, "cannot start compacting the embedded store's log");
+        }
+        Ok(())
     }
 
     fn maybe_compact(&mut self) -> Result<()> {
