@@ -263,3 +263,44 @@ fn model_check_with_a_compaction_every_few_operations() {
         60,
     );
 }
+
+#[tokio::test]
+async fn a_damaged_snapshot_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_2026();
+    let options = LogOptions {
+        compact_after: 1,
+        preallocate: 4 << 10,
+    };
+    let store =
+        DurableStore::open_with_options(dir.path(), TableConfig::default(), clock.clone(), options)
+            .unwrap();
+    for n in 1..=20u128 {
+        store
+            .acquire(req(n, &format!("r{n}"), WaitMode::Try))
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let snapshot = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("snapshot-")
+        })
+        .expect("a compaction wrote a snapshot");
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let err = DurableStore::open_with_options(dir.path(), TableConfig::default(), clock, options)
+        .err()
+        .expect("a damaged snapshot must not open")
+        .to_string();
+    let name = snapshot.file_name().unwrap().to_str().unwrap();
+    assert!(err.contains(name), "names the snapshot: {err}");
+}
