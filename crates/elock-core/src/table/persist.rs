@@ -240,14 +240,19 @@ impl LockTable {
         for (r, token) in snapshot.fences {
             table.resources.entry(r).or_default().last_token = token;
         }
-        snapshot
-            .leases
-            .sort_unstable_by_key(|l| (l.acquired_at, l.id));
+        // Boxed before sorting: a sort moves each element some twenty times, and a box is
+        // 8 bytes where a lease is a few hundred.
+        let mut leases: Vec<Box<Lease>> = snapshot.leases.into_iter().map(Box::new).collect();
+        leases.sort_unstable_by_key(|l| (l.acquired_at, l.id));
         let mut now = Timestamp::default();
-        for lease in snapshot.leases {
+        for lease in leases {
             now = now.max(lease.acquired_at);
             for h in &lease.resources {
-                let s = table.resources.entry(h.resource.clone()).or_default();
+                // Most resources are there already (their fencing counters came first).
+                let s = match table.resources.get_mut(&h.resource) {
+                    Some(s) => s,
+                    None => table.resources.entry(h.resource.clone()).or_default(),
+                };
                 if let Some(other) = s.holder {
                     return Err(Error::Storage(format!(
                         "corrupt store: resource {:?} is held by both lease {other} and lease {}",
@@ -260,8 +265,15 @@ impl LockTable {
             if let Some(e) = lease.expires_at {
                 table.expiries.insert((e, lease.id));
             }
-            *table.holding.entry(lease.owner.clone()).or_default() += lease.resources.len() as u32;
-            table.leases.insert(lease.id, Box::new(lease));
+            match table.holding.get_mut(&lease.owner) {
+                Some(n) => *n += lease.resources.len() as u32,
+                None => {
+                    table
+                        .holding
+                        .insert(lease.owner.clone(), lease.resources.len() as u32);
+                }
+            }
+            table.leases.insert(lease.id, lease);
         }
         snapshot.tickets.sort_by_key(|t| t.seq);
         for ticket in snapshot.tickets {
