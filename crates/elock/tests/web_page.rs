@@ -103,6 +103,26 @@ async fn on(c: &Client, css: &str, keys: Option<&str>) {
     }
 }
 
+/// The texts of every element `css` finds, read again if the page redrew them meanwhile.
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    for _ in 0..40 {
+        if let Ok(found) = c.find_all(Locator::Css(css)).await {
+            let mut out = Vec::new();
+            for e in found {
+                match e.text().await {
+                    Ok(t) => out.push(t),
+                    Err(_) => break,
+                }
+            }
+            if out.len() == rows(c, css).await {
+                return out;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css}: the page kept redrawing it");
+}
+
 async fn rows(c: &Client, css: &str) -> usize {
     c.find_all(Locator::Css(css)).await.map_or(0, |v| v.len())
 }
@@ -233,29 +253,17 @@ async fn the_page_follows_locks_and_queues_live_and_acts_with_the_tokens_role() 
         async || rows(&c, "#queues tr[data-resource='db']").await == 2,
     )
     .await;
-    let positions: Vec<String> = {
-        let mut out = Vec::new();
-        for e in c
-            .find_all(Locator::Css("#queues tr[data-resource='db'] td.position"))
-            .await
-            .unwrap()
-        {
-            out.push(e.text().await.unwrap());
-        }
-        out
-    };
+    let positions = texts(&c, "#queues tr[data-resource='db'] td.position").await;
     assert_eq!(positions, ["1", "2"]);
-    let queue = c
-        .find(Locator::Id("queues"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        queue.find("first").unwrap() < queue.find("second").unwrap(),
-        "{queue}"
-    );
+    within(
+        "the queue lists first before second",
+        Duration::from_secs(2),
+        async || {
+            let queue = text(&c, Locator::Id("queues")).await;
+            matches!((queue.find("first"), queue.find("second")), (Some(a), Some(b)) if a < b)
+        },
+    )
+    .await;
 
     // With a read token the force-release is refused, with the server's message.
     use_token(&c, READER).await;
@@ -367,7 +375,7 @@ async fn the_page_follows_locks_and_queues_live_and_acts_with_the_tokens_role() 
             ))
             .await
         {
-            Ok(a) => a.text().await.unwrap() == "pull #7",
+            Ok(a) => a.text().await.is_ok_and(|t| t == "pull #7"),
             Err(_) => false,
         },
     )
