@@ -266,12 +266,18 @@ async fn nothing_is_granted_twice_while_connections_are_killed() {
     let inside: Arc<Mutex<Occupancy>> = Arc::default();
     let failures = Arc::new(Mutex::new(0u32));
     let started = Instant::now();
+    // At least 4 s and 120 critical sections (a loaded machine needs longer for them), at most
+    // 20 s.
+    let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for c in 0..20usize {
         let (api, inside, failures) = (apis[c % 2].clone(), inside.clone(), failures.clone());
+        let total = total.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = 0;
-            while started.elapsed() < Duration::from_secs(4) {
+            while (started.elapsed() < Duration::from_secs(4) || total.load(Ordering::Relaxed) < 120)
+                && started.elapsed() < Duration::from_secs(20)
+            {
                 let resource = format!("proj/{}", (c + done) % 4);
                 let (status, lease) = api
                     .post(
@@ -305,6 +311,7 @@ async fn nothing_is_granted_twice_while_connections_are_killed() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 done += 1;
+                total.fetch_add(1, Ordering::Relaxed);
             }
             done
         }));
