@@ -11,7 +11,7 @@ use elock_core::event::EventType;
 use elock_core::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
 use elock_core::store::{DurableStore, Store};
 use elock_core::table::{AcquireRequest, Acquired, TableConfig, WaitMode};
-use elock_core::testkit::{model_check, DurableFactory};
+use elock_core::testkit::{model_check, DurableFactory, RecordingSink};
 
 elock_core::conformance_tests!(DurableFactory::default());
 
@@ -362,18 +362,11 @@ async fn a_handoff_to_a_connected_waiter_costs_one_commit() {
 /// release even if the releasing client is gone.
 #[tokio::test]
 async fn a_wait_abandoned_by_its_caller_is_still_committed_and_published() {
-    #[derive(Default)]
-    struct Recorder(std::sync::Mutex<Vec<EventType>>);
-    impl elock_core::store::EventSink for Recorder {
-        fn publish(&self, events: Vec<elock_core::event::Event>) {
-            self.0.lock().unwrap().extend(events.iter().map(|e| e.kind));
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at_epoch_2026();
     let store = DurableStore::open(dir.path(), TableConfig::default(), clock.clone()).unwrap();
-    let recorder = Arc::new(Recorder::default());
-    store.attach_sink(recorder.clone()).unwrap();
+    let sink = Arc::new(RecordingSink::default());
+    store.attach_sink(sink.clone()).unwrap();
     store
         .acquire(req(1, "holder", "r", 60, WaitMode::Try))
         .await
@@ -385,25 +378,17 @@ async fn a_wait_abandoned_by_its_caller_is_still_committed_and_published() {
         .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
     assert!(polled.is_pending(), "the release was still waiting");
     drop(release);
+    let mut published = Vec::new();
     for _ in 0..100 {
-        if recorder
-            .0
-            .lock()
-            .unwrap()
-            .contains(&EventType::LockReleased)
-        {
+        published.extend(sink.take().into_iter().map(|e| e.kind));
+        if published.contains(&EventType::LockReleased) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(
-        recorder
-            .0
-            .lock()
-            .unwrap()
-            .contains(&EventType::LockReleased),
-        "{:?}",
-        recorder.0.lock().unwrap()
+        published.contains(&EventType::LockReleased),
+        "{published:?}"
     );
     drop(store);
     let store = DurableStore::open(dir.path(), TableConfig::default(), clock).unwrap();
