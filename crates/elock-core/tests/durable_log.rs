@@ -8,23 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elock_core::clock::ManualClock;
-use elock_core::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
+use elock_core::model::LeaseId;
 use elock_core::store::{DurableStore, LogOptions, Store};
 use elock_core::table::{AcquireRequest, Snapshot, TableConfig, WaitMode};
-use elock_core::testkit::{model_check, DurableFactory};
+use elock_core::testkit::{model_check, try_request, DurableFactory};
 
 fn req(n: u128, resource: &str, wait: WaitMode) -> AcquireRequest {
     AcquireRequest {
-        lease_id: LeaseId::from_u128(n),
-        ticket_id: TicketId::from_u128(n),
-        owner: Owner::new(&format!("owner-{n}")).unwrap(),
-        resources: vec![ResourceName::new(resource).unwrap()],
-        priority: Priority::Normal,
-        ttl: Some(Duration::from_secs(600)),
-        metadata: None,
         wait,
-        reentry: Default::default(),
-        queue_limits: Default::default(),
+        ..try_request(n, &format!("owner-{n}"), resource)
     }
 }
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use elock_core::clock::{Clock, ManualClock};
 use elock_core::error::Error;
 use elock_core::event::EventType;
-use elock_core::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
+use elock_core::model::{LeaseId, ResourceName, TicketId};
 use elock_core::store::{DurableStore, Store};
 use elock_core::table::{AcquireRequest, Acquired, TableConfig, WaitMode};
-use elock_core::testkit::{model_check, DurableFactory, RecordingSink};
+use elock_core::testkit::{model_check, try_request, DurableFactory, RecordingSink};
 
 elock_core::conformance_tests!(DurableFactory::default());
 
@@ -22,16 +22,9 @@ fn model_check_durable_store_with_reopens() {
 
 fn req(n: u128, owner: &str, resource: &str, ttl: u64, wait: WaitMode) -> AcquireRequest {
     AcquireRequest {
-        lease_id: LeaseId::from_u128(n),
-        ticket_id: TicketId::from_u128(n),
-        owner: Owner::new(owner).unwrap(),
-        resources: vec![ResourceName::new(resource).unwrap()],
-        priority: Priority::Normal,
         ttl: Some(Duration::from_secs(ttl)),
-        metadata: None,
         wait,
-        reentry: Default::default(),
-        queue_limits: Default::default(),
+        ..try_request(n, owner, resource)
     }
 }
 

@@ -37,6 +37,23 @@ pub struct Harness {
     next_id: Mutex<u128>,
 }
 
+/// A try-lock request for one resource with ttl 60 s, its lease and ticket ids both `n`: for
+/// tests that name their ids (`AcquireRequest { wait, ..try_request(1, "o", "r") }` for others).
+pub fn try_request(n: u128, who: &str, resource: &str) -> AcquireRequest {
+    AcquireRequest {
+        lease_id: LeaseId::from_u128(n),
+        ticket_id: TicketId::from_u128(n),
+        owner: owner(who),
+        resources: vec![name(resource)],
+        priority: Priority::Normal,
+        ttl: Some(Duration::from_secs(60)),
+        metadata: None,
+        wait: WaitMode::Try,
+        reentry: Default::default(),
+        queue_limits: Default::default(),
+    }
+}
+
 /// A request under construction: `h.req("alice", &["r1"]).priority(High).wait(10s)`.
 #[derive(Clone, Debug)]
 pub struct Req {

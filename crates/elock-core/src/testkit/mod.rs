@@ -17,7 +17,7 @@ use crate::clock::ManualClock;
 use crate::store::{DurableStore, InMemoryStore, Store};
 use crate::table::TableConfig;
 
-pub use harness::{Harness, RecordingSink, Req};
+pub use harness::{try_request, Harness, RecordingSink, Req};
 
 /// Makes stores for the shared tests.
 #[async_trait]

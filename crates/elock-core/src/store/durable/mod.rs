@@ -363,30 +363,16 @@ impl Store for DurableStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::clock::ManualClock;
-    use crate::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
-    use crate::table::{AcquireRequest, WaitMode};
+    use crate::table::AcquireRequest;
 
     fn failing_disk(_: &mut frame::LogFile, _: &[u8]) -> std::io::Result<()> {
         Err(std::io::Error::other("No space left on device"))
     }
 
     fn req(n: u128, resource: &str) -> AcquireRequest {
-        AcquireRequest {
-            lease_id: LeaseId::from_u128(n),
-            ticket_id: TicketId::from_u128(n),
-            owner: Owner::new("o").unwrap(),
-            resources: vec![ResourceName::new(resource).unwrap()],
-            priority: Priority::Normal,
-            ttl: Some(Duration::from_secs(60)),
-            metadata: None,
-            wait: WaitMode::Try,
-            reentry: Default::default(),
-            queue_limits: Default::default(),
-        }
+        crate::testkit::try_request(n, "o", resource)
     }
 
     #[tokio::test]
@@ -425,29 +411,19 @@ mod tests {
 
 #[cfg(test)]
 mod conversion_tests {
-    use std::time::Duration;
-
     use redb::Database;
 
     use super::legacy::{FENCES, LEASES, META, TICKETS};
     use super::*;
     use crate::clock::ManualClock;
-    use crate::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
+    use crate::model::LeaseId;
     use crate::store::InMemoryStore;
     use crate::table::{AcquireRequest, Snapshot, WaitMode};
 
     fn req(n: u128, resource: &str, wait: WaitMode) -> AcquireRequest {
         AcquireRequest {
-            lease_id: LeaseId::from_u128(n),
-            ticket_id: TicketId::from_u128(n),
-            owner: Owner::new(&format!("o{n}")).unwrap(),
-            resources: vec![ResourceName::new(resource).unwrap()],
-            priority: Priority::Normal,
-            ttl: Some(Duration::from_secs(600)),
-            metadata: None,
             wait,
-            reentry: Default::default(),
-            queue_limits: Default::default(),
+            ..crate::testkit::try_request(n, &format!("o{n}"), resource)
         }
     }
 
