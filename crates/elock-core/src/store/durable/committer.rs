@@ -127,20 +127,21 @@ impl GroupCommit {
 
     /// Commits one batch; returns what to announce once the log is released.
     fn lead(&self, log: &mut Option<Log>, sink: &SinkSlot) -> Option<(u64, Option<Arc<str>>)> {
+        let Some(l) = log.as_mut() else {
+            return Some((0, Some("the embedded store is closed".into())));
+        };
         let (writes, events, seq) = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if p.seq <= self.committed.borrow().seq {
+                // An earlier leader took everything: nothing to commit or announce.
+                return None;
+            }
             (
                 std::mem::take(&mut p.writes),
                 std::mem::take(&mut p.events),
                 p.seq,
             )
         };
-        let Some(l) = log.as_mut() else {
-            return Some((0, Some("the embedded store is closed".into())));
-        };
-        if seq <= self.committed.borrow().seq {
-            return None;
-        }
         let started = Instant::now();
         let result = if writes.is_empty() {
             Ok(())

@@ -42,9 +42,8 @@ impl Default for LogOptions {
 pub(super) struct Log {
     pub dir: PathBuf,
     pub current: LogFile,
-    /// The generation the state starts from, and whether it has a snapshot (generation 1 may not).
+    /// The generation the state starts from.
     pub base: u64,
-    pub has_snapshot: bool,
     /// Bytes in the logs from `base` on.
     pub log_bytes: u64,
     pub snapshot_bytes: u64,
@@ -59,7 +58,6 @@ impl Log {
     pub fn new(recovered: files::Recovered, dir: PathBuf, options: LogOptions) -> Log {
         Log {
             dir,
-            has_snapshot: recovered.snapshot_bytes > 0,
             current: recovered.log,
             base: recovered.base,
             log_bytes: recovered.log_bytes,
@@ -101,7 +99,6 @@ impl Log {
                     self.log_bytes = self.log_bytes.saturating_sub(self.folded_bytes);
                     self.folded_bytes = 0;
                     self.base = until;
-                    self.has_snapshot = true;
                     self.snapshot_bytes = size;
                 }
                 Ok(Err(e)) => {
@@ -119,7 +116,8 @@ impl Log {
         let next = self.current.generation + 1;
         self.current = LogFile::create(&self.dir, next, self.options.preallocate)?;
         self.folded_bytes = self.log_bytes;
-        let (dir, base, has_snapshot) = (self.dir.clone(), self.base, self.has_snapshot);
+        // Generation 1 may have no snapshot (a snapshot file is never empty).
+        let (dir, base, has_snapshot) = (self.dir.clone(), self.base, self.snapshot_bytes > 0);
         let handle = std::thread::Builder::new()
             .name("elock-compact".into())
             .spawn(move || files::compact(&dir, base, has_snapshot, next))
