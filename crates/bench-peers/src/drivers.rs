@@ -64,28 +64,20 @@ async fn elock(c: &elock_client::Client, workload: Workload, w: usize, i: u64) -
     let owner = format!("bench-{w}");
     match workload {
         Workload::Trivial => c.health().await.map(drop).map_err(|e| e.to_string()),
-        Workload::Pair => {
-            let lease = c
-                .lock(&owner, [format!("peer/{w}/{}", i % 16)])
+        Workload::Pair | Workload::Handoff => {
+            let resource = match workload {
+                Workload::Pair => format!("peer/{w}/{}", i % 16),
+                _ => "peer/hot".to_string(),
+            };
+            let lock = c
+                .lock(&owner, [resource])
                 .map_err(|e| e.to_string())?
-                .ttl(Duration::from_secs(60))
-                .try_acquire()
-                .await
-                .map_err(|e| e.to_string())?;
-            c.release(lease.id)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
-        Workload::Handoff => {
-            let lease = c
-                .lock(&owner, ["peer/hot"])
-                .map_err(|e| e.to_string())?
-                .ttl(Duration::from_secs(60))
-                .wait(Duration::from_secs(60))
-                .acquire()
-                .await
-                .map_err(|e| e.to_string())?;
+                .ttl(Duration::from_secs(60));
+            let lease = match workload {
+                Workload::Pair => lock.try_acquire().await,
+                _ => lock.wait(Duration::from_secs(60)).acquire().await,
+            }
+            .map_err(|e| e.to_string())?;
             c.release(lease.id)
                 .await
                 .map(drop)
