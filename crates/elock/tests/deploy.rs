@@ -198,6 +198,21 @@ async fn metrics_count_what_happened() {
     ] {
         assert!(scrape.contains(line), "missing {line:?} in\n{scrape}");
     }
+    // The embedded store's own gauges: four changes (a's grant, c queued, a's release with the
+    // handoff to c, c's release) in three commits, because queueing a connected waiter writes
+    // nothing and the handoff shares the release's commit; the log holds them, no snapshot yet.
+    let gauge = |name: &str| -> u64 {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("atlantis_enhanced_locking_{name} ")))
+            .unwrap_or_else(|| panic!("missing {name} in\n{scrape}"))
+            .parse()
+            .unwrap()
+    };
+    let (commits, writes) = (gauge("store_commits"), gauge("store_writes"));
+    assert_eq!((commits, writes), (3, 4));
+    assert!(gauge("store_log_bytes") > 0);
+    assert_eq!(gauge("store_snapshot_bytes"), 0);
     // The waiter's second in the queue is not in the acquisition time.
     let sum: f64 = scrape
         .lines()
