@@ -296,3 +296,35 @@ async fn a_damaged_snapshot_is_an_error_naming_it() {
     let name = snapshot.file_name().unwrap().to_str().unwrap();
     assert!(err.contains(name), "names the snapshot: {err}");
 }
+
+/// A compaction that cannot start (here: the next log's name is taken by a directory) is not a
+/// failed commit: the batch that triggered it is on disk, and requests go on being served and
+/// acknowledged; once the obstacle is gone, compaction happens.
+#[tokio::test]
+async fn a_compaction_that_cannot_start_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_epoch_2026();
+    let options = LogOptions {
+        compact_after: 1,
+        preallocate: 4 << 10,
+    };
+    let store =
+        DurableStore::open_with_options(dir.path(), TableConfig::default(), clock.clone(), options)
+            .unwrap();
+    std::fs::create_dir(dir.path().join("log-0000000002")).unwrap();
+    for n in 1..=5u128 {
+        store
+            .acquire(req(n, &format!("r{n}"), WaitMode::Try))
+            .await
+            .expect("acknowledged although no compaction could start");
+    }
+    assert_eq!(store.stats().snapshot_bytes, 0, "nothing was compacted");
+    std::fs::remove_dir(dir.path().join("log-0000000002")).unwrap();
+    store.acquire(req(6, "r6", WaitMode::Try)).await.unwrap();
+    let expected = store.snapshot().await.unwrap();
+    drop(store);
+    assert!(dir.path().join("snapshot-0000000002").exists());
+    let store = DurableStore::open_with_options(dir.path(), TableConfig::default(), clock, options)
+        .unwrap();
+    assert_eq!(store.snapshot().await.unwrap(), expected);
+}
