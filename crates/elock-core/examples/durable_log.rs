@@ -18,6 +18,7 @@ use elock_core::clock::SystemClock;
 use elock_core::model::{LeaseId, Owner, Priority, ResourceName, TicketId};
 use elock_core::store::{DurableStore, LogOptions, Store};
 use elock_core::table::{AcquireRequest, TableConfig, WaitMode};
+use elock_core::testkit::disk_use;
 
 /// The server's allocator, so that the times are the server's.
 #[global_allocator]
@@ -50,14 +51,6 @@ fn open(dir: &Path, options: LogOptions) -> Arc<DurableStore> {
         )
         .expect("open the store"),
     )
-}
-
-fn disk_use(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 async fn restart(n: u64) {

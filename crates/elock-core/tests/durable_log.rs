@@ -11,7 +11,7 @@ use elock_core::clock::ManualClock;
 use elock_core::model::LeaseId;
 use elock_core::store::{DurableStore, LogOptions, Store};
 use elock_core::table::{AcquireRequest, Snapshot, TableConfig, WaitMode};
-use elock_core::testkit::{model_check, try_request, DurableFactory};
+use elock_core::testkit::{disk_use, model_check, try_request, DurableFactory};
 
 fn req(n: u128, resource: &str, wait: WaitMode) -> AcquireRequest {
     AcquireRequest {
@@ -175,15 +175,6 @@ async fn a_log_of_another_kind_or_generation_is_refused() {
         err.contains("log-0000000002") && err.contains("generation 2"),
         "{err}"
     );
-}
-
-fn disk_use(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        // A compaction may remove a file between the listing and its size.
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 #[tokio::test]

@@ -58,6 +58,16 @@ impl StoreFactory for MemoryFactory {
     }
 }
 
+/// Bytes in the files of a data directory (a compaction may remove one between the listing and
+/// its size: such a file counts nothing).
+pub fn disk_use(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a readable data directory")
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// Durable stores in temporary directories, removed when the factory is dropped.
 pub struct DurableFactory {
     dirs: Mutex<Vec<tempfile::TempDir>>,
