@@ -2,8 +2,9 @@
 //!
 //! - `restart N`: holds N leases, then times reopening the store twice: from the log alone
 //!   (compaction off), and from the snapshot compaction wrote;
-//! - `churn N`: N operations (acquire + release of 64 workers, beside 1,000 leases held
-//!   throughout), printing the data directory's size every tenth of the run.
+//! - `churn N [off]`: N operations (acquire + release of 64 workers, beside 1,000 leases held
+//!   throughout), printing the data directory's size every tenth of the run; `off` turns
+//!   compaction off, for the baseline: the disk the same run would use without it.
 //!
 //! ```sh
 //! cargo run --release -p elock-core --example durable_log -- restart 1000000
@@ -136,9 +137,16 @@ async fn restart(n: u64) {
     );
 }
 
-async fn churn(n: u64) {
+async fn churn(n: u64, compaction: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), LogOptions::default());
+    let options = match compaction {
+        true => LogOptions::default(),
+        false => LogOptions {
+            compact_after: u64::MAX,
+            ..LogOptions::default()
+        },
+    };
+    let store = open(dir.path(), options);
     for i in 0..1000u64 {
         store
             .acquire(req(u128::from(i) + 1, "kept", format!("kept-{i}")))
@@ -189,9 +197,9 @@ async fn main() {
     let n = args.get(2).and_then(|n| n.parse().ok());
     match (args.get(1).map(String::as_str), n) {
         (Some("restart"), Some(n)) => restart(n).await,
-        (Some("churn"), Some(n)) => churn(n).await,
+        (Some("churn"), Some(n)) => churn(n, args.get(3).map(String::as_str) != Some("off")).await,
         _ => {
-            eprintln!("usage: durable_log restart N | churn N");
+            eprintln!("usage: durable_log restart N | churn N [off]");
             std::process::exit(2);
         }
     }
