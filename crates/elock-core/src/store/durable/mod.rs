@@ -9,7 +9,9 @@
 //! group-commit queue in the same critical section, so the disk sees changes in table order.
 //! The caller then waits until a commit leader has made its sequence number durable. Operations
 //! that change nothing (a refused try-lock) still wait for what was pending when they ran: an
-//! answer never depends on something that could vanish in a crash. Reads do not wait.
+//! answer never depends on something that could vanish in a crash. Reads too: a listing taken
+//! while a grant's commit is in flight waits for that commit, or else a crash could take back a
+//! lease (and its fencing token) that somebody was already shown.
 //!
 //! On open, the snapshot and the logs are read back and the table rebuilt; what expired while
 //! the server was down is handed off by the first operation or the manager's timer. The files
@@ -201,6 +203,22 @@ impl DurableStore {
         result
     }
 
+    /// Answers a read from the table once everything the read saw is durable. The sequence is
+    /// taken under the table's lock, where every change queues its records, so it covers all
+    /// the read can show; when that is already on disk (the usual case) nothing waits.
+    async fn read<T>(&self, f: impl FnOnce(&LockTable, Timestamp) -> T) -> Result<T> {
+        let (value, seq) = {
+            let table = self.table();
+            let value = f(&table, self.shared.clock.now());
+            (value, self.pending_seq())
+        };
+        let committed = self.shared.group.committed.borrow().clone();
+        if committed.seq < seq || committed.failed.is_some() {
+            self.wait_durable(seq).await?;
+        }
+        Ok(value)
+    }
+
     fn pending_seq(&self) -> u64 {
         self.shared
             .group
@@ -307,29 +325,27 @@ impl Store for DurableStore {
     }
 
     async fn get_lease(&self, id: LeaseId) -> Result<Option<Lease>> {
-        Ok(self.table().get_lease(&id, self.shared.clock.now()))
+        self.read(|t, now| t.get_lease(&id, now)).await
     }
 
     async fn get_ticket(&self, id: TicketId) -> Result<Option<TicketView>> {
-        Ok(self.table().get_ticket(&id, self.shared.clock.now()))
+        self.read(|t, now| t.get_ticket(&id, now)).await
     }
 
     async fn list(&self, filter: LeaseFilter) -> Result<Vec<Lease>> {
-        Ok(self.table().list(&filter, self.shared.clock.now()))
+        self.read(|t, now| t.list(&filter, now)).await
     }
 
     async fn resource(&self, resource: ResourceName) -> Result<ResourceInfo> {
-        Ok(self
-            .table()
-            .resource_info(&resource, self.shared.clock.now()))
+        self.read(|t, now| t.resource_info(&resource, now)).await
     }
 
     async fn queues(&self) -> Result<Vec<QueueSummary>> {
-        Ok(self.table().queues(self.shared.clock.now()))
+        self.read(|t, now| t.queues(now)).await
     }
 
     async fn find_deadlocks(&self) -> Result<Vec<Cycle>> {
-        Ok(self.table().find_deadlocks(self.shared.clock.now()))
+        self.read(|t, now| t.find_deadlocks(now)).await
     }
 
     async fn next_deadline(&self) -> Result<Option<Timestamp>> {
@@ -357,7 +373,7 @@ impl Store for DurableStore {
     }
 
     async fn snapshot(&self) -> Result<crate::table::Snapshot> {
-        Ok(self.table().snapshot())
+        self.read(|t, _| t.snapshot()).await
     }
 }
 
@@ -373,6 +389,66 @@ mod tests {
 
     fn req(n: u128, resource: &str) -> AcquireRequest {
         crate::testkit::try_request(n, "o", resource)
+    }
+
+    /// A disk whose first write waits until the test lets it go, then fails.
+    static GATE: (Mutex<(bool, bool)>, std::sync::Condvar) =
+        (Mutex::new((false, false)), std::sync::Condvar::new());
+
+    fn held_then_failing_disk(_: &mut frame::LogFile, _: &[u8]) -> std::io::Result<()> {
+        let (lock, cv) = &GATE;
+        let mut g = lock.lock().unwrap();
+        g.0 = true; // entered
+        cv.notify_all();
+        while !g.1 {
+            g = cv.wait(g).unwrap();
+        }
+        Err(std::io::Error::other("I/O error"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+    async fn a_read_never_shows_what_a_crash_could_take_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            DurableStore::open_with(
+                dir.path(),
+                TableConfig::default(),
+                ManualClock::at_epoch_2026(),
+                LogOptions::default(),
+                held_then_failing_disk,
+            )
+            .unwrap(),
+        );
+        let s = store.clone();
+        let grant = tokio::spawn(async move { s.acquire(req(1, "r")).await });
+        // The grant is in the table and its commit is on the disk's way.
+        tokio::task::spawn_blocking(|| {
+            let (lock, cv) = &GATE;
+            let mut g = lock.lock().unwrap();
+            while !g.0 {
+                g = cv.wait(g).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        let s = store.clone();
+        let listing = tokio::spawn(async move { s.list(Default::default()).await });
+        let s = store.clone();
+        let lookup = tokio::spawn(async move { s.get_lease(LeaseId::from_u128(1)).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waited = !listing.is_finished() && !lookup.is_finished();
+        {
+            let (lock, cv) = &GATE;
+            lock.lock().unwrap().1 = true;
+            cv.notify_all();
+        }
+        assert!(waited, "a read must wait for the commit of what it saw");
+        assert!(grant.await.unwrap().is_err());
+        // The commit failed: the lease a restart would not find is never shown.
+        let listing = listing.await.unwrap();
+        assert!(matches!(listing, Err(Error::Storage(_))), "{listing:?}");
+        let lookup = lookup.await.unwrap();
+        assert!(matches!(lookup, Err(Error::Storage(_))), "{lookup:?}");
     }
 
     #[tokio::test]
