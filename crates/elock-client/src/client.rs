@@ -11,6 +11,7 @@ use serde::Serialize;
 use elock_core::api::ErrorBody;
 
 use crate::error::{Error, Result};
+use crate::tls::TlsOptions;
 
 /// How long one call may take by default (a wait adds its own length on top).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,9 +42,16 @@ pub struct ClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     retries: u32,
+    tls: TlsOptions,
 }
 
 impl ClientBuilder {
+    /// Certificate authorities to trust and a client certificate, for `https://` servers.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// The bearer token sent with every call (`auth.tokens` on the server).
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
@@ -72,8 +80,15 @@ impl ClientBuilder {
 
     pub fn build(self) -> Result<Client> {
         let base = normalize(&self.server)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
+        let mut http = reqwest::Client::builder().connect_timeout(self.connect_timeout);
+        if base.starts_with("https://") {
+            http = http.tls_backend_preconfigured(self.tls.client_config()?);
+        } else if !self.tls.is_empty() {
+            return Err(Error::Invalid(format!(
+                "server {base}: --cacert, --cert and --key need an https:// server"
+            )));
+        }
+        let http = http
             .build()
             .map_err(|e| Error::Invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(Client {
@@ -157,6 +172,7 @@ impl Client {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             retries: DEFAULT_RETRIES,
+            tls: TlsOptions::default(),
         }
     }
 

@@ -48,6 +48,7 @@ mod client;
 mod error;
 mod events;
 mod guard;
+mod tls;
 
 pub use calls::{Acquire, Acquired};
 pub use client::{
@@ -56,6 +57,7 @@ pub use client::{
 pub use error::{Error, Result};
 pub use events::{EventItem, EventStream};
 pub use guard::{LeaseGuard, LeaseLoss};
+pub use tls::TlsOptions;
 
 /// The API's types, re-exported: what calls take and return.
 pub use elock_core::api;

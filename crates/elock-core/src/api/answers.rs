@@ -148,6 +148,14 @@ pub struct AuditRecord {
     pub lease_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_id: Option<String>,
+    /// The lease's or ticket's owner (on an acquire, the owner asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// A force-release or forced cleanup: whose lease it was, and the reason given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub former_holder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// HTTP status and, for errors, the error code.
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -175,6 +175,12 @@ pub struct AuditQuery {
         skip_serializing_if = "Option::is_none"
     )]
     pub last: Option<Duration>,
+    /// Records that touched a resource under this prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// Records of this owner's leases and tickets (or former holder's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `GET /api/v1/resource?name=...`.

@@ -1,9 +1,11 @@
-//! `elock force-unlock`, `cleanup`, `export`, `import`: an administrator's tools (admin tokens).
+//! `elock force-unlock`, `cleanup`, `audit`, `export`, `import`: an administrator's tools (admin
+//! tokens).
 
 use std::path::{Path, PathBuf};
 
-use elock_client::api::{CleanupBody, ExportFile, Released, ResourceName};
+use elock_client::api::{AuditQuery, CleanupBody, ExportFile, Released, ResourceName};
 use elock_client::Client;
+use elock_core::model::{parse_duration, Timestamp};
 
 use super::errors::CliError;
 use super::output::{self, say, Format};
@@ -51,6 +53,79 @@ pub async fn cleanup(
     match out {
         Format::Json => output::json(&Released { released }),
         Format::Table => say!("released {} lease(s)", released.len()),
+    }
+    Ok(())
+}
+
+/// `--since`: a time (RFC 3339) or how long ago (a duration).
+fn since_query(since: Option<&str>) -> Result<AuditQuery, CliError> {
+    let mut q = AuditQuery::default();
+    let Some(text) = since else {
+        return Ok(q);
+    };
+    if let Ok(d) = parse_duration("since", text) {
+        q.last = Some(d);
+    } else {
+        q.since = Some(Timestamp::parse_rfc3339(text).map_err(|_| {
+            CliError::usage(format!(
+                "--since {text:?}: expected an RFC 3339 time (2026-12-08T10:00:00Z) or a duration (10m, 2h, 1d)"
+            ))
+        })?);
+    }
+    Ok(q)
+}
+
+pub async fn audit(
+    client: &Client,
+    since: Option<&str>,
+    resource: Option<String>,
+    owner: Option<String>,
+    limit: u32,
+    out: Format,
+) -> Result<(), CliError> {
+    let query = AuditQuery {
+        limit: Some(limit.to_string()),
+        resource,
+        owner,
+        ..since_query(since)?
+    };
+    let list = client.audit(&query).await?;
+    if !list.enabled {
+        eprintln!("auditing is off on this server (audit.enabled: false)");
+    }
+    match out {
+        Format::Json => output::json(&list),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = list
+                .records
+                .iter()
+                .map(|r| {
+                    let mut what = r.resources.join(",");
+                    if let Some(h) = &r.former_holder {
+                        what.push_str(&format!(" (from {h}"));
+                        if let Some(reason) = &r.reason {
+                            what.push_str(&format!(": {reason}"));
+                        }
+                        what.push(')');
+                    }
+                    vec![
+                        r.time.to_string(),
+                        r.actor.clone(),
+                        r.operation.clone(),
+                        match &r.error {
+                            Some(e) => format!("{} {e}", r.status),
+                            None => r.status.to_string(),
+                        },
+                        output::opt(&r.owner),
+                        what,
+                    ]
+                })
+                .collect();
+            output::table(
+                &["TIME", "BY", "OPERATION", "STATUS", "OWNER", "RESOURCES"],
+                &rows,
+            );
+        }
     }
     Ok(())
 }

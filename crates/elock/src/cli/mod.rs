@@ -23,7 +23,7 @@ mod serve;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use elock_client::Client;
+use elock_client::{Client, TlsOptions};
 
 use atlantis::AtlantisCommand;
 use errors::{exit, CliError};
@@ -68,6 +68,15 @@ pub struct Args {
         help_heading = CLIENT
     )]
     token: Option<String>,
+    /// Trust only the certificate authorities in this PEM file for an https:// server.
+    #[arg(long, global = true, env = "ELOCK_CACERT", value_name = "FILE", help_heading = CLIENT)]
+    cacert: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) for servers that ask for one (mutual TLS); with --key.
+    #[arg(long, global = true, env = "ELOCK_CERT", value_name = "FILE", help_heading = CLIENT)]
+    cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, global = true, env = "ELOCK_KEY", value_name = "FILE", help_heading = CLIENT)]
+    key: Option<std::path::PathBuf>,
     /// Tables for people, JSON for scripts.
     #[arg(
         long,
@@ -151,6 +160,25 @@ enum Command {
         /// Why: the holder hears it in its lock.force_released event (and `elock run` prints it).
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Read the audit trail (admin): who took, released and force-released what.
+    ///
+    /// One line per mutating call, oldest first: time, the token or certificate that made it,
+    /// the operation, status, owner, resources, and for a force-release the former holder and
+    /// the reason. `--output json` prints the records as the API returns them.
+    Audit {
+        /// From this time on: RFC 3339 (2026-12-08T10:00:00Z) or how long ago (10m, 2h, 1d).
+        #[arg(long, value_name = "TIME|DURATION")]
+        since: Option<String>,
+        /// Only calls that touched a resource under this prefix.
+        #[arg(long, value_name = "PREFIX")]
+        resource: Option<String>,
+        /// Only calls on this owner's leases and tickets (or force-releases of them).
+        #[arg(long)]
+        owner: Option<String>,
+        /// At most this many records, the newest (1 to 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
     /// Release expired leases, or by force the holder of one resource (admin).
     Cleanup {
@@ -261,7 +289,15 @@ pub async fn run(args: Args) -> i32 {
             pull,
             config: Some(config),
         }) => atlantis::locks(None, &file, &repo, pull, Some(&config), out).await,
-        command => match client(&args.server, args.token) {
+        command => match client(
+            &args.server,
+            args.token,
+            TlsOptions {
+                ca_file: args.cacert,
+                cert_file: args.cert,
+                key_file: args.key,
+            },
+        ) {
             Ok(client) => match command {
                 Command::Run(a) => {
                     return match run::run(&client, a).await {
@@ -314,8 +350,8 @@ fn man(dir: Option<&std::path::Path>) -> Result<(), CliError> {
     }
 }
 
-fn client(server: &str, token: Option<String>) -> Result<Client, CliError> {
-    let mut b = Client::builder(server);
+fn client(server: &str, token: Option<String>, tls: TlsOptions) -> Result<Client, CliError> {
+    let mut b = Client::builder(server).tls(tls);
     if let Some(t) = token {
         b = b.token(t);
     }
@@ -356,6 +392,12 @@ async fn dispatch(client: &Client, command: Command, out: Format) -> Result<(), 
             resource,
             force,
         } => admin::cleanup(client, expired_only, resource, force, out).await,
+        Command::Audit {
+            since,
+            resource,
+            owner,
+            limit,
+        } => admin::audit(client, since.as_deref(), resource, owner, limit, out).await,
         Command::Export {
             file,
             include_secrets,

@@ -54,19 +54,41 @@ pub struct ServerFlags {
     token: Option<String>,
     #[arg(long, hide = true, global = false, value_enum)]
     output: Option<super::output::Format>,
+    #[arg(long, hide = true, global = false)]
+    cacert: Option<PathBuf>,
+    #[arg(long, hide = true, global = false)]
+    cert: Option<PathBuf>,
+    #[arg(long, hide = true, global = false)]
+    key: Option<PathBuf>,
     /// Retry attempts (0 turns retry off), or true/false.
     #[arg(long, value_name = "N")]
     enhanced_locking_retries: Option<String>,
     /// false: no /metrics.
     #[arg(long, value_name = "BOOL")]
     enhanced_locking_metrics: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key-file); read again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    tls_cert_file: Option<String>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, value_name = "FILE")]
+    tls_key_file: Option<String>,
+    /// Ask every client for a certificate signed by this PEM CA (mutual TLS; see auth.clients).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca_file: Option<String>,
 }
 
 impl ServerFlags {
     /// The flag values as configuration overrides.
     pub fn overrides(&self) -> Vec<Override> {
         let data_dir = self.data_dir.as_ref().map(|d| d.display().to_string());
-        let pairs: [(&'static str, &Option<String>, &str); 12] = [
+        let pairs: [(&'static str, &Option<String>, &str); 15] = [
+            ("tls.cert-file", &self.tls_cert_file, "--tls-cert-file"),
+            ("tls.key-file", &self.tls_key_file, "--tls-key-file"),
+            (
+                "tls.client-ca-file",
+                &self.tls_client_ca_file,
+                "--tls-client-ca-file",
+            ),
             (
                 "enhanced-locking.allow-no-expiry",
                 &self.enhanced_locking_allow_no_expiry,

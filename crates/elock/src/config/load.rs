@@ -66,6 +66,12 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "ATLANTIS_ENHANCED_LOCKING_MAX_PRIORITY_BOOST",
         "priority-queue.max-priority-boost",
     ),
+    ("ATLANTIS_ENHANCED_LOCKING_TLS_CERT_FILE", "tls.cert-file"),
+    ("ATLANTIS_ENHANCED_LOCKING_TLS_KEY_FILE", "tls.key-file"),
+    (
+        "ATLANTIS_ENHANCED_LOCKING_TLS_CLIENT_CA_FILE",
+        "tls.client-ca-file",
+    ),
 ];
 
 /// Turns one raw text (a variable or a flag) for `key` into overrides. Text is read as a YAML
@@ -87,11 +93,13 @@ pub fn text_override(key: &'static str, raw: &str, source: String) -> Vec<Overri
             ),
             source,
         }],
-        "redis.password" => vec![Override {
-            key,
-            value: Value::String(raw.to_string()),
-            source,
-        }],
+        "redis.password" | "tls.cert-file" | "tls.key-file" | "tls.client-ca-file" => {
+            vec![Override {
+                key,
+                value: Value::String(raw.to_string()),
+                source,
+            }]
+        }
         "retry" => match scalar(raw) {
             Value::Number(n) => vec![
                 Override {

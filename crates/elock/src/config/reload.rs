@@ -88,6 +88,8 @@ mod tests {
             role: crate::config::schema::Role::Write,
             token_sha256: None,
             token_env: Some("CI_TOKEN".into()),
+            owners: Vec::new(),
+            resources: Vec::new(),
         });
         new.http.max_connections = 7;
         let mut restart = restart_required(&old, &new);

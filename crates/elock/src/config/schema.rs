@@ -27,6 +27,22 @@ pub struct Config {
     pub audit: Audit,
     pub metrics: Metrics,
     pub http: Http,
+    pub tls: Tls,
+}
+
+/// HTTPS (rustls). With `cert-file` and `key-file` the server speaks only TLS; both files are
+/// read again on SIGHUP and `POST /api/v1/admin/reload`, for new connections. With
+/// `client-ca-file`, every client must present a certificate signed by that CA, and its subject
+/// is looked up in `auth.clients`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Tls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -209,6 +225,23 @@ pub fn legacy_redis_url(address: &str) -> Option<String> {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Auth {
     pub tokens: Vec<Token>,
+    /// Client certificates (with `tls.client-ca-file`): a subject and what it may do.
+    pub clients: Vec<Client>,
+}
+
+/// A client certificate's identity: matched by its subject's common name (`CN`) or its whole
+/// subject as RFC 4514 text (`CN=ci,O=Example`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Client {
+    pub subject: String,
+    pub role: Role,
+    /// Owner patterns this client may act for (`*`, `?`); none: any owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Resource prefixes this client may lock; none: any resource.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +263,12 @@ pub struct Token {
     /// The environment variable holding the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
+    /// Owner patterns this token may act for (`*`, `?`); none: any owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Resource prefixes this token may lock; none: any resource.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

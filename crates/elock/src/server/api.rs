@@ -19,9 +19,11 @@ use elock_core::policy::{Explanation, PolicyRule};
 use elock_core::table::{Acquired, LeaseFilter, ResourceInfo};
 
 use super::audit::{self, AuditInfo};
+use super::auth::Actor;
 use super::body;
 use super::error::{ApiError, ApiResult};
 use super::App;
+use axum::Extension;
 
 /// The paths and schemas of this module, for /openapi.json.
 #[derive(utoipa::OpenApi)]
@@ -81,7 +83,11 @@ pub fn routes() -> Router<Arc<App>> {
     responses((status = 201, description = "granted", body = LeaseAnswer), (status = 200, description = "re-entrant: the owner's lease", body = LeaseAnswer),
         (status = 202, description = "queued (detached)", body = TicketView), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 409, description = "locked, wait_timeout or deadlock", body = ErrorBody),
         (status = 429, description = "queue_full", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
-async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Response> {
+async fn acquire(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
     let body: AcquireBody = body::json(&bytes)?;
     let resources = body.all_resources();
     if resources.is_empty() {
@@ -89,6 +95,11 @@ async fn acquire(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
             "resources",
             "give `resources` (a list) or `resource`",
         ));
+    }
+    if let Err(refused) = actor.may_take(body.owner.as_str(), resources.iter().map(|r| r.as_str()))
+    {
+        let info = AuditInfo::of_resources(&resources).owned_by(body.owner.as_str());
+        return Ok(audit::attach_info(refused.into_response(), info));
     }
     let started = std::time::Instant::now();
     let names = resources.clone();
@@ -199,8 +210,15 @@ async fn get_lease(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiRe
 /// Release a lease.
 #[utoipa::path(delete, path = "/api/v1/locks/{id}", params(("id" = elock_core::model::LeaseId, Path, description = "lease id")), tag = "locks",
     responses((status = 200, description = "the released lease", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
-async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn release(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = lease_id(&id)?;
+    if let Some(refused) = lease_refusal(&app, &actor, "release", id).await {
+        return Ok(refused);
+    }
     let result = app.manager.release(id).await;
     let info = result
         .as_ref()
@@ -208,16 +226,32 @@ async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResu
     Ok(audit::attach(result.map(Json), info))
 }
 
+/// The refusal of a caller whose scope does not cover the lease (`None`: go on). A lease's
+/// owner and resources never change, so the check cannot go stale before the call; a lease that
+/// is not found is left to the call itself to report.
+async fn lease_refusal(app: &App, actor: &Actor, action: &str, id: LeaseId) -> Option<Response> {
+    let lease = app.manager.get_lease(id).await.ok()?;
+    let refused = actor.may_touch(action, &lease).err()?;
+    Some(audit::attach_info(
+        refused.into_response(),
+        AuditInfo::of_lease(&lease),
+    ))
+}
+
 /// Renew: expires_at = now + ttl.
 #[utoipa::path(post, path = "/api/v1/locks/{id}/renew", params(("id" = elock_core::model::LeaseId, Path, description = "lease id")), request_body = RenewBody, tag = "locks",
     responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn renew(
     State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let id = lease_id(&id)?;
     let body: RenewBody = body::json(&bytes)?;
+    if let Some(refused) = lease_refusal(&app, &actor, "renew", id).await {
+        return Ok(refused);
+    }
     let result = app.manager.renew(id, body.ttl).await;
     let info = result
         .as_ref()
@@ -248,14 +282,12 @@ async fn policy(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult
     responses((status = 200, description = "ok", body = Lease), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
 async fn force_release(
     State(app): State<Arc<App>>,
-    actor: Option<axum::Extension<super::auth::Actor>>,
+    Extension(actor): Extension<Actor>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
     let body: ForceReleaseBody = body::json(&bytes)?;
     // The reason the holder hears (events, `elock run`) says who did it, when a token says.
-    let by = actor
-        .map(|axum::Extension(a)| a.0)
-        .filter(|a| a != "anonymous");
+    let by = Some(actor.name).filter(|a| a != "anonymous");
     let reason = match (body.reason, by) {
         (Some(r), Some(by)) => format!("{r} (by {by})"),
         (Some(r), None) => r,
@@ -263,10 +295,10 @@ async fn force_release(
         (None, None) => "force-released by an operator".into(),
     };
     let name = body.name.clone();
-    let result = app.manager.force_release(body.name, reason).await;
+    let result = app.manager.force_release(body.name, reason.clone()).await;
     let info = result.as_ref().map_or_else(
         |_| AuditInfo::of_resources(std::slice::from_ref(&name)),
-        AuditInfo::of_lease,
+        |lease| AuditInfo::of_lease(lease).forced(lease, &reason),
     );
     Ok(audit::attach(result.map(Json), info))
 }
@@ -281,8 +313,19 @@ async fn get_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiR
 /// Cancel a ticket.
 #[utoipa::path(delete, path = "/api/v1/tickets/{id}", params(("id" = elock_core::model::TicketId, Path, description = "ticket id")), tag = "tickets",
     responses((status = 200, description = "the cancelled ticket", body = TicketView), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 404, description = "not_found", body = ErrorBody), (status = 401, description = "unauthorized", body = ErrorBody), (status = 403, description = "forbidden", body = ErrorBody)))]
-async fn cancel_ticket(State(app): State<Arc<App>>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn cancel_ticket(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = ticket_id(&id)?;
+    // A ticket's owner and resources never change: checked once, they stay checked.
+    if let Ok(ticket) = app.manager.get_ticket(id).await {
+        if let Err(refused) = actor.may_cancel(&ticket) {
+            let info = AuditInfo::of_ticket(&ticket);
+            return Ok(audit::attach_info(refused.into_response(), info));
+        }
+    }
     let result = app.manager.cancel_ticket(id).await;
     let info = result
         .as_ref()
@@ -331,11 +374,15 @@ async fn cleanup(State(app): State<Arc<App>>, bytes: Bytes) -> ApiResult<Respons
             ))
         }
     };
+    let forced = matches!(what, Cleanup::Resource(_));
     let result = app.manager.cleanup(what).await;
     let mut info = AuditInfo::default();
     for lease in result.iter().flatten() {
         info.resources
             .extend(lease.resources.iter().map(|h| h.resource.to_string()));
+        if forced {
+            info = info.forced(lease, "forced cleanup of the resource");
+        }
     }
     Ok(audit::attach(
         result.map(|released| Json(Released { released })),

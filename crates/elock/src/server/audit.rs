@@ -121,6 +121,11 @@ pub struct AuditInfo {
     pub resources: Vec<String>,
     pub lease_id: Option<String>,
     pub ticket_id: Option<String>,
+    /// The lease's or ticket's owner (the one asked for, on an acquire).
+    pub owner: Option<String>,
+    /// A forced release: whose lease it was, and why.
+    pub former_holder: Option<String>,
+    pub reason: Option<String>,
 }
 
 impl AuditInfo {
@@ -128,7 +133,8 @@ impl AuditInfo {
         AuditInfo {
             resources: l.resources.iter().map(|h| h.resource.to_string()).collect(),
             lease_id: Some(l.id.to_string()),
-            ticket_id: None,
+            owner: Some(l.owner.to_string()),
+            ..AuditInfo::default()
         }
     }
 
@@ -137,7 +143,23 @@ impl AuditInfo {
             resources: t.resources.iter().map(ToString::to_string).collect(),
             lease_id: t.lease_id.map(|l| l.to_string()),
             ticket_id: Some(t.id.to_string()),
+            owner: Some(t.owner.to_string()),
+            ..AuditInfo::default()
         }
+    }
+
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        self.owner = Some(owner.to_string());
+        self
+    }
+
+    /// A release its holder did not ask for: the former holder and the reason are recorded.
+    pub fn forced(mut self, lease: &Lease, reason: &str) -> Self {
+        self.lease_id = Some(lease.id.to_string());
+        self.owner = Some(lease.owner.to_string());
+        self.former_holder = Some(lease.owner.to_string());
+        self.reason = Some(reason.to_string());
+        self
     }
 
     pub fn of_lease_id(id: LeaseId) -> Self {
@@ -201,18 +223,24 @@ pub async fn audit(State(app): State<Arc<App>>, request: Request, next: Next) ->
         resources: Vec::new(),
         lease_id: None,
         ticket_id: None,
+        owner: None,
+        former_holder: None,
+        reason: None,
         status: 0,
         error: None,
     };
     let response = next.run(request).await;
     record.status = response.status().as_u16();
     if let Some(actor) = response.extensions().get::<Actor>() {
-        record.actor = actor.0.clone();
+        record.actor = actor.name.clone();
     }
     if let Some(info) = response.extensions().get::<AuditInfo>() {
         record.resources = info.resources.clone();
         record.lease_id = info.lease_id.clone();
         record.ticket_id = info.ticket_id.clone();
+        record.owner = info.owner.clone();
+        record.former_holder = info.former_holder.clone();
+        record.reason = info.reason.clone();
     }
     if let Some(ErrorKind(kind)) = response.extensions().get::<ErrorKind>() {
         record.error = Some(kind.to_string());
@@ -229,9 +257,9 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/api/v1/audit", get(read))
 }
 
-/// GET /api/v1/audit?since=RFC3339&limit=N (newest last; at most 10,000). Admin.
+/// GET /api/v1/audit?since=RFC3339&limit=N&resource=PREFIX&owner=O (newest last; at most 10,000). Admin.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "admin",
-    params(("since" = Option<String>, Query, description = "RFC 3339: records from then on"), ("limit" = Option<u32>, Query, description = "at most this many, newest (default 100)"), ("last" = Option<String>, Query, description = "a duration: records of the last 10m, 1h, ...")),
+    params(("since" = Option<String>, Query, description = "RFC 3339: records from then on"), ("limit" = Option<u32>, Query, description = "at most this many, newest (default 100)"), ("last" = Option<String>, Query, description = "a duration: records of the last 10m, 1h, ..."), ("resource" = Option<String>, Query, description = "records that touched a resource under this prefix"), ("owner" = Option<String>, Query, description = "records of this owner's leases and tickets, or of the leases it was force-released from")),
     responses((status = 200, description = "the records, oldest first", body = AuditList), (status = 400, description = "invalid_request", body = elock_core::api::ErrorBody), (status = 403, description = "forbidden", body = elock_core::api::ErrorBody)))]
 async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let q: AuditQuery = body::query(q.as_deref())?;
@@ -268,6 +296,16 @@ async fn read(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult<R
         .lines()
         .filter_map(|l| serde_json::from_str::<AuditRecord>(l).ok())
         .filter(|r| since.is_none_or(|s| r.time >= s))
+        .filter(|r| {
+            q.resource
+                .as_deref()
+                .is_none_or(|p| r.resources.iter().any(|res| res.starts_with(p)))
+        })
+        .filter(|r| {
+            q.owner.as_deref().is_none_or(|o| {
+                r.owner.as_deref() == Some(o) || r.former_holder.as_deref() == Some(o)
+            })
+        })
         .collect();
     let skip = records.len().saturating_sub(limit);
     records.drain(..skip);

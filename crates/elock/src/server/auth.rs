@@ -1,7 +1,10 @@
-//! Authentication and authorization (docs/api.md): bearer tokens with a role. `read` may GET,
-//! `write` may also acquire, renew, release and cancel, `admin` may also force-release, clean up,
-//! read the audit log and reload the configuration. With no tokens configured the API is open
-//! (and the server says so at start unless it listens on loopback only).
+//! Authentication and authorization (docs/api.md): bearer tokens and client certificates, each
+//! with a role and a scope. `read` may GET, `write` may also acquire, renew, release and cancel,
+//! `admin` may also force-release, clean up, read the audit log, reload the configuration, and
+//! act on every lease whatever its scope. A scope (owner patterns, resource prefixes:
+//! [`Scope`]) limits what a `read` or `write` caller may take, renew, release and cancel. With no
+//! tokens and no client certificates configured the API is open (and the server says so at
+//! start unless it listens on loopback only).
 //!
 //! Tokens are configured as SHA-256 hashes or read from environment variables at start; only
 //! hashes are kept in memory, and only token names ever reach a log or the audit trail.
@@ -15,21 +18,111 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::scope::Scope;
+use super::tls::ClientSubject;
 use super::App;
-use crate::config::schema::{Role, Token};
+use crate::config::schema::{Client, Role, Token};
 
-/// Who made a request: a token's name, or `anonymous` when the API is open.
+/// Who made a request: a token, a client certificate, or `anonymous`; with its role and scope.
 #[derive(Clone, Debug)]
-pub struct Actor(pub String);
+pub struct Actor {
+    /// The token's name, `cert:` and the certificate's subject, or `anonymous`.
+    pub name: String,
+    pub role: Role,
+    pub scope: Arc<Scope>,
+}
+
+impl Actor {
+    /// Anybody, when the API is open: it may do everything.
+    fn open() -> Actor {
+        Actor::nobody("anonymous")
+    }
+
+    /// A caller refused before it was known (for the audit record only).
+    fn nobody(name: &str) -> Actor {
+        Actor {
+            name: name.into(),
+            role: Role::Admin,
+            scope: Arc::new(Scope::everything()),
+        }
+    }
+
+    /// How refusals name the caller: `token "ci"`, `client certificate "CN=ci"`, `anonymous`.
+    pub fn describe(&self) -> String {
+        match self.name.strip_prefix("cert:") {
+            Some(subject) => format!("client certificate {subject:?}"),
+            None if self.name == "anonymous" => "an anonymous caller".into(),
+            None => format!("token {:?}", self.name),
+        }
+    }
+
+    /// An admin, or a caller whose scope covers everything: no lookup is needed to check it.
+    pub fn unrestricted(&self) -> bool {
+        self.limits().is_none_or(Scope::is_everything)
+    }
+
+    /// The caller's scope, or `None` for an admin (which may act on every lease).
+    fn limits(&self) -> Option<&Scope> {
+        (self.role != Role::Admin).then_some(&*self.scope)
+    }
+
+    /// May this caller act as `owner` on `resources`?
+    pub fn may_take<'r>(
+        &self,
+        owner: &str,
+        resources: impl IntoIterator<Item = &'r str>,
+    ) -> Result<(), ApiError> {
+        match self.limits() {
+            Some(s) => s.check(&self.describe(), "act", owner, resources),
+            None => Ok(()),
+        }
+    }
+
+    /// May this caller renew or release `lease`?
+    pub fn may_touch(
+        &self,
+        action: &str,
+        lease: &elock_core::model::Lease,
+    ) -> Result<(), ApiError> {
+        match self.limits() {
+            Some(s) => s.check_lease(&self.describe(), action, lease),
+            None => Ok(()),
+        }
+    }
+
+    pub fn may_cancel(&self, ticket: &elock_core::model::TicketView) -> Result<(), ApiError> {
+        match self.limits() {
+            Some(s) => s.check_ticket(&self.describe(), ticket),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Credential {
+    name: String,
+    role: Role,
+    scope: Arc<Scope>,
+    hash: [u8; 32],
+}
+
+struct Certified {
+    subject: String,
+    role: Role,
+    scope: Arc<Scope>,
+}
 
 pub struct Auth {
-    /// (name, role, SHA-256 of the token).
-    tokens: Vec<(String, Role, [u8; 32])>,
+    tokens: Vec<Credential>,
+    clients: Vec<Certified>,
 }
 
 impl Auth {
     /// Resolves the configured tokens; a `token-env` naming an unset variable is an error.
     pub fn new(tokens: &[Token]) -> Result<Auth, String> {
+        Self::with_clients(tokens, &[])
+    }
+
+    pub fn with_clients(tokens: &[Token], clients: &[Client]) -> Result<Auth, String> {
         let mut out = Vec::new();
         for t in tokens {
             let hash = match (&t.token_sha256, &t.token_env) {
@@ -56,22 +149,60 @@ impl Auth {
                     ))
                 }
             };
-            out.push((t.name.clone(), t.role, hash));
+            out.push(Credential {
+                name: t.name.clone(),
+                role: t.role,
+                scope: Arc::new(
+                    Scope::new(&t.owners, &t.resources)
+                        .map_err(|e| format!("auth.tokens {:?}: {e}", t.name))?,
+                ),
+                hash,
+            });
         }
-        Ok(Auth { tokens: out })
+        let mut certified = Vec::new();
+        for c in clients {
+            certified.push(Certified {
+                subject: c.subject.clone(),
+                role: c.role,
+                scope: Arc::new(
+                    Scope::new(&c.owners, &c.resources)
+                        .map_err(|e| format!("auth.clients {:?}: {e}", c.subject))?,
+                ),
+            });
+        }
+        let clients = certified;
+        Ok(Auth {
+            tokens: out,
+            clients,
+        })
     }
 
     pub fn is_open(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens.is_empty() && self.clients.is_empty()
     }
 
-    /// The token's name and role, if it is a configured token.
-    fn lookup(&self, token: &str) -> Option<(&str, Role)> {
+    /// The token's identity, if it is a configured token.
+    fn lookup(&self, token: &str) -> Option<Actor> {
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.tokens
+        self.tokens.iter().find(|c| c.hash == hash).map(|c| Actor {
+            name: c.name.clone(),
+            role: c.role,
+            scope: c.scope.clone(),
+        })
+    }
+
+    /// The identity of a client certificate: an entry naming its common name or its subject.
+    fn certified(&self, subject: &ClientSubject) -> Option<Actor> {
+        self.clients
             .iter()
-            .find(|(_, _, h)| *h == hash)
-            .map(|(n, r, _)| (n.as_str(), *r))
+            .find(|c| {
+                c.subject == subject.subject || subject.common_name.as_deref() == Some(&c.subject)
+            })
+            .map(|c| Actor {
+                name: format!("cert:{}", subject.subject),
+                role: c.role,
+                scope: c.scope.clone(),
+            })
     }
 }
 
@@ -105,7 +236,8 @@ fn allows(have: Role, need: Role) -> bool {
     level(have) >= level(need)
 }
 
-/// Authenticates and authorizes; leaves the [`Actor`] on the request and on the response.
+/// Authenticates and authorizes; leaves the [`Actor`] on the request and on the response. A
+/// bearer token wins over a client certificate.
 pub async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let path = request
         .extensions()
@@ -114,7 +246,7 @@ pub async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: 
         .unwrap_or_default();
     let need = required_role(request.method(), &path);
     let (actor, refusal) = if app.auth.is_open() {
-        (Actor("anonymous".into()), None)
+        (Actor::open(), None)
     } else {
         let token = request
             .headers()
@@ -122,29 +254,40 @@ pub async fn authorize(State(app): State<Arc<App>>, mut request: Request, next: 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        match (token.and_then(|t| app.auth.lookup(t)), need) {
-            (found, None) => (Actor(found.map_or("anonymous", |f| f.0).into()), None),
+        let subject = request.extensions().get::<ClientSubject>();
+        let found = match token {
+            Some(t) => app.auth.lookup(t),
+            None => subject.and_then(|s| app.auth.certified(s)),
+        };
+        match (found, need) {
+            (found, None) => (found.unwrap_or_else(|| Actor::nobody("anonymous")), None),
             (None, Some(_)) => {
-                let why = if token.is_some() {
-                    "the token is not valid"
-                } else {
-                    "an API token is required (Authorization: Bearer ...)"
+                let (who, why) = match (token, subject) {
+                    (Some(_), _) => ("invalid token".to_string(), "the token is not valid".to_string()),
+                    (None, Some(s)) => (
+                        format!("cert:{}", s.subject),
+                        format!(
+                            "client certificate {:?} is not in auth.clients, and no API token was given",
+                            s.subject
+                        ),
+                    ),
+                    (None, None) => (
+                        "anonymous".to_string(),
+                        "an API token is required (Authorization: Bearer ...)".to_string(),
+                    ),
                 };
-                let who = if token.is_some() {
-                    "invalid token"
-                } else {
-                    "anonymous"
-                };
-                (Actor(who.into()), Some(ApiError::Unauthorized(why.into())))
+                (Actor::nobody(&who), Some(ApiError::Unauthorized(why)))
             }
-            (Some((name, role)), Some(need)) if !allows(role, need) => (
-                Actor(name.to_string()),
-                Some(ApiError::Forbidden(format!(
-                    "token {name:?} has role {role:?}; {} {path} needs {need:?}",
+            (Some(actor), Some(need)) if !allows(actor.role, need) => {
+                let refusal = ApiError::Forbidden(format!(
+                    "{} has role {:?}; {} {path} needs {need:?}",
+                    actor.describe(),
+                    actor.role,
                     request.method()
-                ))),
-            ),
-            (Some((name, _)), Some(_)) => (Actor(name.to_string()), None),
+                ));
+                (actor, Some(refusal))
+            }
+            (Some(actor), Some(_)) => (actor, None),
         }
     };
     // The actor also rides on the response, for the audit log (which sees refusals too).
@@ -198,15 +341,20 @@ mod tests {
             role: Role::Write,
             token_sha256: Some(hash),
             token_env: None,
+            owners: Vec::new(),
+            resources: Vec::new(),
         }])
         .unwrap();
-        assert_eq!(auth.lookup("s3cret"), Some(("ci", Role::Write)));
-        assert_eq!(auth.lookup("guess"), None);
+        let found = auth.lookup("s3cret").unwrap();
+        assert_eq!((found.name.as_str(), found.role), ("ci", Role::Write));
+        assert!(auth.lookup("guess").is_none());
         let err = Auth::new(&[Token {
             name: "x".into(),
             role: Role::Read,
             token_sha256: None,
             token_env: Some("ELOCK_TEST_UNSET_VAR".into()),
+            owners: Vec::new(),
+            resources: Vec::new(),
         }])
         .err()
         .unwrap();

@@ -7,6 +7,9 @@
 //!   once with 503 `overloaded` in the one JSON error shape and closed: the refusal is clear and
 //!   costs the server a file descriptor for a moment, not for as long as the client likes.
 //! - Graceful shutdown: stop accepting, let every connection finish its in-flight requests.
+//! - With TLS, the handshake runs in the connection's own task (a slow client delays nobody)
+//!   and must finish within `http.header-read-timeout`; the client certificate's subject rides
+//!   on every request of the connection.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+use super::tls::{self, Tls};
 use crate::config::schema::Http;
 
 /// File descriptors kept for what is not a client connection: the store, the audit log,
@@ -72,8 +76,10 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     http: &Http,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let handshake_timeout = http.header_read_timeout;
     let max = effective_max_connections(http.max_connections);
     let slots = Arc::new(Semaphore::new(max));
     let mut builder = Builder::new(TokioExecutor::new());
@@ -108,19 +114,42 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut req: axum::http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
-        let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service),
-        );
-        let conn = graceful.watch(conn.into_owned());
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(with_peer(router, peer, None)),
+                    );
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let accepted =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                    let stream = match accepted {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let subject = tls::client_subject(stream.get_ref().1);
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(with_peer(router, peer, subject)),
+                    );
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);
@@ -139,6 +168,26 @@ pub async fn serve(
             SHUTDOWN_GRACE.as_secs()
         );
     }
+}
+
+/// The router with the connection's peer address (and client certificate) on every request.
+fn with_peer(
+    router: Router,
+    peer: std::net::SocketAddr,
+    subject: Option<tls::ClientSubject>,
+) -> impl tower::Service<
+    axum::http::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone {
+    router.map_request(move |mut req: axum::http::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(s) = &subject {
+            req.extensions_mut().insert(s.clone());
+        }
+        req
+    })
 }
 
 /// How long a shutdown waits for connections to finish their calls.

@@ -14,7 +14,9 @@ mod limits;
 mod metrics;
 mod openapi;
 mod page;
+mod scope;
 mod shown;
+pub mod tls;
 mod transfer;
 mod webhooks;
 
@@ -122,6 +124,8 @@ pub struct Reloader {
     file: Option<PathBuf>,
     flags: Vec<Override>,
     current: std::sync::Mutex<Config>,
+    /// The TLS files, read again on every reload.
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 impl Reloader {
@@ -130,6 +134,11 @@ impl Reloader {
     pub async fn reload(&self, manager: &Manager) -> Result<Vec<String>, Vec<String>> {
         let new = config::load_from_environment(self.file.as_deref(), &self.flags)
             .map_err(|e| e.lines())?;
+        // A renewed certificate that cannot be used refuses the whole reload: the running one
+        // stays, and so does everything else.
+        if let Some(tls) = &self.tls {
+            tls.reload().map_err(|e| vec![e])?;
+        }
         let old = self
             .current
             .lock()
@@ -208,8 +217,11 @@ pub fn router(app: Arc<App>) -> Router {
 pub async fn serve(opts: ServeOptions) -> Result<(), String> {
     let started = start(opts).await?;
     println!(
-        "elock: listening on http://{} (backend {:?}, data dir {})",
-        started.addr, started.backend, started.data_dir
+        "elock: listening on {}://{} (backend {:?}, data dir {})",
+        started.scheme(),
+        started.addr,
+        started.backend,
+        started.data_dir
     );
     tokio::spawn(reload_on_sighup(started.app.clone()));
     started.run(shutdown_signal()).await
@@ -227,6 +239,15 @@ pub struct Started {
 }
 
 impl Started {
+    /// `https` when TLS is on.
+    pub fn scheme(&self) -> &'static str {
+        if self.app.reloader.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// Serves until `shutdown` completes, then finishes in-flight calls and flushes the audit
     /// log and the store.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
@@ -245,7 +266,8 @@ impl Started {
             let _ = closing.send(true);
             manager.begin_shutdown();
         };
-        connections::serve(listener, router(app.clone()), &http, shutdown).await;
+        let tls = app.reloader.tls.clone();
+        connections::serve(listener, router(app.clone()), &http, tls, shutdown).await;
         tracing::info!("shutting down: flushing the audit log and the store");
         app.audit.flush().await;
         app.manager.shutdown().await.map_err(|e| e.to_string())
@@ -275,7 +297,14 @@ pub async fn start(opts: ServeOptions) -> Result<Started, String> {
             .map_err(|e| format!("{e} (redis.addresses)"))?,
         ),
     };
-    let auth = auth::Auth::new(&cfg.auth.tokens)?;
+    let auth = auth::Auth::with_clients(&cfg.auth.tokens, &cfg.auth.clients)?;
+    let tls = tls::Tls::from_config(&cfg.tls)?;
+    if !cfg.auth.clients.is_empty() && !tls.as_ref().is_some_and(|t| t.asks_clients()) {
+        return Err(
+            "auth.clients needs tls.client-ca-file: without it no client certificate is asked for"
+                .into(),
+        );
+    }
     let audit = audit::AuditLog::start(cfg.audit_path()).await?;
     let migration = Arc::new(start_migration(&cfg.migration).await?);
     let metrics = cfg.metrics.enabled.then(|| {
@@ -304,7 +333,7 @@ pub async fn start(opts: ServeOptions) -> Result<Started, String> {
             )
         })?;
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
-    if !addr.ip().is_loopback() && cfg.auth.tokens.is_empty() {
+    if !addr.ip().is_loopback() && auth.is_open() {
         tracing::warn!(
             %addr,
             "NO AUTH: no tokens are configured and the API listens on a non-loopback address; anyone who can reach it can take and release locks"
@@ -317,6 +346,7 @@ pub async fn start(opts: ServeOptions) -> Result<Started, String> {
             file: opts.file.clone(),
             flags: opts.flags.clone(),
             current: std::sync::Mutex::new(opts.config.clone()),
+            tls,
         },
         metrics,
         auth,

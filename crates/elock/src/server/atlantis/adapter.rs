@@ -97,7 +97,7 @@ pub struct Adapter<'a> {
 
 impl Adapter<'_> {
     /// The lease holding `key`, if any.
-    async fn holder(&self, key: &str) -> AdapterResult<Option<Lease>> {
+    pub async fn holder(&self, key: &str) -> AdapterResult<Option<Lease>> {
         Ok(self.manager.resource(resource(key)?).await?.holder)
     }
 

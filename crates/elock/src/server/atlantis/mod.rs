@@ -21,10 +21,12 @@ use elock_core::error::ErrorCode;
 use serde_json::Value;
 
 use super::audit::{self, AuditInfo};
+use super::auth::Actor;
 use super::body;
 use super::error::ApiError;
 use super::App;
 use adapter::AdapterError;
+use axum::Extension;
 use elock_core::api::ErrorBody;
 
 pub fn routes() -> Router<Arc<App>> {
@@ -83,6 +85,51 @@ fn answer<T: serde::Serialize>(r: Result<T, AdapterError>) -> Response {
     }
 }
 
+/// A scoped caller may release the lock at `key` only if it covers its holder and the key: the
+/// refusal, else `None`. The holder is the lease in elock, or Atlantis's record in the legacy
+/// store during a migration.
+async fn unlock_refusal(app: &App, actor: &Actor, key: &str) -> Option<Response> {
+    if actor.unrestricted() {
+        return None;
+    }
+    let owner = match app.atlantis().holder_owner(key).await {
+        Ok(Some(owner)) => owner,
+        Ok(None) => return None,
+        Err(e) => return Some(failed(e)),
+    };
+    let refused = actor.may_take(&owner, [key]).err()?;
+    let refused = ApiError::Forbidden(format!(
+        "the lock at {key} is held by owner {owner:?}; {}",
+        match refused {
+            ApiError::Forbidden(m) => m,
+            _ => String::new(),
+        }
+    ));
+    Some(audit::attach_info(
+        refused.into_response(),
+        AuditInfo {
+            resources: vec![key.to_string()],
+            owner: Some(owner),
+            ..AuditInfo::default()
+        },
+    ))
+}
+
+/// The refusal of a scoped caller that does not cover `owner` on `keys`.
+fn take_refusal(actor: &Actor, owner: &str, keys: &[String]) -> Option<Response> {
+    let refused = actor
+        .may_take(owner, keys.iter().map(String::as_str))
+        .err()?;
+    Some(audit::attach_info(
+        refused.into_response(),
+        AuditInfo {
+            resources: keys.to_vec(),
+            owner: Some(owner.to_string()),
+            ..AuditInfo::default()
+        },
+    ))
+}
+
 /// The answer, with the lock keys it touched for the audit record.
 fn audited(response: Response, keys: impl IntoIterator<Item = String>) -> Response {
     audit::attach_info(
@@ -126,7 +173,11 @@ impl KeyOf for KeyBody {
 #[utoipa::path(post, path = "/api/atlantis/v1/try-lock", tag = "atlantis",
     request_body(content = serde_json::Value, description = "Atlantis's ProjectLock (Go field names: Project, Workspace, User, Pull, Time)"),
     responses((status = 200, description = "Atlantis's TryLockResponse: LockAcquired, CurrLock, LockKey", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
-async fn try_lock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+async fn try_lock(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    bytes: Bytes,
+) -> Response {
     let lock: ProjectLock = match body::json(&bytes) {
         Ok(l) => l,
         Err(e) => return e.into_response(),
@@ -136,6 +187,10 @@ async fn try_lock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
             .into_response();
     }
     let key = LockKey::of(&lock).to_string();
+    let owner = elock_atlantis::owner_name(&lock.project.repo_full_name, lock.pull.num);
+    if let Some(refused) = take_refusal(&actor, &owner, std::slice::from_ref(&key)) {
+        return refused;
+    }
     audited(answer(app.atlantis().try_lock(lock).await), [key])
 }
 
@@ -143,13 +198,22 @@ async fn try_lock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
 #[utoipa::path(post, path = "/api/atlantis/v1/unlock", tag = "atlantis",
     request_body(content = serde_json::Value, description = "{\"Key\": ...} or {\"Project\": {...}, \"Workspace\": ...}"),
     responses((status = 200, description = "the ProjectLock released, or null", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
-async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+async fn unlock(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    bytes: Bytes,
+) -> Response {
     let b: KeyBody = match body::json(&bytes) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     match b.key() {
-        Ok(k) => audited(answer(app.atlantis().unlock(&k, None).await), [k]),
+        Ok(k) => {
+            if let Some(refused) = unlock_refusal(&app, &actor, &k).await {
+                return refused;
+            }
+            audited(answer(app.atlantis().unlock(&k, None).await), [k])
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -158,7 +222,11 @@ async fn unlock(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
 #[utoipa::path(post, path = "/api/atlantis/v1/unlock-if-owned-by-pull", tag = "atlantis",
     request_body(content = serde_json::Value, description = "a key (as for unlock) and PullNum"),
     responses((status = 200, description = "the ProjectLock released, or null", body = serde_json::Value), (status = 409, description = "locked: another pull request holds it", body = ErrorBody), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
-async fn unlock_if_owned(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+async fn unlock_if_owned(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    bytes: Bytes,
+) -> Response {
     let b: KeyBody = match body::json(&bytes) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -167,7 +235,12 @@ async fn unlock_if_owned(State(app): State<Arc<App>>, bytes: Bytes) -> Response 
         return ApiError::invalid("PullNum", "PullNum is required").into_response();
     };
     match b.key() {
-        Ok(k) => audited(answer(app.atlantis().unlock(&k, Some(pull)).await), [k]),
+        Ok(k) => {
+            if let Some(refused) = unlock_refusal(&app, &actor, &k).await {
+                return refused;
+            }
+            audited(answer(app.atlantis().unlock(&k, Some(pull)).await), [k])
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -176,11 +249,32 @@ async fn unlock_if_owned(State(app): State<Arc<App>>, bytes: Bytes) -> Response 
 #[utoipa::path(post, path = "/api/atlantis/v1/unlock-by-pull", tag = "atlantis",
     request_body(content = serde_json::Value, description = "{\"RepoFullName\": ..., \"PullNum\": ...}"),
     responses((status = 200, description = "the ProjectLocks released", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
-async fn unlock_by_pull(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+async fn unlock_by_pull(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    bytes: Bytes,
+) -> Response {
     let b: ByPull = match body::json(&bytes) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    if !actor.unrestricted() {
+        // Every lock of the pull must be in scope: nothing is released unless all may be.
+        let keys: Vec<String> = match app.atlantis().list().await {
+            Ok(locks) => locks
+                .into_iter()
+                .filter(|(_, l)| {
+                    l.project.repo_full_name == b.repo_full_name && l.pull.num == b.pull_num
+                })
+                .map(|(k, _)| k)
+                .collect(),
+            Err(e) => return failed(e),
+        };
+        let owner = elock_atlantis::owner_name(&b.repo_full_name, b.pull_num);
+        if let Some(refused) = take_refusal(&actor, &owner, &keys) {
+            return refused;
+        }
+    }
     match app
         .atlantis()
         .unlock_by_pull(&b.repo_full_name, b.pull_num)
@@ -223,6 +317,16 @@ async fn get_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Respons
     answer(app.atlantis().get_lock(&key).await)
 }
 
+/// The global apply lock is owner `atlantis` on `global/apply/lock`: a scoped caller must cover
+/// both.
+fn apply_lock_refusal(actor: &Actor) -> Option<Response> {
+    take_refusal(
+        actor,
+        elock_atlantis::APPLY_LOCK_OWNER,
+        &[elock_atlantis::APPLY_LOCK_RESOURCE.to_string()],
+    )
+}
+
 /// Atlantis's CheckCommandLock: the global apply lock, if held.
 #[utoipa::path(get, path = "/api/atlantis/v1/command-lock", tag = "atlantis",
     responses((status = 200, description = "Atlantis's CommandLock, or null", body = serde_json::Value), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
@@ -234,7 +338,14 @@ async fn check_command(State(app): State<Arc<App>>) -> Response {
 #[utoipa::path(post, path = "/api/atlantis/v1/command-lock/lock", tag = "atlantis",
     request_body(content = serde_json::Value, description = "{\"CommandName\": 0} (apply, the only command with a global lock)"),
     responses((status = 200, description = "Atlantis's CommandLock", body = serde_json::Value), (status = 409, description = "locked", body = ErrorBody), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
-async fn lock_command(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
+async fn lock_command(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    bytes: Bytes,
+) -> Response {
+    if let Some(refused) = apply_lock_refusal(&actor) {
+        return refused;
+    }
     let b: CommandBody = match body::json(&bytes) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -259,7 +370,13 @@ async fn lock_command(State(app): State<Arc<App>>, bytes: Bytes) -> Response {
 /// Atlantis's UnlockCommand: release the global apply lock.
 #[utoipa::path(post, path = "/api/atlantis/v1/command-lock/unlock", tag = "atlantis",
     responses((status = 200, description = "null", body = serde_json::Value), (status = 409, description = "locked: no apply lock is held (Atlantis's own message)", body = ErrorBody), (status = 400, description = "invalid_request (details.field names the field)", body = ErrorBody), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
-async fn unlock_command(State(app): State<Arc<App>>) -> Response {
+async fn unlock_command(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+) -> Response {
+    if let Some(refused) = apply_lock_refusal(&actor) {
+        return refused;
+    }
     audited(
         answer(app.atlantis().unlock_command().await.map(|()| Value::Null)),
         [elock_atlantis::APPLY_LOCK_RESOURCE.to_string()],
@@ -349,11 +466,18 @@ fn text(status: StatusCode, body: String) -> Response {
 #[utoipa::path(delete, path = "/locks", tag = "atlantis",
     params(("id" = String, Query, description = "the lock key, URL-escaped (twice, as Atlantis's links do)")),
     responses((status = 200, description = "Deleted lock id '...'", body = String, content_type = "text/plain"), (status = 400, description = "No lock id in request / Invalid lock id (text), or a key that is no resource name (the JSON error)", content((String = "text/plain"), (ErrorBody = "application/json"))), (status = 404, description = "No lock found at id '...'", body = String, content_type = "text/plain"), (status = 503, description = "backend_unavailable", body = ErrorBody)))]
-async fn delete_lock(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> Response {
+async fn delete_lock(
+    State(app): State<Arc<App>>,
+    Extension(actor): Extension<Actor>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let id = match lock_id(q.as_deref()) {
         Ok(id) => id,
         Err((s, m)) => return text(s, m),
     };
+    if let Some(refused) = unlock_refusal(&app, &actor, &id).await {
+        return refused;
+    }
     let response = match app.atlantis().unlock(&id, None).await {
         Ok(Some(_)) => text(StatusCode::OK, format!("Deleted lock id '{id}'")),
         Ok(None) => text(StatusCode::NOT_FOUND, format!("No lock found at id '{id}'")),

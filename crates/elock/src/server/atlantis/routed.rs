@@ -195,6 +195,18 @@ impl Routed<'_> {
         got
     }
 
+    /// Who holds the lock at `key`: the lease's owner in elock, else `{repo}#{pull}` of
+    /// Atlantis's record in the legacy store.
+    pub async fn holder_owner(&self, key: &str) -> AdapterResult<Option<String>> {
+        if let Some(lease) = self.elock.holder(key).await.ok().flatten() {
+            return Ok(Some(lease.owner.to_string()));
+        }
+        Ok(self
+            .get_lock(key)
+            .await?
+            .map(|l| elock_atlantis::owner_name(&l.project.repo_full_name, l.pull.num)))
+    }
+
     pub async fn check_command(&self) -> AdapterResult<Option<CommandLock>> {
         match self.legacy_for(APPLY_LOCK_RESOURCE) {
             Some(legacy) => legacy.check_command().await.map_err(legacy_failed),
