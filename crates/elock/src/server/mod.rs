@@ -224,7 +224,15 @@ pub async fn serve(opts: ServeOptions) -> Result<(), String> {
         started.data_dir
     );
     tokio::spawn(reload_on_sighup(started.app.clone()));
-    started.run(shutdown_signal()).await
+    // Under systemd (Type=notify): ready once it answers, stopping once asked to stop. Outside
+    // systemd there is no NOTIFY_SOCKET and these do nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    started
+        .run(async {
+            shutdown_signal().await;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        })
+        .await
 }
 
 /// A server bound to its address and ready to answer, not yet accepting connections.
