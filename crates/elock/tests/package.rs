@@ -150,8 +150,7 @@ fn the_debian_package_installs_runs_under_its_unit_and_removes_cleanly() {
         "{}",
         String::from_utf8_lossy(&listed.stdout)
     );
-    let man = run(Command::new("man").args(["-w", "elock"]));
-    assert!(man.contains("/usr/share/man/man1/elock.1.gz"), "{man}");
+    assert!(Path::new("/usr/share/man/man1/elock.1.gz").exists());
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.id() as i32),
