@@ -269,6 +269,23 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
         der_of(&second)
     );
 
+    // A valid one through admin/reload: answered once it serves.
+    let (third, key) = ca.leaf("elock", true, false);
+    files.write("server.pem", &third);
+    files.write("server.key", &key);
+    let r = https
+        .post(format!("{}/api/v1/admin/reload", server.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let fresh = https_client(&ca.pem, None);
+    assert_eq!(
+        presented(&fresh.get(&url).send().await.unwrap()),
+        der_of(&third)
+    );
+
     // The stream opened before the reloads still delivers.
     let typed = elock_client::Client::builder(&server.url)
         .tls(elock_client::TlsOptions {

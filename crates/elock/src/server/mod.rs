@@ -306,6 +306,14 @@ pub async fn start(opts: ServeOptions) -> Result<Started, String> {
         ),
     };
     let auth = auth::Auth::with_clients(&cfg.auth.tokens, &cfg.auth.clients)?;
+    for t in &cfg.auth.tokens {
+        if t.role == config::schema::Role::Write && t.owners.is_empty() && t.resources.is_empty() {
+            tracing::warn!(
+                token = %t.name,
+                "write token without a scope: it may renew and release any lease; give it auth.tokens[].owners or .resources"
+            );
+        }
+    }
     let tls = tls::Tls::from_config(&cfg.tls)?;
     if !cfg.auth.clients.is_empty() && !tls.as_ref().is_some_and(|t| t.asks_clients()) {
         return Err(
