@@ -15,6 +15,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use elock_core::model::{Lease, TicketView};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
@@ -56,45 +57,86 @@ impl Actor {
         }
     }
 
-    /// An admin, or a caller whose scope covers everything: no lookup is needed to check it.
-    pub fn unrestricted(&self) -> bool {
-        self.limits().is_none_or(Scope::is_everything)
-    }
-
-    /// The caller's scope, or `None` for an admin (which may act on every lease).
+    /// The caller's scope when it limits anything: `None` for an admin or an unscoped caller,
+    /// which may act on every lease (nothing to look up, nothing to word; the lock path of an
+    /// unscoped token pays one comparison).
     fn limits(&self) -> Option<&Scope> {
-        (self.role != Role::Admin).then_some(&*self.scope)
+        (self.role != Role::Admin && !self.scope.is_everything()).then_some(&*self.scope)
     }
 
-    /// May this caller act as `owner` on `resources`?
+    /// No scope to check: the lookup a check would need can be skipped.
+    pub fn unrestricted(&self) -> bool {
+        self.limits().is_none()
+    }
+
+    /// May this caller take a lease (or queue a ticket) for `owner` on `resources`?
     pub fn may_take<'r>(
         &self,
         owner: &str,
         resources: impl IntoIterator<Item = &'r str>,
     ) -> Result<(), ApiError> {
-        match self.limits() {
-            Some(s) => s.check(&self.describe(), "act", owner, resources),
-            None => Ok(()),
+        let Some(scope) = self.limits() else {
+            return Ok(());
+        };
+        let what = if !scope.covers_owner(owner) {
+            format!("act for owner {owner:?}")
+        } else {
+            let outside: Vec<&str> = resources
+                .into_iter()
+                .filter(|r| !scope.covers_resource(r))
+                .collect();
+            if outside.is_empty() {
+                return Ok(());
+            }
+            format!("act on {}", outside.join(", "))
+        };
+        Err(ApiError::Forbidden(format!(
+            "{} may not {what}: its scope is {}",
+            self.describe(),
+            scope.describe()
+        )))
+    }
+
+    /// May this caller `action` (renew, release, cancel) `what` (`lease ID`, `ticket ID`, `the
+    /// lock at KEY`), which belongs to `owner` on `resources`? The refusal names the owner.
+    pub fn may_act_on<'r>(
+        &self,
+        action: &str,
+        what: &str,
+        owner: &str,
+        resources: impl Iterator<Item = &'r str> + Clone,
+    ) -> Result<(), ApiError> {
+        let Some(scope) = self.limits() else {
+            return Ok(());
+        };
+        if scope.covers(owner, resources.clone()) {
+            return Ok(());
         }
+        Err(ApiError::Forbidden(format!(
+            "{what} is held by owner {owner:?} on {}; {} may {action} only those of {}",
+            resources.collect::<Vec<_>>().join(", "),
+            self.describe(),
+            scope.describe()
+        )))
     }
 
     /// May this caller renew or release `lease`?
-    pub fn may_touch(
-        &self,
-        action: &str,
-        lease: &elock_core::model::Lease,
-    ) -> Result<(), ApiError> {
-        match self.limits() {
-            Some(s) => s.check_lease(&self.describe(), action, lease),
-            None => Ok(()),
-        }
+    pub fn may_touch(&self, action: &str, lease: &Lease) -> Result<(), ApiError> {
+        self.may_act_on(
+            action,
+            &format!("lease {}", lease.id),
+            lease.owner.as_str(),
+            lease.resources.iter().map(|h| h.resource.as_str()),
+        )
     }
 
-    pub fn may_cancel(&self, ticket: &elock_core::model::TicketView) -> Result<(), ApiError> {
-        match self.limits() {
-            Some(s) => s.check_ticket(&self.describe(), ticket),
-            None => Ok(()),
-        }
+    pub fn may_cancel(&self, ticket: &TicketView) -> Result<(), ApiError> {
+        self.may_act_on(
+            "cancel",
+            &format!("ticket {}", ticket.id),
+            ticket.owner.as_str(),
+            ticket.resources.iter().map(|r| r.as_str()),
+        )
     }
 }
 
@@ -117,12 +159,9 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// Resolves the configured tokens; a `token-env` naming an unset variable is an error.
-    pub fn new(tokens: &[Token]) -> Result<Auth, String> {
-        Self::with_clients(tokens, &[])
-    }
-
-    pub fn with_clients(tokens: &[Token], clients: &[Client]) -> Result<Auth, String> {
+    /// Resolves the configured tokens and client certificates; a `token-env` naming an unset
+    /// variable, or a pattern that is not a glob, is an error naming the entry.
+    pub fn new(tokens: &[Token], clients: &[Client]) -> Result<Auth, String> {
         let mut out = Vec::new();
         for t in tokens {
             let hash = match (&t.token_sha256, &t.token_env) {
@@ -336,28 +375,68 @@ mod tests {
     #[test]
     fn tokens_are_matched_by_hash() {
         let hash = hex::encode(Sha256::digest(b"s3cret"));
-        let auth = Auth::new(&[Token {
-            name: "ci".into(),
-            role: Role::Write,
-            token_sha256: Some(hash),
-            token_env: None,
-            owners: Vec::new(),
-            resources: Vec::new(),
-        }])
+        let auth = Auth::new(
+            &[Token {
+                name: "ci".into(),
+                role: Role::Write,
+                token_sha256: Some(hash),
+                token_env: None,
+                owners: Vec::new(),
+                resources: Vec::new(),
+            }],
+            &[],
+        )
         .unwrap();
         let found = auth.lookup("s3cret").unwrap();
         assert_eq!((found.name.as_str(), found.role), ("ci", Role::Write));
         assert!(auth.lookup("guess").is_none());
-        let err = Auth::new(&[Token {
-            name: "x".into(),
-            role: Role::Read,
-            token_sha256: None,
-            token_env: Some("ELOCK_TEST_UNSET_VAR".into()),
-            owners: Vec::new(),
-            resources: Vec::new(),
-        }])
+        let err = Auth::new(
+            &[Token {
+                name: "x".into(),
+                role: Role::Read,
+                token_sha256: None,
+                token_env: Some("ELOCK_TEST_UNSET_VAR".into()),
+                owners: Vec::new(),
+                resources: Vec::new(),
+            }],
+            &[],
+        )
         .err()
         .unwrap();
         assert!(err.contains("ELOCK_TEST_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn refusals_name_the_owner_the_resources_outside_and_the_scope() {
+        let actor = Actor {
+            name: "a".into(),
+            role: Role::Write,
+            scope: Arc::new(
+                Scope::new(&["team-a/*".into(), "ci-?".into()], &["infra/a/".into()]).unwrap(),
+            ),
+        };
+        let Err(ApiError::Forbidden(m)) = actor.may_take("team-b/bob", ["infra/a/x"]) else {
+            panic!()
+        };
+        assert!(
+            m.contains("team-b/bob") && m.contains("owners [team-a/*, ci-?]"),
+            "{m}"
+        );
+        let Err(ApiError::Forbidden(m)) = actor.may_take("ci-1", ["infra/a/x", "infra/b/y"]) else {
+            panic!()
+        };
+        assert!(m.contains("infra/b/y") && !m.contains("infra/a/x,"), "{m}");
+        assert!(actor.may_take("ci-1", ["infra/a/x"]).is_ok());
+        // An admin, or a token without a scope, is not limited: nothing to check.
+        let admin = Actor {
+            role: Role::Admin,
+            ..actor.clone()
+        };
+        assert!(admin.unrestricted() && admin.may_take("team-b/bob", ["x"]).is_ok());
+        let unscoped = Actor {
+            scope: Arc::new(Scope::everything()),
+            ..actor
+        };
+        assert!(unscoped.unrestricted());
     }
 }

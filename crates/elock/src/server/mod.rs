@@ -305,7 +305,7 @@ pub async fn start(opts: ServeOptions) -> Result<Started, String> {
             .map_err(|e| format!("{e} (redis.addresses)"))?,
         ),
     };
-    let auth = auth::Auth::with_clients(&cfg.auth.tokens, &cfg.auth.clients)?;
+    let auth = auth::Auth::new(&cfg.auth.tokens, &cfg.auth.clients)?;
     for t in &cfg.auth.tokens {
         if t.role == config::schema::Role::Write && t.owners.is_empty() && t.resources.is_empty() {
             tracing::warn!(

@@ -97,14 +97,14 @@ async fn unlock_refusal(app: &App, actor: &Actor, key: &str) -> Option<Response>
         Ok(None) => return None,
         Err(e) => return Some(failed(e)),
     };
-    let refused = actor.may_take(&owner, [key]).err()?;
-    let refused = ApiError::Forbidden(format!(
-        "the lock at {key} is held by owner {owner:?}; {}",
-        match refused {
-            ApiError::Forbidden(m) => m,
-            _ => String::new(),
-        }
-    ));
+    let refused = actor
+        .may_act_on(
+            "release",
+            &format!("the lock at {key}"),
+            &owner,
+            [key].into_iter(),
+        )
+        .err()?;
     Some(audit::attach_info(
         refused.into_response(),
         AuditInfo {
