@@ -84,19 +84,11 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut b = reqwest::Client::new()
-        .request(method, format!("{}{path}", server.url))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        b = b.json(&body);
-    }
-    let r = b.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    server
+        .client()
+        .with_token(token)
+        .send(method, path, body)
+        .await
 }
 
 /// Every mutating endpoint.
@@ -193,16 +185,17 @@ impl Names {
 /// Sets the case up as the admin, then makes the call as `token`; returns the status, the
 /// answer, and the owner whose lease or ticket the call was about.
 async fn run(server: &Server, token: &str, e: Endpoint, n: &Names) -> (u16, Value, String) {
-    let admin = "ops";
+    let admin = |method: Method, path: &str, body: Option<Value>| {
+        let path = path.to_string();
+        async move { call(server, "ops", method, &path, body).await }
+    };
     let lease = |body: Value| async move {
-        let (s, v) = call(server, admin, Method::POST, "/api/v1/locks", Some(body)).await;
+        let (s, v) = admin(Method::POST, "/api/v1/locks", Some(body)).await;
         assert!(s == 201 || s == 202, "setup: {s} {v}");
         v
     };
     let atlantis_lock = || async {
-        let (s, v) = call(
-            server,
-            admin,
+        let (s, v) = admin(
             Method::POST,
             "/api/atlantis/v1/try-lock",
             Some(n.project_lock()),
@@ -210,45 +203,32 @@ async fn run(server: &Server, token: &str, e: Endpoint, n: &Names) -> (u16, Valu
         .await;
         assert_eq!((s, &v["LockAcquired"]), (200, &json!(true)), "setup: {v}");
     };
+    let mine = json!({"owner": n.owner, "resource": n.resource});
     let pull_owner = format!("{}#{}", n.repo, n.pull);
-    match e {
-        Endpoint::Acquire => {
-            let (s, v) = call(
-                server,
-                token,
-                Method::POST,
-                "/api/v1/locks",
-                Some(json!({"owner": n.owner, "resource": n.resource})),
-            )
-            .await;
-            (s, v, n.owner.clone())
-        }
+    // The setup, then the call: method, path, body, and whose lease or ticket it is about.
+    let (method, path, body, owner) = match e {
+        Endpoint::Acquire => (
+            Method::POST,
+            "/api/v1/locks".into(),
+            Some(mine),
+            n.owner.clone(),
+        ),
         Endpoint::Release | Endpoint::Renew => {
-            let l = lease(json!({"owner": n.owner, "resource": n.resource})).await;
-            let id = l["id"].as_str().unwrap().to_string();
-            let (s, v) = match e {
-                Endpoint::Release => {
-                    call(
-                        server,
-                        token,
-                        Method::DELETE,
-                        &format!("/api/v1/locks/{id}"),
-                        None,
-                    )
-                    .await
-                }
-                _ => {
-                    call(
-                        server,
-                        token,
-                        Method::POST,
-                        &format!("/api/v1/locks/{id}/renew"),
-                        Some(json!({})),
-                    )
-                    .await
-                }
-            };
-            (s, v, n.owner.clone())
+            let id = lease(mine).await["id"].as_str().unwrap().to_string();
+            match e {
+                Endpoint::Release => (
+                    Method::DELETE,
+                    format!("/api/v1/locks/{id}"),
+                    None,
+                    n.owner.clone(),
+                ),
+                _ => (
+                    Method::POST,
+                    format!("/api/v1/locks/{id}/renew"),
+                    Some(json!({})),
+                    n.owner.clone(),
+                ),
+            }
         }
         Endpoint::CancelTicket => {
             lease(json!({"owner": "holder/h", "resource": n.resource})).await;
@@ -256,147 +236,104 @@ async fn run(server: &Server, token: &str, e: Endpoint, n: &Names) -> (u16, Valu
                 json!({"owner": n.owner, "resource": n.resource, "wait": "1m", "detach": true}),
             )
             .await;
-            let id = t["id"].as_str().unwrap().to_string();
-            let (s, v) = call(
-                server,
-                token,
+            let id = t["id"].as_str().unwrap();
+            (
                 Method::DELETE,
-                &format!("/api/v1/tickets/{id}"),
+                format!("/api/v1/tickets/{id}"),
                 None,
+                n.owner.clone(),
             )
-            .await;
-            (s, v, n.owner.clone())
         }
         Endpoint::ForceRelease => {
-            lease(json!({"owner": n.owner, "resource": n.resource})).await;
-            let (s, v) = call(
-                server,
-                token,
+            lease(mine).await;
+            let body = json!({"name": n.resource, "reason": "stuck"});
+            (
                 Method::POST,
-                "/api/v1/resource/force-release",
-                Some(json!({"name": n.resource, "reason": "stuck"})),
+                "/api/v1/resource/force-release".into(),
+                Some(body),
+                n.owner.clone(),
             )
-            .await;
-            (s, v, n.owner.clone())
         }
         Endpoint::Cleanup => {
-            lease(json!({"owner": n.owner, "resource": n.resource})).await;
-            let (s, v) = call(
-                server,
-                token,
+            lease(mine).await;
+            let body = json!({"resource": n.resource, "force": true});
+            (
                 Method::POST,
-                "/api/v1/cleanup",
-                Some(json!({"resource": n.resource, "force": true})),
+                "/api/v1/cleanup".into(),
+                Some(body),
+                n.owner.clone(),
             )
-            .await;
-            (s, v, n.owner.clone())
         }
-        Endpoint::AtlantisTryLock => {
-            let (s, v) = call(
-                server,
-                token,
-                Method::POST,
-                "/api/atlantis/v1/try-lock",
-                Some(n.project_lock()),
-            )
-            .await;
-            (s, v, pull_owner)
-        }
+        Endpoint::AtlantisTryLock => (
+            Method::POST,
+            "/api/atlantis/v1/try-lock".into(),
+            Some(n.project_lock()),
+            pull_owner,
+        ),
         Endpoint::AtlantisUnlock => {
             atlantis_lock().await;
-            let (s, v) = call(
-                server,
-                token,
+            let body = json!({"Key": n.key()});
+            (
                 Method::POST,
-                "/api/atlantis/v1/unlock",
-                Some(json!({"Key": n.key()})),
+                "/api/atlantis/v1/unlock".into(),
+                Some(body),
+                pull_owner,
             )
-            .await;
-            (s, v, pull_owner)
         }
         Endpoint::AtlantisUnlockIfOwned => {
             atlantis_lock().await;
-            let (s, v) = call(
-                server,
-                token,
+            let body = json!({"Key": n.key(), "PullNum": n.pull});
+            (
                 Method::POST,
-                "/api/atlantis/v1/unlock-if-owned-by-pull",
-                Some(json!({"Key": n.key(), "PullNum": n.pull})),
+                "/api/atlantis/v1/unlock-if-owned-by-pull".into(),
+                Some(body),
+                pull_owner,
             )
-            .await;
-            (s, v, pull_owner)
         }
         Endpoint::AtlantisUnlockByPull => {
             atlantis_lock().await;
-            let (s, v) = call(
-                server,
-                token,
+            let body = json!({"RepoFullName": n.repo, "PullNum": n.pull});
+            (
                 Method::POST,
-                "/api/atlantis/v1/unlock-by-pull",
-                Some(json!({"RepoFullName": n.repo, "PullNum": n.pull})),
+                "/api/atlantis/v1/unlock-by-pull".into(),
+                Some(body),
+                pull_owner,
             )
-            .await;
-            (s, v, pull_owner)
         }
         Endpoint::AtlantisDeleteLock => {
             atlantis_lock().await;
-            let (s, v) = call(
-                server,
-                token,
-                Method::DELETE,
-                &format!("/locks?id={}", n.key().replace('/', "%252F")),
-                None,
-            )
-            .await;
-            (s, v, pull_owner)
+            let path = format!("/locks?id={}", n.key().replace('/', "%252F"));
+            (Method::DELETE, path, None, pull_owner)
         }
+        // The one global apply lock: free before a lock, held before an unlock.
         Endpoint::CommandLock => {
-            let (s, v) = call(
-                server,
-                token,
+            admin(Method::POST, "/api/atlantis/v1/command-lock/unlock", None).await;
+            let body = json!({"CommandName": 0});
+            (
                 Method::POST,
-                "/api/atlantis/v1/command-lock/lock",
-                Some(json!({"CommandName": 0})),
+                "/api/atlantis/v1/command-lock/lock".into(),
+                Some(body),
+                "atlantis".into(),
             )
-            .await;
-            call(
-                server,
-                admin,
-                Method::POST,
-                "/api/atlantis/v1/command-lock/unlock",
-                None,
-            )
-            .await;
-            (s, v, "atlantis".into())
         }
         Endpoint::CommandUnlock => {
-            call(
-                server,
-                admin,
+            admin(Method::POST, "/api/atlantis/v1/command-lock/unlock", None).await;
+            admin(
                 Method::POST,
                 "/api/atlantis/v1/command-lock/lock",
                 Some(json!({"CommandName": 0})),
             )
             .await;
-            let (s, v) = call(
-                server,
-                token,
+            (
                 Method::POST,
-                "/api/atlantis/v1/command-lock/unlock",
+                "/api/atlantis/v1/command-lock/unlock".into(),
                 None,
+                "atlantis".into(),
             )
-            .await;
-            call(
-                server,
-                admin,
-                Method::POST,
-                "/api/atlantis/v1/command-lock/unlock",
-                None,
-            )
-            .await;
-            (s, v, "atlantis".into())
         }
-    }
+    };
+    let (status, answer) = call(server, token, method, &path, body).await;
+    (status, answer, owner)
 }
 
 #[tokio::test]

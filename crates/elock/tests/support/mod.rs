@@ -113,6 +113,7 @@ impl Server {
         Api {
             http: reqwest::Client::new(),
             url: self.url.clone(),
+            token: None,
         }
     }
 
@@ -141,9 +142,19 @@ impl Drop for Server {
 pub struct Api {
     pub http: reqwest::Client,
     pub url: String,
+    /// Sent as a bearer token with every call.
+    pub token: Option<String>,
 }
 
 impl Api {
+    /// The same client calling with `token`.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// The typed client of the same server (`elock-client`): for tests that use the API as a
     /// lock user would, rather than test its wire form.
     pub fn typed(&self) -> elock_client::Client {
@@ -157,6 +168,9 @@ impl Api {
         body: Option<Value>,
     ) -> (u16, Value) {
         let mut b = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = &self.token {
+            b = b.bearer_auth(t);
+        }
         if let Some(body) = body {
             b = b.json(&body);
         }
