@@ -85,6 +85,26 @@ impl Files {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// A server certificate of `ca` (expired or not) written as server.pem and server.key, the
+    /// files `tls_config` names; its PEM.
+    fn server_cert(&self, ca: &Ca, expired: bool) -> String {
+        let (cert, key) = ca.leaf("elock", true, expired);
+        self.write("server.pem", &cert);
+        self.write("server.key", &key);
+        cert
+    }
+}
+
+/// The Rust client of `server`, trusting only the authorities in `ca_file`.
+fn typed_client(server: &Server, ca_file: PathBuf) -> elock_client::Client {
+    elock_client::Client::builder(&server.url)
+        .tls(elock_client::TlsOptions {
+            ca_file: Some(ca_file),
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
 }
 
 fn start(files: &Files, config: &str) -> Server {
@@ -131,9 +151,7 @@ fn der_of(pem: &str) -> Vec<u8> {
 async fn an_https_round_trip_with_the_cli_and_the_client() {
     let ca = Ca::new("elock test CA");
     let files = Files::new();
-    let (cert, key) = ca.leaf("elock", true, false);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    files.server_cert(&ca, false);
     let ca_file = files.write("ca.pem", &ca.pem);
     let server = start(&files, &tls_config(&files));
     assert!(
@@ -156,13 +174,7 @@ async fn an_https_round_trip_with_the_cli_and_the_client() {
     let lease: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(lease["owner"], "alice");
 
-    let client = elock_client::Client::builder(&server.url)
-        .tls(elock_client::TlsOptions {
-            ca_file: Some(ca_file.clone()),
-            ..Default::default()
-        })
-        .build()
-        .unwrap();
+    let client = typed_client(&server, ca_file.clone());
     let held = client.list(&Default::default()).await.unwrap();
     assert_eq!(held.len(), 1);
 
@@ -189,9 +201,7 @@ async fn an_https_round_trip_with_the_cli_and_the_client() {
 fn an_expired_certificate_is_refused_at_start() {
     let ca = Ca::new("elock test CA");
     let files = Files::new();
-    let (cert, key) = ca.leaf("elock", true, true);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    files.server_cert(&ca, true);
     let cfg = files.write("elock.yaml", &tls_config(&files));
     let out = Command::new(env!("CARGO_BIN_EXE_elock"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
@@ -212,9 +222,7 @@ fn an_expired_certificate_is_refused_at_start() {
 async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
     let ca = Ca::new("elock test CA");
     let files = Files::new();
-    let (first, key) = ca.leaf("elock", true, false);
-    files.write("server.pem", &first);
-    files.write("server.key", &key);
+    let first = files.server_cert(&ca, false);
     let server = start(&files, &tls_config(&files));
     let client = https_client(&ca.pem, None);
     let url = format!("{}/api/v1/locks", server.url);
@@ -230,9 +238,7 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
     assert_eq!(stream.status().as_u16(), 200);
 
     // A renewed certificate: picked up by SIGHUP, for new connections.
-    let (second, key) = ca.leaf("elock", true, false);
-    files.write("server.pem", &second);
-    files.write("server.key", &key);
+    let second = files.server_cert(&ca, false);
     support::signal(server.pid(), nix::sys::signal::Signal::SIGHUP);
     let mut seen = Vec::new();
     for _ in 0..100 {
@@ -250,9 +256,7 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
     );
 
     // An expired one is refused by admin/reload; the running certificate stays.
-    let (expired, key) = ca.leaf("elock", true, true);
-    files.write("server.pem", &expired);
-    files.write("server.key", &key);
+    files.server_cert(&ca, true);
     let https = https_client(&ca.pem, None);
     let r = https
         .post(format!("{}/api/v1/admin/reload", server.url))
@@ -270,9 +274,7 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
     );
 
     // A valid one through admin/reload: answered once it serves.
-    let (third, key) = ca.leaf("elock", true, false);
-    files.write("server.pem", &third);
-    files.write("server.key", &key);
+    let third = files.server_cert(&ca, false);
     let r = https
         .post(format!("{}/api/v1/admin/reload", server.url))
         .json(&json!({}))
@@ -287,13 +289,7 @@ async fn a_reload_serves_the_new_certificate_and_keeps_open_connections() {
     );
 
     // The stream opened before the reloads still delivers.
-    let typed = elock_client::Client::builder(&server.url)
-        .tls(elock_client::TlsOptions {
-            ca_file: Some(files.write("ca.pem", &ca.pem)),
-            ..Default::default()
-        })
-        .build()
-        .unwrap();
+    let typed = typed_client(&server, files.write("ca.pem", &ca.pem));
     typed
         .lock("bob", ["after/reload"])
         .unwrap()
@@ -321,9 +317,7 @@ async fn mutual_tls_maps_the_subject_and_refuses_other_cas() {
     let ca = Ca::new("elock test CA");
     let other = Ca::new("somebody else's CA");
     let files = Files::new();
-    let (cert, key) = ca.leaf("elock", true, false);
-    files.write("server.pem", &cert);
-    files.write("server.key", &key);
+    files.server_cert(&ca, false);
     files.write("clients.pem", &ca.pem);
     let config = format!(
         "{}  client-ca-file: {}\nauth:\n  clients:\n    - subject: ci-runner\n      role: write\n      owners: [\"ci/*\"]\n",
