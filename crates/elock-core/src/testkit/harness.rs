@@ -146,16 +146,8 @@ impl Harness {
         *n += 1;
         Req {
             inner: AcquireRequest {
-                lease_id: LeaseId::from_u128(*n),
-                ticket_id: TicketId::from_u128(*n),
-                owner: owner(who),
                 resources: resources.iter().map(|r| name(r)).collect(),
-                priority: Priority::Normal,
-                ttl: Some(Duration::from_secs(60)),
-                metadata: None,
-                wait: WaitMode::Try,
-                reentry: Default::default(),
-                queue_limits: Default::default(),
+                ..try_request(*n, who, "r")
             },
         }
     }
